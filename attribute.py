@@ -1,0 +1,150 @@
+"""`Attribute`: one instrument property declared once, at class level.
+
+A module declares its attributes like PyMeasure or Lantz do, with the type as
+the annotation and everything else in one call::
+
+    class ModuleA(BaseModule):
+        position: float = Attribute(unit="mm", minimum=0, maximum=100, writable=True,
+                                    doc="Carriage position from the home switch.")
+
+BaseModule collects these into the class's attribute table; requests are routed
+only through that table.  `Attribute.validate` checks a value a client wants to
+write (strict type, finite, within limits or choices) before anything is sent
+to the instrument; `Attribute.coerce_reading` checks what the instrument sent back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Generic, TypeVar, get_origin, overload
+
+from pydantic import AllowInfNan, TypeAdapter, ValidationError
+
+from errors import InstrumentError, InvalidValue
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names that the module itself answers (GET /<module>/attributes, /parameters).
+RESERVED_NAMES = frozenset({"attributes", "parameters"})
+_TYPE_NAMES = {float: "float", int: "int", str: "str", bool: "bool"}
+
+
+@dataclass(frozen=True)
+class Attribute(Generic[T]):
+    """Declaration of one attribute: unit, limits or choices, access and doc line.
+
+    The value type comes from the class annotation and is filled in by BaseModule.
+    On the class, `ModuleA.position` is this declaration; on an instance it is the
+    last value read from or written to the instrument (None before first contact).
+    """
+
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    writable: bool = False
+    doc: str = ""
+    name: str = ""
+    type: Any = None
+    _strict: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)
+    _lax: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # The dataclass is frozen so a declaration cannot be changed by accident
+        # at run time; naming happens once, at class creation.
+        object.__setattr__(self, "name", name)
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Attribute[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> T | None: ...
+    def __get__(self, instance: object | None, owner: type) -> Attribute[T] | T | None:
+        if instance is None:
+            return self
+        return getattr(instance, "last_values", {}).get(self.name)
+
+    def __set__(self, instance: object, value: Any) -> None:
+        raise AttributeError(f"{self.name} lives on the instrument: use `await module.write({self.name!r}, value)`")
+
+    def bind(self, annotation: Any) -> Attribute[T]:
+        """Return a copy that knows its value type, checking the declaration makes sense."""
+        if not _NAME.match(self.name) or self.name in RESERVED_NAMES:
+            raise TypeError(f"attribute name {self.name!r} must be lower_snake_case and not one of {sorted(RESERVED_NAMES)}")
+        numeric = annotation in (float, int)
+        if (self.minimum is not None or self.maximum is not None) and not numeric:
+            raise TypeError(f"attribute {self.name!r}: limits need a float or int type, not {annotation!r}")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise TypeError(f"attribute {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}")
+        strict_type = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
+        return replace(self, type=annotation, _strict=TypeAdapter(strict_type), _lax=TypeAdapter(annotation))
+
+    def narrowed(self, minimum: float | None, maximum: float | None) -> Attribute[T]:
+        """Return a copy with tighter limits (config.yml may narrow, never widen)."""
+        for bound, label in ((minimum, "min"), (maximum, "max")):
+            if bound is not None and not self.within_limits(bound):
+                raise ValueError(f"{label} {bound} is outside the declared limits {self.limits_text()}")
+        lo = self.minimum if minimum is None else minimum
+        hi = self.maximum if maximum is None else maximum
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min {lo} is above max {hi}")
+        return replace(self, minimum=lo, maximum=hi)
+
+    @property
+    def type_name(self) -> str:
+        if self.type in _TYPE_NAMES:
+            return _TYPE_NAMES[self.type]
+        return str(self.type) if get_origin(self.type) else getattr(self.type, "__name__", str(self.type))
+
+    def within_limits(self, value: float) -> bool:
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
+    def limits_text(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.minimum:g} to {self.maximum:g}{unit}"
+        if self.minimum is not None:
+            return f"at least {self.minimum:g}{unit}"
+        if self.maximum is not None:
+            return f"at most {self.maximum:g}{unit}"
+        return "unlimited"
+
+    def validate(self, value: Any) -> T:
+        """Check a value a client wants to write; raise InvalidValue naming the problem."""
+        assert self._strict is not None, "Attribute used before BaseModule bound it"
+        try:
+            checked = self._strict.validate_python(value, strict=True)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise InvalidValue(f"{self.name} must be a {self.type_name}; got {value!r} ({reason})") from None
+        if self.choices is not None and checked not in self.choices:
+            raise InvalidValue(f"{self.name} must be one of {list(self.choices)}; got {checked!r}")
+        if isinstance(checked, (int, float)) and not self.within_limits(checked):
+            raise InvalidValue(f"{self.name} must be {self.limits_text()}; got {value!r}")
+        return checked  # type: ignore[no-any-return]
+
+    def coerce_reading(self, value: Any, module: str) -> T:
+        """Check a value the instrument sent; garbage becomes InstrumentError."""
+        assert self._lax is not None, "Attribute used before BaseModule bound it"
+        try:
+            checked = self._lax.validate_python(value)
+        except ValidationError:
+            raise InstrumentError(
+                f"instrument of {module} sent {value!r} for {self.name}, expected a {self.type_name}"
+            ) from None
+        if isinstance(checked, float) and math.isnan(checked):
+            return None  # type: ignore[return-value]  # JSON has no NaN; an unmeasured value reads as null
+        return checked  # type: ignore[no-any-return]
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as JSON-ready data, for `GET /` and documentation."""
+        info: dict[str, Any] = {"type": self.type_name, "unit": self.unit, "writable": self.writable, "doc": self.doc}
+        if self.minimum is not None:
+            info["min"] = self.minimum
+        if self.maximum is not None:
+            info["max"] = self.maximum
+        if self.choices is not None:
+            info["choices"] = list(self.choices)
+        return info

@@ -1,0 +1,149 @@
+"""config.yml: one pydantic model, validated once at start by both processes.
+
+`load_config()` reads the file named by `--config`, else by the EXPERIMENT_CONFIG
+environment variable, else `config.yml` in the working directory.  Every problem
+becomes one `ConfigError` whose message names the file, the key path and what is
+wrong; the entry points turn it into exit code 2 with no traceback.  Checks that
+need the module classes (importable, a BaseModule, limits only narrowed) live in
+experiment.py, which raises the same error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PATH = "config.yml"
+ENV_VAR = "EXPERIMENT_CONFIG"
+
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Paths the frontend serves itself; a module with one of these names would be unreachable.
+RESERVED_MODULE_NAMES = frozenset(
+    {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
+)
+_MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """config.yml is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SocketSettings(_Strict):
+    """Where the experiment process listens for the frontend (ZeroMQ over TCP)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 5555
+
+    @property
+    def bind_endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def connect_endpoint(self) -> str:
+        # A backend bound to every interface is still reached over loopback locally.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
+        return f"tcp://{host}:{self.port}"
+
+
+class LimitSettings(_Strict):
+    """Narrower limits for one attribute than its class declares."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class ModuleSettings(_Strict):
+    """One module: its class, the instrument's address and how long to wait for it."""
+
+    class_path: str = Field(alias="class", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    ip: str = "127.0.0.1"
+    port: Port
+    simulate: bool = False
+    timeout: Seconds = 2.0
+    connect_timeout: Seconds = 1.0
+    queue_limit: Annotated[int, Field(ge=1, le=10000)] = 100
+    limits: dict[str, LimitSettings] = {}
+    simulator: dict[str, Any] = {}
+
+
+class FrontendSettings(_Strict):
+    """How long the web frontend waits for the backend, and what it accepts."""
+
+    request_timeout: Seconds = 5.0
+    connect_timeout: Seconds = 1.0
+    max_body_bytes: Annotated[int, Field(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class Config(_Strict):
+    """The whole of config.yml."""
+
+    experiment_socket: SocketSettings = SocketSettings()
+    frontend: FrontendSettings = FrontendSettings()
+    modules: dict[str, ModuleSettings]
+
+    @model_validator(mode="after")
+    def _check_names_and_ports(self) -> Config:
+        taken: dict[tuple[str, int], str] = {(self.experiment_socket.host, self.experiment_socket.port): "experiment_socket"}
+        for name, module in self.modules.items():
+            if not _MODULE_NAME.match(name):
+                raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")
+            if name in RESERVED_MODULE_NAMES:
+                raise ValueError(f"modules.{name}: '{name}' is a path the frontend serves itself; choose another name")
+            for other_key, other_name in taken.items():
+                if other_key[1] == module.port and _same_host(other_key[0], module.ip):
+                    raise ValueError(f"modules.{name}.port: port {module.port} is already used by {other_name}")
+            taken[(module.ip, module.port)] = f"modules.{name}"
+        return self
+
+
+def _same_host(a: str, b: str) -> bool:
+    wildcard = {"0.0.0.0", "*"}
+    loopback = {"127.0.0.1", "localhost"}
+    return a == b or a in wildcard or b in wildcard or (a in loopback and b in loopback)
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: explicit path, else $EXPERIMENT_CONFIG, else ./config.yml."""
+    return Path(explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate config.yml; raise ConfigError naming file, key path and problem."""
+    file = config_path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found (set {ENV_VAR} or pass --config)") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping with 'experiment_socket' and 'modules' at the top")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+
+
+def _describe(err: Any) -> str:
+    where = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    if err["type"] == "value_error":
+        return str(err["ctx"]["error"])
+    got = err.get("input")
+    suffix = f" (got {got!r})" if got is not None and not isinstance(got, (dict, list)) else ""
+    return f"{where}: {err['msg']}{suffix}" if where else f"{err['msg']}{suffix}"

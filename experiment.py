@@ -1,0 +1,164 @@
+"""Experiment: config.yml -> module instances -> dispatch of one request.
+
+The experiment process owns the instruments.  `Experiment.from_config` imports
+each module's class (it must be a BaseModule), applies narrower limits and
+builds simulators for `simulate: true`; any problem is a ConfigError naming the
+key.  `Experiment.handle` answers one protocol request.  Requests for different
+modules run concurrently; requests for the same module run one at a time in
+arrival order (drivers are rarely thread-safe), with a bounded queue.  A request
+whose deadline has passed is dropped before it reaches the instrument, and
+whatever a module raises becomes an error naming that module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from base_module import BaseModule
+from config import Config, ConfigError
+from errors import (
+    BackendBusy,
+    BridgeError,
+    DeadlineExceeded,
+    InstrumentError,
+    InstrumentTimeout,
+    MalformedRequest,
+    ReadOnlyAttribute,
+    UnknownModule,
+)
+from protocol import Request
+
+log = logging.getLogger(__name__)
+
+# Time kept back from a request's deadline so the reply reaches the client before it gives up.
+REPLY_MARGIN = 0.05
+
+
+@dataclass
+class _Queue:
+    """One module's turn-taking: a FIFO lock and how many requests hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: int = 0
+
+
+class Experiment:
+    """The configured modules and the rules for running requests against them."""
+
+    def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None) -> None:
+        self.modules = modules
+        self.simulators = simulators or {}
+        self._queues = {name: _Queue() for name in modules}
+
+    @classmethod
+    def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
+        modules: dict[str, BaseModule] = {}
+        simulators: dict[str, Any] = {}
+        for name, settings in config.modules.items():
+            where = f"{source}: modules.{name}"
+            module_class = _import_module_class(settings.class_path, where)
+            for attr in settings.limits:
+                if attr not in module_class.attributes:
+                    raise ConfigError(f"{where}.limits.{attr}: {module_class.__name__} declares no attribute {attr!r}")
+            try:
+                modules[name] = module_class(name, settings)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.limits: {exc}") from None
+            if settings.simulate:
+                if module_class.simulator is None:
+                    raise ConfigError(f"{where}.simulate: {module_class.__name__} has no simulator")
+                try:
+                    simulators[name] = module_class.simulator(settings.simulator)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{where}.simulator: {exc}") from None
+        return cls(modules, simulators)
+
+    async def start(self) -> None:
+        for module in self.modules.values():
+            await module.start()
+
+    async def close(self) -> None:
+        for module in self.modules.values():
+            try:
+                await module.close()
+            except Exception:  # one module failing to close must not keep the others open
+                log.exception("closing module %s failed", module.name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"modules": {name: module.describe() for name, module in self.modules.items()}}
+
+    async def handle(self, request: Request) -> Any:
+        """Answer one request with a JSON-ready body, or raise a BridgeError."""
+        if request.op == "ping":
+            return {"pong": True, "time": time.time()}
+        if request.op == "describe":
+            return self.describe()
+        module = self.modules.get(request.module or "")
+        if module is None:
+            known = ", ".join(self.modules) or "none"
+            raise UnknownModule(f"no module named {request.module!r}; known: {known}")
+        if request.attribute is None:
+            raise MalformedRequest(f"{request.op} needs an attribute")
+        return await self._run(module, request)
+
+    async def _run(self, module: BaseModule, request: Request) -> Any:
+        queue = self._queues[module.name]
+        if queue.pending >= module.settings.queue_limit:
+            raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
+        queue.pending += 1
+        try:
+            async with queue.lock:
+                remaining = request.deadline - time.time() - REPLY_MARGIN
+                if remaining <= 0:
+                    log.warning("dropped %s %s.%s: its client had already given up", request.op, module.name, request.attribute)
+                    raise DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
+                budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
+                try:
+                    return await asyncio.wait_for(self._call(module, request), budget)
+                except asyncio.TimeoutError:
+                    raise InstrumentTimeout(
+                        f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
+                        + ("; the write's outcome is unknown, read the value back" if request.op == "put" else "")
+                    ) from None
+                except BridgeError:
+                    raise
+                except Exception as exc:
+                    log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
+                    raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            queue.pending -= 1
+
+    @staticmethod
+    async def _call(module: BaseModule, request: Request) -> Any:
+        name = request.attribute or ""
+        if request.op == "put":
+            if name in ("attributes", "parameters"):
+                raise ReadOnlyAttribute(f"{module.name}.{name} is a read-only summary")
+            if not request.has_value:
+                raise MalformedRequest("put needs a value")
+            return await module.put(name, request.value)
+        if name == "attributes":
+            return await module.read_attributes()
+        if name == "parameters":
+            return await module.read_parameters()
+        return await module.get(name)
+
+
+def _import_module_class(path: str, where: str) -> type[BaseModule]:
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}.class: cannot import {module_name!r} ({exc})") from None
+    except AttributeError:
+        raise ConfigError(f"{where}.class: {module_name!r} has no class {class_name!r}") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise ConfigError(f"{where}.class: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, BaseModule)):
+        raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
+    return found

@@ -1,0 +1,99 @@
+"""ExperimentServer: the experiment process's end of the ZeroMQ hop.
+
+One ROUTER socket, bound to the configured endpoint, receives requests from any
+number of frontend REQ sockets.  Each request is answered in its own task, so a
+slow module never holds up the socket; Experiment decides what may run in
+parallel.  Every request gets exactly one reply whatever happens inside, and on
+shutdown the requests still running get a short grace period, then a clear
+BackendUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import zmq
+import zmq.asyncio
+
+from errors import BackendUnavailable, BridgeError
+from experiment import Experiment
+from protocol import Request, encode_error, encode_reply, request_id_of
+
+log = logging.getLogger(__name__)
+
+
+class ExperimentServer:
+    """Serves an Experiment on a ZeroMQ ROUTER socket."""
+
+    def __init__(self, experiment: Experiment, endpoint: str, context: zmq.asyncio.Context | None = None) -> None:
+        self.experiment = experiment
+        self.endpoint = endpoint
+        self._context = context or zmq.asyncio.Context.instance()
+        self._socket: zmq.asyncio.Socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def bind(self) -> None:
+        """Bind now, so a port in use is reported before anything else starts."""
+        sock = self._context.socket(zmq.ROUTER)
+        sock.linger = 0
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError:
+            sock.close()
+            raise
+        self._socket = sock
+
+    async def serve(self) -> None:
+        """Answer requests until cancelled."""
+        if self._socket is None:
+            self.bind()
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart(copy=True)
+            task = asyncio.create_task(self._answer(frames))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self, grace: float = 0.5) -> None:
+        """Let running requests finish for `grace` seconds, cancel the rest, close the socket."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=grace)
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    async def _answer(self, frames: list[bytes]) -> None:
+        # REQ clients send [identity, b"", request]; DEALER clients may omit the
+        # empty delimiter.  Whatever came before the request goes back unchanged.
+        envelope, payload = frames[:-1], frames[-1]
+        if not envelope:
+            log.warning("dropped a message with no routing envelope")
+            return
+        request_id = ""
+        try:
+            request = Request.decode(payload)
+            request_id = request.id
+            reply = encode_reply(request_id, await self.experiment.handle(request))
+        except BridgeError as exc:
+            reply = encode_error(request_id or request_id_of(payload), exc)
+        except asyncio.CancelledError:
+            self._send(envelope, encode_error(request_id, BackendUnavailable("the experiment process is shutting down")))
+            raise
+        except Exception as exc:  # a bug, not a user mistake: log it, answer anyway, keep serving
+            log.exception("unexpected error while answering a request")
+            reply = encode_error(request_id, BridgeError(f"internal error in the experiment process: {type(exc).__name__}"))
+        self._send(envelope, reply)
+
+    def _send(self, envelope: list[bytes], reply: list[bytes]) -> None:
+        if self._socket is None:
+            return
+        try:
+            # ROUTER never blocks on send: a reply to a client that is gone is dropped.
+            self._socket.send_multipart([*envelope, *reply], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("could not send a reply: %s", exc)

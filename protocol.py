@@ -1,0 +1,110 @@
+"""The ZeroMQ wire protocol shared by the frontend and the experiment process.
+
+A request is one JSON frame::
+
+    {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping",
+     "module": "module_a", "attribute": "position", "value": 12.5,
+     "deadline": 1764147600.25}
+
+`deadline` is a Unix time: past it the client has given up, so the backend drops
+the request instead of running it (clocks must agree when the two processes run
+on different machines).  A reply is two frames, a small JSON header and the JSON
+body, so the frontend can hand the body to the browser without re-encoding it::
+
+    {"id": "9f1c...", "ok": true}                                   + body
+    {"id": "9f1c...", "ok": false, "error": "UnknownModule", "detail": "..."}  + b""
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from errors import BridgeError, MalformedRequest, error_from_name
+
+VERSION = 1
+Op = Literal["get", "put", "describe", "ping"]
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping"})
+MISSING: Any = object()  # marks "no value given" (None is a valid value)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request from the frontend to the experiment process."""
+
+    op: Op
+    module: str | None = None
+    attribute: str | None = None
+    value: Any = MISSING
+    deadline: float = 0.0
+    id: str = ""
+
+    @classmethod
+    def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
+            value: Any = MISSING, *, timeout: float) -> Request:
+        return cls(op, module, attribute, value, time.time() + timeout, uuid.uuid4().hex)
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not MISSING
+
+    def encode(self) -> bytes:
+        msg: dict[str, Any] = {"v": VERSION, "id": self.id, "op": self.op, "deadline": self.deadline}
+        if self.module is not None:
+            msg["module"] = self.module
+        if self.attribute is not None:
+            msg["attribute"] = self.attribute
+        if self.has_value:
+            msg["value"] = self.value
+        return orjson.dumps(msg)
+
+    @classmethod
+    def decode(cls, frame: bytes) -> Request:
+        """Parse a request frame; raise MalformedRequest if it is not one."""
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            raise MalformedRequest("request is not valid JSON") from None
+        if not isinstance(msg, dict) or msg.get("v") != VERSION:
+            raise MalformedRequest(f"request is not a version {VERSION} envelope")
+        op, ident, deadline = msg.get("op"), msg.get("id"), msg.get("deadline")
+        module, attribute = msg.get("module"), msg.get("attribute")
+        if op not in OPS or not isinstance(ident, str) or not isinstance(deadline, (int, float)):
+            raise MalformedRequest("request needs 'op', 'id' and 'deadline'")
+        if not all(x is None or isinstance(x, str) for x in (module, attribute)):
+            raise MalformedRequest("'module' and 'attribute' must be strings")
+        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident)
+
+
+def request_id_of(frame: bytes) -> str:
+    """Best-effort id of a frame that failed to decode, so its error reply can still be matched."""
+    try:
+        ident = orjson.loads(frame).get("id", "")
+        return ident if isinstance(ident, str) else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+def encode_reply(request_id: str, body: Any) -> list[bytes]:
+    return [orjson.dumps({"id": request_id, "ok": True}), orjson.dumps(body)]
+
+
+def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
+    header = {"id": request_id, "ok": False, "error": type(error).__name__, "detail": error.detail}
+    return [orjson.dumps(header), b""]
+
+
+def decode_reply(frames: list[bytes], request_id: str) -> bytes:
+    """Return the reply body, or raise the error the backend reported."""
+    if len(frames) != 2:
+        raise BridgeError(f"backend sent {len(frames)} frames, expected 2")
+    header = orjson.loads(frames[0])
+    if header.get("id") != request_id:
+        raise BridgeError(f"backend answered request {header.get('id')!r}, expected {request_id!r}")
+    if not header.get("ok"):
+        raise error_from_name(str(header.get("error")), str(header.get("detail")))
+    return frames[1]
