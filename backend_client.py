@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from errors import BackendTimeout, BackendUnavailable
+from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable
 from protocol import MISSING, Op, Request, decode_reply
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class BackendClient:
             if not await sock.poll(int(1000 * self._remaining(request)), zmq.POLLIN):
                 raise BackendTimeout(
                     f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
-                    + ("; the write's outcome is unknown, read the value back" if op == "put" else "")
+                    + (UNKNOWN_OUTCOME if op == "put" else "")
                 )
             frames = await sock.recv_multipart()
             clean = True

@@ -23,7 +23,7 @@ import orjson
 
 from attribute import Attribute
 from config import ModuleSettings
-from errors import InstrumentError, InstrumentTimeout, InstrumentUnreachable, ReadOnlyAttribute, UnknownAttribute
+from errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable, ReadOnlyAttribute, UnknownAttribute
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,14 @@ class BaseModule:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        hints = get_type_hints(cls)
-        table = dict(cls.attributes)
-        for name, declared in list(vars(cls).items()):
-            if isinstance(declared, Attribute):
-                if name not in hints:
-                    raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
-                bound = declared.bind(hints[name])
-                setattr(cls, name, bound)
-                table[name] = bound
+        declared = {name: value for name, value in vars(cls).items() if isinstance(value, Attribute)}
+        hints = get_type_hints(cls) if declared else {}
+        table = dict(super(cls, cls).attributes)  # inherited declarations, redeclarable
+        for name, attribute in declared.items():
+            if name not in hints:
+                raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
+            table[name] = attribute.bind(hints[name])
+            setattr(cls, name, table[name])
         cls.attributes = table
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
@@ -156,7 +155,10 @@ class BaseModule:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise InstrumentUnreachable(f"instrument of {self.name} at {self.base_url} is unreachable ({exc or type(exc).__name__})") from None
         except httpx.TimeoutException:
-            raise InstrumentTimeout(f"instrument of {self.name} did not answer {method} {path} within {self.settings.timeout:g} s") from None
+            raise InstrumentTimeout(
+                f"instrument of {self.name} did not answer {method} {path} within {self.settings.timeout:g} s"
+                + (UNKNOWN_OUTCOME if method == "PUT" else "")
+            ) from None
         except httpx.HTTPError as exc:
             raise InstrumentError(f"instrument of {self.name} failed on {method} {path}: {exc or type(exc).__name__}") from None
         try:

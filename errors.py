@@ -109,6 +109,10 @@ class DeadlineExceeded(BridgeError):
     code = "deadline_exceeded"
 
 
+# Appended to a timeout on a write: the instrument may or may not have applied it.
+UNKNOWN_OUTCOME = "; the write's outcome is unknown, read the value back"
+
+
 def _subclasses(cls: type[BridgeError]) -> list[type[BridgeError]]:
     found = [cls]
     for sub in cls.__subclasses__():

@@ -30,6 +30,7 @@ from errors import (
     MalformedRequest,
     ReadOnlyAttribute,
     UnknownModule,
+    UNKNOWN_OUTCOME,
 )
 from protocol import Request
 
@@ -123,7 +124,7 @@ class Experiment:
                 except asyncio.TimeoutError:
                     raise InstrumentTimeout(
                         f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
-                        + ("; the write's outcome is unknown, read the value back" if request.op == "put" else "")
+                        + (UNKNOWN_OUTCOME if request.op == "put" else "")
                     ) from None
                 except BridgeError:
                     raise

@@ -86,7 +86,7 @@ def create_app(config: Config) -> FastAPI:
 async def _read_value(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

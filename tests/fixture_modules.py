@@ -1,0 +1,62 @@
+"""Module classes used only by the tests, to make instruments misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from attribute import Attribute
+from base_module import BaseModule
+from module_a import ModuleA
+
+
+class WideActuator(ModuleA):
+    """ModuleA declaring a wider position range than the instrument accepts."""
+
+    position: float = Attribute(unit="mm", minimum=-1000, maximum=1000, writable=True, doc="Too wide on purpose.")
+
+
+class ConfusedActuator(ModuleA):
+    """ModuleA expecting a number where the instrument sends text."""
+
+    serial_number: float = Attribute(doc="Wrongly declared as a number.")
+
+
+class Recorder(BaseModule):
+    """An in-memory module that records what it executed and can be made slow or faulty."""
+
+    value: float = Attribute(unit="V", minimum=-10, maximum=10, writable=True, doc="A setpoint.")
+    delay: float = Attribute(unit="s", minimum=0, maximum=10, writable=True, doc="Seconds each call takes.")
+    count: int = Attribute(doc="How many reads and writes ran.")
+    mode: str = Attribute(choices=("ok", "raise", "hang"), writable=True, doc="How the next calls behave.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.state: dict[str, Any] = {"value": 0.0, "delay": 0.0, "count": 0, "mode": "ok"}
+        self.executed: list[tuple[str, str, Any, float]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def _act(self, op: str, name: str, value: Any = None) -> None:
+        self.executed.append((op, name, value, time.time()))
+        self.state["count"] += 1
+        if self.state["mode"] == "raise" and name != "mode":
+            raise RuntimeError("driver exploded")
+        if self.state["mode"] == "hang" and name != "mode":
+            await asyncio.sleep(3600)
+        if self.state["delay"] and name not in ("delay", "mode"):
+            await asyncio.sleep(self.state["delay"])
+
+    async def read(self, name: str) -> Any:
+        await self._act("read", name)
+        return self.state[name]
+
+    async def write(self, name: str, value: Any) -> Any:
+        await self._act("write", name, value)
+        self.state[name] = value
+        return value
+
+    async def read_many(self, names: list[str]) -> dict[str, Any]:
+        return {n: self.state[n] for n in names}

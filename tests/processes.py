@@ -1,0 +1,135 @@
+"""Start the real processes (backend, frontend) on free loopback ports for tests.
+
+Every wait polls with a deadline; nothing sleeps a fixed time.  Process output
+goes to a log file, shown when a process fails to come up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{what} not reached within {timeout} s")
+
+
+def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
+                 frontend: dict[str, Any] | None = None) -> Path:
+    """Write a config.yml with the given modules (each gets a free port unless it names one)."""
+    data: dict[str, Any] = {
+        "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port()},
+        "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
+    }
+    if frontend:
+        data["frontend"] = frontend
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+class Process:
+    """A child process whose output goes to a log file."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args, self.log_path = args, log
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+
+    @property
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def start_backend(config: Path, log: Path) -> Process:
+    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log)
+    endpoint = f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    _wait_alive(proc, lambda: backend_answers(endpoint), "backend")
+    return proc
+
+
+def start_frontend(config: Path, log: Path, port: int | None = None) -> tuple[Process, str]:
+    port = port or free_port()
+    proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                   log, env={"EXPERIMENT_CONFIG": str(config)})
+    url = f"http://127.0.0.1:{port}"
+    _wait_alive(proc, lambda: _http_answers(url + "/openapi.json"), "frontend")
+    return proc, url
+
+
+def backend_answers(endpoint: str) -> bool:
+    """One ping over a fresh REQ socket (a real protocol request)."""
+    from protocol import Request
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.linger = 0
+    try:
+        sock.connect(endpoint)
+        sock.send(Request.new("ping", timeout=1.0).encode())
+        return bool(sock.poll(200))
+    finally:
+        sock.close()
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_alive(proc: Process, ready: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    try:
+        wait_until(lambda: not proc.alive() or ready(), timeout, f"{what} ready")
+    except TimeoutError:
+        proc.stop()
+        raise AssertionError(f"{what} did not come up in {timeout} s:\n{proc.output}") from None
+    if not proc.alive():
+        raise AssertionError(f"{what} exited with {proc.proc.returncode}:\n{proc.output}")

@@ -1,0 +1,116 @@
+"""config.yml validation: every mistake is one clear message, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config import ConfigError, load_config
+from experiment import Experiment
+from tests.processes import ROOT
+
+GOOD: dict[str, Any] = {
+    "experiment_socket": {"host": "127.0.0.1", "port": 5555},
+    "modules": {"module_a": {"class": "module_a.ModuleA", "ip": "127.0.0.1", "port": 8888, "simulate": True}},
+}
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def with_module(**changes: Any) -> dict[str, Any]:
+    module = {**GOOD["modules"]["module_a"], **changes}
+    return {**GOOD, "modules": {"module_a": {k: v for k, v in module.items() if v is not None}}}
+
+
+def check(tmp_path: Path, data: Any) -> None:
+    path = write(tmp_path, data)
+    Experiment.from_config(load_config(path), str(path))
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(ROOT / "config.yml")
+    assert config.experiment_socket.bind_endpoint == "tcp://127.0.0.1:5555"
+    assert config.modules["module_a"].simulate
+
+
+def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, {**GOOD, "experiment_socket": {"port": 6000}})
+    monkeypatch.setenv("EXPERIMENT_CONFIG", str(path))
+    assert load_config().experiment_socket.port == 6000
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({**GOOD, "colour": "red"}, r"colour: unknown key"),
+    (with_module(speed_limit=3), r"modules\.module_a\.speed_limit: unknown key"),
+    (with_module(port=None), r"modules\.module_a\.port: required key is missing"),
+    (with_module(port=70000), r"modules\.module_a\.port: .*less than or equal to 65535"),
+    (with_module(port="eighty"), r"modules\.module_a\.port: .*valid integer"),
+    (with_module(port=5555), r"modules\.module_a\.port: port 5555 is already used by experiment_socket"),
+    (with_module(timeout=-1), r"modules\.module_a\.timeout: .*greater than 0"),
+    ({**GOOD, "modules": {"docs": GOOD["modules"]["module_a"]}}, r"'docs' is a path the frontend serves"),
+    ({**GOOD, "modules": {"Module A": GOOD["modules"]["module_a"]}}, r"lower_snake_case"),
+    ("modules: [unclosed", r"not valid YAML"),
+    ("- a list", r"expected a mapping"),
+])
+def test_schema_problems_name_file_key_and_problem(tmp_path: Path, data: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        check(tmp_path, data)
+    assert str(info.value).startswith(str(tmp_path / "config.yml"))
+
+
+def test_two_modules_on_one_port_clash(tmp_path: Path) -> None:
+    data = {**GOOD, "modules": {"a": {"class": "module_a.ModuleA", "port": 9000},
+                                 "b": {"class": "module_a.ModuleA", "port": 9000}}}
+    with pytest.raises(ConfigError, match=r"modules\.b\.port: port 9000 is already used by modules\.a"):
+        check(tmp_path, data)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"class": "no_such_file.Thing"}, r"modules\.module_a\.class: cannot import 'no_such_file'"),
+    ({"class": "module_a.NoSuchClass"}, r"modules\.module_a\.class: 'module_a' has no class 'NoSuchClass'"),
+    ({"class": "config.Config"}, r"modules\.module_a\.class: config\.Config is not a BaseModule subclass"),
+    ({"class": "not a path"}, r"modules\.module_a\.class: .*pattern"),
+    ({"limits": {"position": {"max": 500}}}, r"modules\.module_a\.limits: max 500.0 is outside the declared limits"),
+    ({"limits": {"height": {"max": 5}}}, r"modules\.module_a\.limits\.height: ModuleA declares no attribute 'height'"),
+    ({"simulator": {"colour": "red"}}, r"modules\.module_a\.simulator: .*colour"),
+    ({"class": "tests.fixture_modules.Recorder"}, r"modules\.module_a\.simulate: Recorder has no simulator"),
+])
+def test_module_problems_name_the_key(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check(tmp_path, with_module(**changes))
+
+
+def test_missing_file_says_how_to_point_elsewhere(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"file not found \(set EXPERIMENT_CONFIG or pass --config\)"):
+        load_config(tmp_path / "nope.yml")
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "start_experiment.py"],
+    [sys.executable, "-m", "uvicorn", "main:app", "--port", "0"],
+])
+def test_entry_points_exit_2_with_one_message_and_no_traceback(tmp_path: Path, command: list[str]) -> None:
+    path = write(tmp_path, with_module(port=70000))
+    result = subprocess.run(command, cwd=ROOT, env={**__import__("os").environ, "EXPERIMENT_CONFIG": str(path)},
+                            capture_output=True, text=True, timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"{path}: modules.module_a.port" in output
+    assert "Traceback" not in output
+
+
+def test_backend_config_flag_overrides_the_environment(tmp_path: Path) -> None:
+    bad = write(tmp_path, with_module(class_="x"))
+    result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"{bad}: modules.module_a.class_: unknown key" in result.stderr
