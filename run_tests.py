@@ -1,0 +1,18 @@
+"""Install the test requirements and run the test suite with one command.
+
+    python run_tests.py              # the whole suite, as CI runs it
+    python run_tests.py -k config    # extra arguments go to pytest
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from setup_env import ROOT, prepare
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    python = prepare("requirements-dev.txt")
+    sys.exit(subprocess.run([python, "-m", "pytest", *sys.argv[1:]], cwd=ROOT).returncode)

@@ -1,0 +1,46 @@
+"""Make sure a Python environment with the project's requirements exists.
+
+Used by demo.py and run_tests.py so that one command works on a fresh machine:
+outside any virtual environment it creates `.venv` beside this file (system
+Pythons often refuse `pip install`), installs the requirements file into it,
+and returns that environment's interpreter.  Inside a virtual environment it
+installs into the current one.  Standard library only: it runs before anything
+is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+log = logging.getLogger("setup_env")
+
+
+def in_virtualenv() -> bool:
+    return sys.prefix != sys.base_prefix or "CONDA_PREFIX" in os.environ
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def prepare(requirements: str, install: bool = True) -> str:
+    """Return the interpreter to use, with `requirements` installed into its environment."""
+    if in_virtualenv():
+        python = sys.executable
+    else:
+        python = str(venv_python())
+        if not venv_python().exists():
+            log.info("creating %s", VENV)
+            venv.EnvBuilder(with_pip=True).create(VENV)
+    if install:
+        log.info("installing %s (quiet; first run downloads packages)", requirements)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(ROOT / requirements)], check=True)
+    return python
