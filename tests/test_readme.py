@@ -1,0 +1,78 @@
+"""README stays true: its curl examples print what it shows, its code examples run."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.processes import ROOT, start_backend, start_frontend, write_config
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# Readings of simulated sensors: their digits vary, their presence and type do not.
+VARYING = {"force", "temperature"}
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def curl_examples() -> list[tuple[str, str]]:
+    examples = []
+    for block in blocks("console"):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            examples.append((command, output.strip()))
+    return examples
+
+
+def same(expected: Any, actual: Any, key: str = "") -> bool:
+    if key in VARYING and isinstance(expected, dict):
+        return isinstance(actual, dict) and set(expected) == set(actual) and all(
+            isinstance(actual[k], type(expected[k])) for k in expected)
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and set(expected) == set(actual) and all(
+            same(expected[k], actual[k], k if k in VARYING else key) for k in expected)
+    return bool(expected == actual and type(expected) is type(actual))
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("readme")
+    config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}})
+    backend = start_backend(config, tmp / "backend.log")
+    frontend, url = start_frontend(config, tmp / "frontend.log")
+    try:
+        yield url.removeprefix("http://")
+    finally:
+        frontend.stop()
+        backend.stop()
+
+
+def test_readme_has_curl_examples() -> None:
+    assert len(curl_examples()) >= 8
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by .ci/run")
+def test_curl_examples_print_what_the_readme_shows(base_url: str) -> None:
+    for command, expected in curl_examples():
+        args = [a.replace("localhost:8000", base_url) for a in shlex.split(command)]
+        printed = subprocess.run(args, capture_output=True, text=True, timeout=30).stdout
+        assert same(orjson.loads(expected), orjson.loads(printed)), f"$ {command}\nREADME: {expected}\nactual: {printed}"
+
+
+def test_module_examples_are_valid_modules() -> None:
+    from base_module import BaseModule
+
+    for source in blocks("python"):
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+        classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, BaseModule) and v is not BaseModule]
+        assert classes and all(c.attributes for c in classes)
