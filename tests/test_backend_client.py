@@ -1,0 +1,114 @@
+"""BackendClient against a real experiment process: sockets are never reused out of lockstep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from backend_client import BackendClient
+from errors import BackendTimeout, BackendUnavailable, UnknownModule
+from tests.processes import free_port, start_backend, write_config
+
+MODULES = {"rec": {"class": "tests.fixture_modules.Recorder"}}
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("client")
+    config = write_config(tmp / "config.yml", MODULES)
+    backend = start_backend(config, tmp / "backend.log")
+    try:
+        yield f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    finally:
+        backend.stop()
+
+
+def attribute_of(body: bytes) -> str:
+    return str(orjson.loads(body)["attribute"])
+
+
+def test_a_cancelled_request_does_not_leave_its_reply_for_the_next(endpoint: str) -> None:
+    async def scenario() -> None:
+        client = BackendClient(endpoint, timeout=5)
+        await client.request("put", "rec", "delay", 0.3)
+        slow = asyncio.create_task(client.request("get", "rec", "value"))
+        await asyncio.sleep(0.05)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        await client.request("put", "rec", "delay", 0.0)
+        # The late reply to the cancelled GET must not be taken for these.
+        for name in ("count", "mode", "delay"):
+            assert attribute_of(await client.request("get", "rec", name)) == name
+        client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_timed_out_request_is_never_answered_on_a_reused_socket() -> None:
+    """A backend that answers late (a peer we control) must not reach the next request."""
+    import zmq
+    import zmq.asyncio
+
+    from protocol import Request, encode_reply
+
+    async def scenario() -> None:
+        port = free_port()
+        server = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        server.bind(f"tcp://127.0.0.1:{port}")
+        client = BackendClient(f"tcp://127.0.0.1:{port}", timeout=0.2)
+        try:
+            with pytest.raises(BackendTimeout, match="within 0.2 s"):
+                await client.request("get", "rec", "value")
+            first_id, _, first = await server.recv_multipart()
+            second = asyncio.create_task(client.request("get", "rec", "count"))
+            second_id, _, payload = await server.recv_multipart()
+            assert second_id != first_id  # the timed-out socket was replaced, not reused
+            late = Request.decode(first)
+            await server.send_multipart([first_id, b"", *encode_reply(late.id, {"attribute": "value"})])
+            await server.send_multipart([second_id, b"", *encode_reply(Request.decode(payload).id, {"attribute": "count"})])
+            assert attribute_of(await second) == "count"
+        finally:
+            client.close()
+            server.close(linger=0)
+
+    asyncio.run(scenario())
+
+
+def test_errors_come_back_as_their_own_class_and_keep_the_socket(endpoint: str) -> None:
+    async def scenario() -> int:
+        client = BackendClient(endpoint, timeout=5)
+        with pytest.raises(UnknownModule):
+            await client.request("get", "nope", "value")
+        idle = len(client._idle)
+        client.close()
+        return idle
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_concurrent_requests_use_separate_sockets_and_all_get_their_answers(endpoint: str) -> None:
+    async def scenario() -> None:
+        client = BackendClient(endpoint, timeout=5)
+        names = ["value", "delay", "count", "mode"] * 16
+        bodies = await asyncio.gather(*(client.request("get", "rec", n) for n in names))
+        assert [attribute_of(b) for b in bodies] == names
+        assert 1 < len(client._idle) <= 64
+        client.close()
+
+    asyncio.run(scenario())
+
+
+def test_no_backend_is_a_quick_backend_unavailable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        client = BackendClient(f"tcp://127.0.0.1:{free_port()}", timeout=5, connect_timeout=0.2)
+        with pytest.raises(BackendUnavailable, match="not running"):
+            await client.request("get", "rec", "value")
+        client.close()
+
+    asyncio.run(scenario())
