@@ -1,4 +1,4 @@
-"""`Attribute`: one instrument property declared once, at class level.
+"""`Attribute`: one instrument property declared once, at class level, as an `AttributeSpec`.
 
 A module declares its attributes like PyMeasure or Lantz do, with the type as
 the annotation and everything else in one call::
@@ -7,10 +7,12 @@ the annotation and everything else in one call::
         position: float = Attribute(unit="mm", minimum=0, maximum=100, writable=True,
                                     doc="Carriage position from the home switch.")
 
-BaseModule collects these into the class's attribute table; requests are routed
-only through that table.  `Attribute.validate` checks a value a client wants to
+`Attribute()` returns an `AttributeSpec` but is typed as returning Any (like
+pydantic's `Field()`), so the annotation can state the value type.  BaseModule
+collects the specs into the class's attribute table; requests are routed only
+through that table.  `AttributeSpec.validate` checks a value a client wants to
 write (strict type, finite, within limits or choices) before anything is sent
-to the instrument; `Attribute.coerce_reading` checks what the instrument sent back.
+to the instrument; `AttributeSpec.coerce_reading` checks what the instrument sent back.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ RESERVED_NAMES = frozenset({"attributes", "parameters"})
 _TYPE_NAMES = {float: "float", int: "int", str: "str", bool: "bool"}
 
 
+def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
+              choices: tuple[Any, ...] | None = None, writable: bool = False, doc: str = "") -> Any:
+    """Declare an attribute on a BaseModule subclass; the annotation gives its type."""
+    return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc)
+
+
 @dataclass(frozen=True)
-class Attribute(Generic[T]):
+class AttributeSpec(Generic[T]):
     """Declaration of one attribute: unit, limits or choices, access and doc line.
 
     The value type comes from the class annotation and is filled in by BaseModule.
@@ -58,10 +66,10 @@ class Attribute(Generic[T]):
         object.__setattr__(self, "name", name)
 
     @overload
-    def __get__(self, instance: None, owner: type) -> Attribute[T]: ...
+    def __get__(self, instance: None, owner: type) -> AttributeSpec[T]: ...
     @overload
     def __get__(self, instance: object, owner: type) -> T | None: ...
-    def __get__(self, instance: object | None, owner: type) -> Attribute[T] | T | None:
+    def __get__(self, instance: object | None, owner: type) -> AttributeSpec[T] | T | None:
         if instance is None:
             return self
         return getattr(instance, "last_values", {}).get(self.name)
@@ -69,7 +77,7 @@ class Attribute(Generic[T]):
     def __set__(self, instance: object, value: Any) -> None:
         raise AttributeError(f"{self.name} lives on the instrument: use `await module.write({self.name!r}, value)`")
 
-    def bind(self, annotation: Any) -> Attribute[T]:
+    def bind(self, annotation: Any) -> AttributeSpec[T]:
         """Return a copy that knows its value type, checking the declaration makes sense."""
         if not _NAME.match(self.name) or self.name in RESERVED_NAMES:
             raise TypeError(f"attribute name {self.name!r} must be lower_snake_case and not one of {sorted(RESERVED_NAMES)}")
@@ -81,7 +89,7 @@ class Attribute(Generic[T]):
         strict_type = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
         return replace(self, type=annotation, _strict=TypeAdapter(strict_type), _lax=TypeAdapter(annotation))
 
-    def narrowed(self, minimum: float | None, maximum: float | None) -> Attribute[T]:
+    def narrowed(self, minimum: float | None, maximum: float | None) -> AttributeSpec[T]:
         """Return a copy with tighter limits (config.yml may narrow, never widen)."""
         for bound, label in ((minimum, "min"), (maximum, "max")):
             if bound is not None and not self.within_limits(bound):

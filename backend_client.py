@@ -48,10 +48,10 @@ class BackendClient:
         clean = False
         try:
             connect_ms = int(1000 * min(self.connect_timeout, self._remaining(request)))
-            if not await sock.poll(connect_ms, zmq.POLLOUT):
+            if not await _ready(sock, connect_ms, zmq.POLLOUT):
                 raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})")
             await sock.send(request.encode())
-            if not await sock.poll(int(1000 * self._remaining(request)), zmq.POLLIN):
+            if not await _ready(sock, int(1000 * self._remaining(request)), zmq.POLLIN):
                 raise BackendTimeout(
                     f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
                     + (UNKNOWN_OUTCOME if op == "put" else "")
@@ -89,3 +89,8 @@ class BackendClient:
     @staticmethod
     def _remaining(request: Request) -> float:
         return max(0.0, request.deadline - time.time())
+
+
+async def _ready(sock: zmq.asyncio.Socket, timeout_ms: int, event: int) -> bool:
+    """Wait up to timeout_ms for the socket to be ready to send (POLLOUT) or receive (POLLIN)."""
+    return bool(await sock.poll(timeout_ms, event))  # type: ignore[call-arg]  # pyzmq's hints lack `flags`

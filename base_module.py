@@ -21,7 +21,7 @@ from typing import Any, ClassVar, get_type_hints
 import httpx
 import orjson
 
-from attribute import Attribute
+from attribute import AttributeSpec
 from config import ModuleSettings
 from errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable, ReadOnlyAttribute, UnknownAttribute
 
@@ -31,15 +31,15 @@ log = logging.getLogger(__name__)
 class BaseModule:
     """An instrument, seen through its declared attributes."""
 
-    attributes: ClassVar[dict[str, Attribute[Any]]] = {}
+    attributes: ClassVar[dict[str, AttributeSpec[Any]]] = {}
     # Builds an ASGI app that imitates the instrument; `simulate: true` serves it.
     simulator: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        declared = {name: value for name, value in vars(cls).items() if isinstance(value, Attribute)}
+        declared = {name: value for name, value in vars(cls).items() if isinstance(value, AttributeSpec)}
         hints = get_type_hints(cls) if declared else {}
-        table = dict(super(cls, cls).attributes)  # inherited declarations, redeclarable
+        table = dict(getattr(super(cls, cls), "attributes", {}))  # inherited declarations, redeclarable
         for name, attribute in declared.items():
             if name not in hints:
                 raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
@@ -52,7 +52,7 @@ class BaseModule:
         self.settings = settings
         self.last_values: dict[str, Any] = {}
         # The class's table, with any narrower limits from config.yml applied.
-        self.specs: dict[str, Attribute[Any]] = {
+        self.specs: dict[str, AttributeSpec[Any]] = {
             attr: (spec.narrowed(lim.min, lim.max) if (lim := settings.limits.get(attr)) else spec)
             for attr, spec in self.attributes.items()
         }
@@ -74,7 +74,7 @@ class BaseModule:
 
     # -- what the bridge calls -------------------------------------------------
 
-    def spec(self, name: str) -> Attribute[Any]:
+    def spec(self, name: str) -> AttributeSpec[Any]:
         try:
             return self.specs[name]
         except KeyError:

@@ -101,9 +101,8 @@ async def run(config: Config, experiment: Experiment) -> None:
         await stop.wait()
         log.info("stopping")
         serving.cancel()
-        await server.close(grace=0.5)
     finally:
-        await server.close(grace=0)
+        await server.close(grace=0.5)
         await experiment.close()
         for uv, task in simulators:
             uv.stop()
