@@ -86,7 +86,7 @@ class AttributeSpec(Generic[T]):
             raise TypeError(f"attribute {self.name!r}: limits need a float or int type, not {annotation!r}")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise TypeError(f"attribute {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}")
-        strict_type = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
+        strict_type: Any = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
         return replace(self, type=annotation, _strict=TypeAdapter(strict_type), _lax=TypeAdapter(annotation))
 
     def narrowed(self, minimum: float | None, maximum: float | None) -> AttributeSpec[T]:
