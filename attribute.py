@@ -101,6 +101,10 @@ class AttributeSpec(Generic[T]):
         return replace(self, minimum=lo, maximum=hi)
 
     @property
+    def is_array(self) -> bool:
+        return get_origin(self.type) is list
+
+    @property
     def type_name(self) -> str:
         if self.type in _TYPE_NAMES:
             return _TYPE_NAMES[self.type]

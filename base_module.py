@@ -58,14 +58,21 @@ class BaseModule:
         }
         self._client: httpx.AsyncClient | None = None
 
+    @classmethod
+    def speaks_http(cls) -> bool:
+        """True while any driver hook is still the default HTTP one (then ip:port are needed)."""
+        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write", "read_many"))
+
     @property
-    def base_url(self) -> str:
-        return f"http://{self.settings.ip}:{self.settings.port}"
+    def address(self) -> str:
+        """Where the instrument is, for messages: its HTTP base URL, or "in process"."""
+        return f"http://{self.settings.ip}:{self.settings.port}" if self.speaks_http() else "in process"
 
     async def start(self) -> None:
-        """Open the keep-alive HTTP client; override to connect to other hardware."""
-        timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        """Open the keep-alive HTTP client; a module with its own driver overrides this if it must connect."""
+        if self.speaks_http():
+            timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
+            self._client = httpx.AsyncClient(base_url=self.address, timeout=timeout)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -97,8 +104,8 @@ class BaseModule:
         return {"module": self.name, "attribute": name, "value": reported, "unit": spec.unit}
 
     async def read_attributes(self) -> dict[str, Any]:
-        """Every declared attribute with its current value and unit."""
-        values = await self._read_declared(list(self.specs))
+        """Every declared scalar attribute with its current value and unit (arrays have their own URL)."""
+        values = await self._read_declared([n for n, s in self.specs.items() if not s.is_array])
         return {
             "module": self.name,
             "attributes": {n: {"value": v, "unit": self.specs[n].unit} for n, v in values.items()},
@@ -153,7 +160,7 @@ class BaseModule:
         try:
             response = await self._client.request(method, path, content=content, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise InstrumentUnreachable(f"instrument of {self.name} at {self.base_url} is unreachable ({exc or type(exc).__name__})") from None
+            raise InstrumentUnreachable(f"instrument of {self.name} at {self.address} is unreachable ({exc or type(exc).__name__})") from None
         except httpx.TimeoutException:
             raise InstrumentTimeout(
                 f"instrument of {self.name} did not answer {method} {path} within {self.settings.timeout:g} s"

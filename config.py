@@ -67,7 +67,7 @@ class ModuleSettings(_Strict):
 
     class_path: str = Field(alias="class", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     ip: str = "127.0.0.1"
-    port: Port
+    port: Port | None = None  # required for modules that talk HTTP to an instrument
     simulate: bool = False
     timeout: Seconds = 2.0
     connect_timeout: Seconds = 1.0
@@ -99,6 +99,8 @@ class Config(_Strict):
                 raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")
             if name in RESERVED_MODULE_NAMES:
                 raise ValueError(f"modules.{name}: '{name}' is a path the frontend serves itself; choose another name")
+            if module.port is None:
+                continue
             for other_key, other_name in taken.items():
                 if other_key[1] == module.port and _same_host(other_key[0], module.ip):
                     raise ValueError(f"modules.{name}.port: port {module.port} is already used by {other_name}")

@@ -63,6 +63,8 @@ class Experiment:
         for name, settings in config.modules.items():
             where = f"{source}: modules.{name}"
             module_class = _import_module_class(settings.class_path, where)
+            if settings.port is None and (settings.simulate or module_class.speaks_http()):
+                raise ConfigError(f"{where}.port: required key is missing ({module_class.__name__} talks HTTP to its instrument)")
             for attr in settings.limits:
                 if attr not in module_class.attributes:
                     raise ConfigError(f"{where}.limits.{attr}: {module_class.__name__} declares no attribute {attr!r}")

@@ -25,3 +25,4 @@ class ModuleA(BaseModule):
     force: float = Attribute(unit="N", doc="Actuation force measured by the load cell.")
     temperature: float = Attribute(unit="degC", doc="Temperature of the drive electronics.")
     serial_number: str = Attribute(doc="The instrument's serial number.")
+    trace: list[float] = Attribute(unit="N", doc="Force samples of the last actuation cycle.")

@@ -10,8 +10,12 @@ real.  The API is the one BaseModule's default driver expects:
 
 Like a real instrument it keeps its own ranges and refuses values outside them
 (HTTP 422).  `force` follows position and speed, `temperature` drifts, so
-values move.  Options (config.yml `simulator:`): `delay` adds seconds to every
-answer, to imitate a slow instrument.  Run it alone with
+values move, and `trace` holds the force samples of the last move (100,000 by
+default, as in the original example's 100 x 1000 force data; like a real
+instrument it records them once, so reading them again costs only the transfer).
+`GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
+`delay` adds seconds to every answer, to imitate a slow instrument;
+`trace_samples` sets the trace length; `serial_number`.  Run it alone with
 `python simulator.py --port 8888`.
 """
 
@@ -32,16 +36,33 @@ from starlette.routing import Route
 
 # name: (unit, min, max) for the writable settings; the instrument's own ranges.
 RANGES: dict[str, tuple[str, float, float]] = {"position": ("mm", 0.0, 100.0), "speed": ("mm/s", 0.1, 50.0)}
-READ_ONLY = ("force", "temperature", "serial_number")
+SENSORS = ("force", "temperature", "serial_number")  # read-only scalars
+READ_ONLY = (*SENSORS, "trace")
 
 
 class ActuatorSimulator:
     """The actuator's state and physics, independent of HTTP."""
 
-    def __init__(self, serial_number: str = "SIM-0001") -> None:
+    def __init__(self, serial_number: str = "SIM-0001", trace_samples: int = 100_000) -> None:
+        if not 1 <= trace_samples <= 10_000_000:
+            raise ValueError(f"trace_samples must be 1 to 10000000, got {trace_samples}")
         self.values: dict[str, Any] = {"position": 0.0, "speed": 10.0}
         self.serial_number = serial_number
+        self.trace_samples = trace_samples
         self._started = time.monotonic()
+        self._trace: tuple[tuple[float, float], bytes] | None = None
+
+    def trace_json(self) -> bytes:
+        """`{"value": [...]}` for the force samples of the move to the current position."""
+        key = (self.values["position"], self.values["speed"])
+        if self._trace is None or self._trace[0] != key:
+            position, speed = key
+            n = self.trace_samples
+            drag = 0.05 * speed
+            # Force along the move from home to `position`, with a small deterministic ripple.
+            samples = [round(0.8 * position * i / n + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4) for i in range(n)]
+            self._trace = (key, orjson.dumps({"value": samples}))
+        return self._trace[1]
 
     def read(self, name: str) -> Any:
         if name in self.values:
@@ -64,7 +85,7 @@ class ActuatorSimulator:
         return self.values[name]
 
     def all_values(self) -> dict[str, Any]:
-        return {name: self.read(name) for name in (*RANGES, *READ_ONLY)}
+        return {name: self.read(name) for name in (*RANGES, *SENSORS)}
 
     def parameters(self) -> dict[str, Any]:
         return {n: {"value": self.values[n], "min": lo, "max": hi, "unit": u} for n, (u, lo, hi) in RANGES.items()}
@@ -96,6 +117,8 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         await pause()
         name = request.path_params["name"]
         if request.method == "GET":
+            if name == "trace":
+                return Response(sim.trace_json(), media_type="application/json")
             try:
                 return _json({"value": sim.read(name)})
             except KeyError:

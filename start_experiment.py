@@ -85,6 +85,7 @@ async def run(config: Config, experiment: Experiment) -> None:
     try:
         for name, app in experiment.simulators.items():
             settings = config.modules[name]
+            assert settings.port is not None, "Experiment.from_config requires a port to simulate"
             sock = _listen(settings.ip, settings.port, f"simulator of {name}")
             uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
             simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
@@ -95,7 +96,7 @@ async def run(config: Config, experiment: Experiment) -> None:
             raise StartupError(f"experiment_socket cannot bind {server.endpoint}: {exc}") from None
         await experiment.start()
         for name, module in experiment.modules.items():
-            log.info("module %s: %s, instrument at %s", name, type(module).__name__, module.base_url)
+            log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
         log.info("experiment ready on %s (Ctrl+C to stop)", server.endpoint)
         serving = asyncio.create_task(server.serve())
         await stop.wait()
