@@ -8,24 +8,27 @@ unknown attribute, never a `getattr` on a request string.
 The bridge calls `get`, `put`, `read_attributes` and `read_parameters`; they
 validate and then call the driver hooks `read`, `write` and `read_many`.  Those
 default to the instrument's own HTTP API (`GET/PUT http://ip:port/<name>` with
-`{"value": ...}`, `GET /attributes`), over one keep-alive client per module.  A
-module that talks to its hardware another way overrides the three hooks.
+`{"value": ...}`, `GET /attributes`) through instrument_client.py.  A module
+that talks to its hardware another way overrides the three hooks.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, ClassVar, NamedTuple, get_type_hints
 
-import httpx
 import orjson
 
 from attribute import AttributeSpec
 from config import ModuleSettings
-from errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable, ReadOnlyAttribute, UnknownAttribute
+from errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
+from instrument_client import InstrumentClient
 
-log = logging.getLogger(__name__)
+class Reading(NamedTuple):
+    """What a `read` hook may return instead of a bare value: the value plus its JSON as sent."""
+
+    value: Any
+    json: bytes | None = None
 
 
 class BaseModule:
@@ -56,7 +59,7 @@ class BaseModule:
             attr: (spec.narrowed(lim.min, lim.max) if (lim := settings.limits.get(attr)) else spec)
             for attr, spec in self.attributes.items()
         }
-        self._client: httpx.AsyncClient | None = None
+        self._client: InstrumentClient | None = None
 
     @classmethod
     def speaks_http(cls) -> bool:
@@ -71,12 +74,13 @@ class BaseModule:
     async def start(self) -> None:
         """Open the keep-alive HTTP client; a module with its own driver overrides this if it must connect."""
         if self.speaks_http():
-            timeout = httpx.Timeout(self.settings.timeout, connect=self.settings.connect_timeout)
-            self._client = httpx.AsyncClient(base_url=self.address, timeout=timeout)
+            self._client = InstrumentClient(self.name, self.address, timeout=self.settings.timeout,
+                                            connect_timeout=self.settings.connect_timeout)
+            await self._client.start()
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     # -- what the bridge calls -------------------------------------------------
@@ -90,9 +94,14 @@ class BaseModule:
 
     async def get(self, name: str) -> dict[str, Any]:
         spec = self.spec(name)
-        value = spec.coerce_reading(await self.read(name), self.name)
+        result = await self.read(name)
+        reading = result if isinstance(result, Reading) else Reading(result)
+        value = spec.coerce_reading(reading.value, self.name)
         self.last_values[name] = value
-        return {"module": self.name, "attribute": name, "value": value, "unit": spec.unit}
+        # An array the instrument sent as valid JSON goes on as those bytes: re-encoding
+        # 100,000 floats would cost more than everything else on the way.
+        passed = orjson.Fragment(reading.json) if spec.is_array and reading.json is not None else value
+        return {"module": self.name, "attribute": name, "value": passed, "unit": spec.unit}
 
     async def put(self, name: str, value: Any) -> dict[str, Any]:
         spec = self.spec(name)
@@ -144,40 +153,23 @@ class BaseModule:
     # -- driver hooks: the instrument's HTTP API by default ----------------------
 
     async def read(self, name: str) -> Any:
-        return (await self._request("GET", f"/{name}"))["value"]
+        reply = await self._instrument().request("GET", f"/{name}")
+        return Reading(_value_of(reply.data, f"GET /{name}", self.name), reply.value_json())
 
     async def write(self, name: str, value: Any) -> Any:
-        return (await self._request("PUT", f"/{name}", {"value": value}))["value"]
+        reply = await self._instrument().request("PUT", f"/{name}", {"value": value})
+        return _value_of(reply.data, f"PUT /{name}", self.name)
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
-        return await self._request("GET", "/attributes")
+        return (await self._instrument().request("GET", "/attributes")).data
 
-    async def _request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def _instrument(self) -> InstrumentClient:
         if self._client is None:
             raise InstrumentError(f"module {self.name} is not started")
-        content = None if body is None else orjson.dumps(body)
-        headers = {"content-type": "application/json"} if content else None
-        try:
-            response = await self._client.request(method, path, content=content, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise InstrumentUnreachable(f"instrument of {self.name} at {self.address} is unreachable ({exc or type(exc).__name__})") from None
-        except httpx.TimeoutException:
-            raise InstrumentTimeout(
-                f"instrument of {self.name} did not answer {method} {path} within {self.settings.timeout:g} s"
-                + (UNKNOWN_OUTCOME if method == "PUT" else "")
-            ) from None
-        except httpx.HTTPError as exc:
-            raise InstrumentError(f"instrument of {self.name} failed on {method} {path}: {exc or type(exc).__name__}") from None
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            data = None
-        if response.status_code >= 400:
-            reason = data.get("error") if isinstance(data, dict) else None
-            raise InstrumentError(
-                f"instrument of {self.name} refused {method} {path} with HTTP {response.status_code}"
-                + (f": {reason}" if reason else "")
-            )
-        if not isinstance(data, dict) or (path != "/attributes" and "value" not in data):
-            raise InstrumentError(f"instrument of {self.name} sent a reply that is not the expected JSON to {method} {path}")
-        return data
+        return self._client
+
+
+def _value_of(data: dict[str, Any], what: str, module: str) -> Any:
+    if "value" not in data:
+        raise InstrumentError(f"instrument of {module} answered {what} without a \"value\"")
+    return data["value"]

@@ -11,8 +11,8 @@ real.  The API is the one BaseModule's default driver expects:
 Like a real instrument it keeps its own ranges and refuses values outside them
 (HTTP 422).  `force` follows position and speed, `temperature` drifts, so
 values move, and `trace` holds the force samples of the last move (100,000 by
-default, as in the original example's 100 x 1000 force data; like a real
-instrument it records them once, so reading them again costs only the transfer).
+default, as in the original example's 100 x 1000 force data): recorded once per
+move, encoded on every request, as an instrument's web API would.
 `GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
 `delay` adds seconds to every answer, to imitate a slow instrument;
 `trace_samples` sets the trace length; `serial_number`.  Run it alone with
@@ -50,10 +50,10 @@ class ActuatorSimulator:
         self.serial_number = serial_number
         self.trace_samples = trace_samples
         self._started = time.monotonic()
-        self._trace: tuple[tuple[float, float], bytes] | None = None
+        self._trace: tuple[tuple[float, float], list[float]] | None = None
 
-    def trace_json(self) -> bytes:
-        """`{"value": [...]}` for the force samples of the move to the current position."""
+    def trace(self) -> list[float]:
+        """The force samples of the move to the current position."""
         key = (self.values["position"], self.values["speed"])
         if self._trace is None or self._trace[0] != key:
             position, speed = key
@@ -61,7 +61,7 @@ class ActuatorSimulator:
             drag = 0.05 * speed
             # Force along the move from home to `position`, with a small deterministic ripple.
             samples = [round(0.8 * position * i / n + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4) for i in range(n)]
-            self._trace = (key, orjson.dumps({"value": samples}))
+            self._trace = (key, samples)
         return self._trace[1]
 
     def read(self, name: str) -> Any:
@@ -74,6 +74,8 @@ class ActuatorSimulator:
             return round(22.5 + 0.3 * math.sin((time.monotonic() - self._started) / 60), 3)
         if name == "serial_number":
             return self.serial_number
+        if name == "trace":
+            return self.trace()
         raise KeyError(name)
 
     def write(self, name: str, value: Any) -> Any:
@@ -117,8 +119,6 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         await pause()
         name = request.path_params["name"]
         if request.method == "GET":
-            if name == "trace":
-                return Response(sim.trace_json(), media_type="application/json")
             try:
                 return _json({"value": sim.read(name)})
             except KeyError:

@@ -94,12 +94,13 @@ def start_backend(config: Path, log: Path) -> Process:
     return proc
 
 
-def start_frontend(config: Path, log: Path, port: int | None = None) -> tuple[Process, str]:
+def start_frontend(config: Path, log: Path, port: int | None = None,
+                   extra_args: list[str] | None = None) -> tuple[Process, str]:
     port = port or free_port()
-    proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
-                   log, env={"EXPERIMENT_CONFIG": str(config)})
+    proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
+                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config)})
     url = f"http://127.0.0.1:{port}"
-    _wait_alive(proc, lambda: _http_answers(url + "/openapi.json"), "frontend")
+    _wait_alive(proc, lambda: http_answers(url + "/openapi.json"), "frontend")
     return proc, url
 
 
@@ -118,7 +119,7 @@ def backend_answers(endpoint: str) -> bool:
         sock.close()
 
 
-def _http_answers(url: str) -> bool:
+def http_answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=0.5).status_code == 200
     except httpx.HTTPError:

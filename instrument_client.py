@@ -1,0 +1,87 @@
+"""InstrumentClient: the HTTP hop from a module to its instrument's own web API.
+
+One keep-alive aiohttp session per module (never a client per call), with the
+module's connect and read timeouts.  Every way the instrument can fail becomes
+one of the bridge's errors naming the module: nothing listening is
+InstrumentUnreachable, no answer in time is InstrumentTimeout, an HTTP error
+status or a body that is not a JSON object is InstrumentError.
+
+aiohttp rather than httpx: bench/http_clients.py measured it about 3x faster
+per small request and 4x faster on the 100,000-sample trace on this hardware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable
+
+
+@dataclass(frozen=True)
+class InstrumentReply:
+    """A JSON object the instrument answered, with the bytes it came in."""
+
+    data: dict[str, Any]
+    content: bytes
+
+    def value_json(self) -> bytes | None:
+        """The JSON text of `value` as sent, when the reply is exactly `{"value": ...}`.
+
+        In such an object the first colon ends the key and the last brace closes
+        it (a key that reads "value" cannot contain a literal colon), so the
+        bytes between them are the value, ready to pass on without re-encoding.
+        """
+        if len(self.data) != 1 or "value" not in self.data:
+            return None
+        return self.content[self.content.index(b":") + 1:self.content.rindex(b"}")]
+
+
+class InstrumentClient:
+    """Talks JSON over HTTP to one instrument at `base_url`."""
+
+    def __init__(self, module: str, base_url: str, *, timeout: float, connect_timeout: float) -> None:
+        self.module, self.base_url = module, base_url
+        self.timeout = timeout
+        self._timeouts = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(base_url=self.base_url, timeout=self._timeouts,
+                                              json_serialize=lambda obj: orjson.dumps(obj).decode())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None) -> InstrumentReply:
+        if self._session is None:
+            raise InstrumentError(f"module {self.module} is not started")
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        where = f"instrument of {self.module}"
+        try:
+            async with self._session.request(method, path, data=data, headers=headers) as response:
+                status, content = response.status, await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise InstrumentUnreachable(f"{where} at {self.base_url} is unreachable ({exc})") from None
+        except (aiohttp.SocketTimeoutError, asyncio.TimeoutError):
+            raise InstrumentTimeout(f"{where} did not answer {method} {path} within {self.timeout:g} s"
+                                    + (UNKNOWN_OUTCOME if method == "PUT" else "")) from None
+        except aiohttp.ClientError as exc:
+            raise InstrumentError(f"{where} failed on {method} {path}: {exc or type(exc).__name__}") from None
+        try:
+            parsed = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if status >= 400:
+            reason = parsed.get("error") if isinstance(parsed, dict) else None
+            raise InstrumentError(f"{where} refused {method} {path} with HTTP {status}" + (f": {reason}" if reason else ""))
+        if not isinstance(parsed, dict):
+            raise InstrumentError(f"{where} sent a reply to {method} {path} that is not a JSON object")
+        return InstrumentReply(parsed, content)
