@@ -1,21 +1,26 @@
-"""BackendClient: the frontend's end of the ZeroMQ hop, a Lazy Pirate REQ pool.
+"""BackendClient: the frontend's end of the ZeroMQ hop, one DEALER socket for every request.
 
-A REQ socket is strict send/receive lockstep and not safe to share, so each
-request in flight borrows its own socket from a pool; several requests can be
-in flight at once.  A socket whose request did not end cleanly (timeout,
-cancellation, any error) may still get a late reply, which would then be read
-as the answer to the next request, so it is closed with linger 0 and never
-reused: the Lazy Pirate pattern from the ZeroMQ guide.  Requests are never
-resent, so a PUT cannot happen twice.
+Requests are multiplexed over a single DEALER socket and matched to their
+replies by request id: many requests are in flight at once, and one reader task
+drains every reply that has arrived in one go, so under load the cost of the
+asyncio machinery is shared.  A request that times out or is cancelled simply
+leaves the table of pending requests; its late reply, if any, finds no one
+waiting and is dropped, so it can never be taken for another request's answer.
+(A pool of REQ sockets had to close and replace a socket for that, the Lazy
+Pirate pattern; bench/run.py measured the DEALER at ~1.5x the throughput.)
+Requests are never resent, so a PUT cannot happen twice.
 
-Sockets use ZMQ_IMMEDIATE: a message is only queued to a backend that is
+The socket uses ZMQ_IMMEDIATE: a message is only queued to a backend that is
 actually connected, so while the backend is down nothing piles up to be run
 later, and "not connected within connect_timeout" is a quick 503.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import os
 import time
 from typing import Any
 
@@ -23,7 +28,7 @@ import zmq
 import zmq.asyncio
 
 from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable
-from protocol import MISSING, Op, Request, decode_reply
+from protocol import MISSING, Op, Request, decode_reply, reply_id
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +37,37 @@ class BackendClient:
     """Sends protocol requests to the experiment process and returns reply bodies."""
 
     def __init__(self, endpoint: str, *, timeout: float = 5.0, connect_timeout: float = 1.0,
-                 max_idle: int = 64, context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.max_idle = max_idle
         self._context = context or zmq.asyncio.Context.instance()
-        self._idle: list[zmq.asyncio.Socket] = []
+        self._socket: zmq.asyncio.Socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[list[bytes]]] = {}
+        self._ids = itertools.count()
+        self._prefix = os.urandom(4).hex()
 
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
                       value: Any = MISSING) -> bytes:
         """Send one request; return the JSON body of the reply or raise the reported error."""
-        request = Request.new(op, module, attribute, value, timeout=self.timeout)
-        sock = self._idle.pop() if self._idle else self._new_socket()
-        clean = False
+        request = Request(op, module, attribute, value, time.time() + self.timeout, f"{self._prefix}{next(self._ids)}")
+        sock = self._connected_socket()
+        reply: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = reply
         try:
-            connect_ms = int(1000 * min(self.connect_timeout, self._remaining(request)))
-            if not await _ready(sock, connect_ms, zmq.POLLOUT):
-                raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})")
-            await sock.send(request.encode())
-            if not await _ready(sock, int(1000 * self._remaining(request)), zmq.POLLIN):
+            await self._send(sock, request)
+            try:
+                async with asyncio.timeout_at(_loop_time(request.deadline)):
+                    frames = await reply
+            except TimeoutError:
                 raise BackendTimeout(
                     f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
                     + (UNKNOWN_OUTCOME if op == "put" else "")
-                )
-            frames = await sock.recv_multipart()
-            clean = True
-            return decode_reply(frames, request.id)
+                ) from None
         finally:
-            # Only a socket that got its reply is back in lockstep and safe to reuse.
-            if clean and len(self._idle) < self.max_idle:
-                self._idle.append(sock)
-            else:
-                sock.close(linger=0)
+            self._pending.pop(request.id, None)
+        return decode_reply(frames, request.id)
 
     async def ping(self) -> float:
         """Round trip to the backend in seconds."""
@@ -73,24 +76,62 @@ class BackendClient:
         return time.perf_counter() - start
 
     def close(self) -> None:
-        for sock in self._idle:
-            sock.close(linger=0)
-        self._idle.clear()
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
 
-    def _new_socket(self) -> zmq.asyncio.Socket:
-        sock = self._context.socket(zmq.REQ)
-        sock.linger = 0
-        sock.immediate = True
-        sock.reconnect_ivl = 100  # ms; no backoff, so a restarted backend is found within ~0.1 s
-        sock.reconnect_ivl_max = 0
-        sock.connect(self.endpoint)
-        return sock
+    async def _send(self, sock: zmq.asyncio.Socket, request: Request) -> None:
+        frame = request.encode()
+        try:
+            await sock.send(frame, zmq.NOBLOCK)  # resolves at once: sent, or zmq.Again
+            return
+        except zmq.Again:
+            pass  # not connected (yet): wait a little for the backend to appear
+        connect_s = min(self.connect_timeout, max(0.0, request.deadline - time.time()))
+        if await sock.poll(int(1000 * connect_s), zmq.POLLOUT):  # type: ignore[call-arg]  # pyzmq's hints lack `flags`
+            try:
+                await sock.send(frame, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+        raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})")
 
-    @staticmethod
-    def _remaining(request: Request) -> float:
-        return max(0.0, request.deadline - time.time())
+    def _connected_socket(self) -> zmq.asyncio.Socket:
+        # Made on first use, inside the running event loop that will read it.
+        if self._socket is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.immediate = True
+            sock.sndhwm = 100_000  # with IMMEDIATE, a refused send then means "no backend", not "queue full"
+            sock.reconnect_ivl = 100  # ms; no backoff, so a restarted backend is found within ~0.1 s
+            sock.reconnect_ivl_max = 0
+            sock.connect(self.endpoint)
+            self._socket = sock
+            self._reader = asyncio.get_running_loop().create_task(self._read_replies(sock, zmq.Socket.shadow(sock)))
+        return self._socket
+
+    async def _read_replies(self, sock: zmq.asyncio.Socket, plain: zmq.Socket[bytes]) -> None:
+        # `plain` is a synchronous view of the same socket, used only while no
+        # asyncio receive is pending on it.
+        while True:
+            frames = await sock.recv_multipart()
+            while True:
+                self._deliver(frames)
+                try:  # take every reply already here without another trip through the event loop
+                    frames = plain.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+
+    def _deliver(self, frames: list[bytes]) -> None:
+        waiter = self._pending.get(reply_id(frames))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(frames)
+        # else: the request already timed out or was cancelled; its late reply is dropped
 
 
-async def _ready(sock: zmq.asyncio.Socket, timeout_ms: int, event: int) -> bool:
-    """Wait up to timeout_ms for the socket to be ready to send (POLLOUT) or receive (POLLIN)."""
-    return bool(await sock.poll(timeout_ms, event))  # type: ignore[call-arg]  # pyzmq's hints lack `flags`
+def _loop_time(deadline: float) -> float:
+    """A Unix-time deadline on the event loop's clock."""
+    return asyncio.get_running_loop().time() + (deadline - time.time())

@@ -122,8 +122,9 @@ class Experiment:
                     raise DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
                 budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
                 try:
-                    return await asyncio.wait_for(self._call(module, request), budget)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(budget):
+                        return await self._call(module, request)
+                except TimeoutError:
                     raise InstrumentTimeout(
                         f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
                         + (UNKNOWN_OUTCOME if request.op == "put" else "")

@@ -49,11 +49,17 @@ class ExperimentServer:
         if self._socket is None:
             self.bind()
         assert self._socket is not None
+        plain: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket)  # synchronous view, used only while no asyncio receive is pending
         while True:
-            frames = await self._socket.recv_multipart(copy=True)
-            task = asyncio.create_task(self._answer(frames))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            frames = await self._socket.recv_multipart()
+            while True:
+                task = asyncio.create_task(self._answer(frames))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                try:  # take every request already here without another trip through the event loop
+                    frames = plain.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
 
     async def close(self, grace: float = 0.5) -> None:
         """Let running requests finish for `grace` seconds, cancel the rest, close the socket."""

@@ -98,6 +98,14 @@ def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
     return [orjson.dumps(header), b""]
 
 
+def reply_id(frames: list[bytes]) -> str:
+    """The request id a reply answers ("" if the header is unreadable)."""
+    try:
+        return str(orjson.loads(frames[0]).get("id", ""))
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return ""
+
+
 def decode_reply(frames: list[bytes], request_id: str) -> bytes:
     """Return the reply body, or raise the error the backend reported."""
     if len(frames) != 2:
