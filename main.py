@@ -108,7 +108,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return _json_bytes(orjson.dumps(data), status, headers)
 
 
-def _json_bytes(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json_bytes(body: bytes | memoryview, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 

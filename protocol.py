@@ -27,6 +27,8 @@ import orjson
 from errors import BridgeError, MalformedRequest, error_from_name
 
 VERSION = 1
+# A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
+Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping"]
 OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping"})
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
@@ -98,7 +100,7 @@ def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
     return [orjson.dumps(header), b""]
 
 
-def reply_id(frames: list[bytes]) -> str:
+def reply_id(frames: list[Chunk]) -> str:
     """The request id a reply answers ("" if the header is unreadable)."""
     try:
         return str(orjson.loads(frames[0]).get("id", ""))
@@ -106,7 +108,7 @@ def reply_id(frames: list[bytes]) -> str:
         return ""
 
 
-def decode_reply(frames: list[bytes], request_id: str) -> bytes:
+def decode_reply(frames: list[Chunk], request_id: str) -> Chunk:
     """Return the reply body, or raise the error the backend reported."""
     if len(frames) != 2:
         raise BridgeError(f"backend sent {len(frames)} frames, expected 2")

@@ -30,10 +30,11 @@ class Recorder(BaseModule):
     delay: float = Attribute(unit="s", minimum=0, maximum=10, writable=True, doc="Seconds each call takes.")
     count: int = Attribute(doc="How many reads and writes ran.")
     mode: str = Attribute(choices=("ok", "raise", "hang"), writable=True, doc="How the next calls behave.")
+    writes: list[float] = Attribute(doc="Values of the writes to `value` that started, in order.")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.state: dict[str, Any] = {"value": 0.0, "delay": 0.0, "count": 0, "mode": "ok"}
+        self.state: dict[str, Any] = {"value": 0.0, "delay": 0.0, "count": 0, "mode": "ok", "writes": []}
         self.executed: list[tuple[str, str, Any, float]] = []
 
     async def start(self) -> None:
@@ -42,6 +43,8 @@ class Recorder(BaseModule):
     async def _act(self, op: str, name: str, value: Any = None) -> None:
         self.executed.append((op, name, value, time.time()))
         self.state["count"] += 1
+        if op == "write" and name == "value":
+            self.state["writes"].append(value)
         if self.state["mode"] == "raise" and name != "mode":
             raise RuntimeError("driver exploded")
         if self.state["mode"] == "hang" and name != "mode":

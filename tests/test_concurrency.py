@@ -1,0 +1,94 @@
+"""Concurrency through the real processes: replies never cross, slow modules stay apart, late requests never run."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import start_backend, start_frontend, write_config
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("concurrency")
+    config = write_config(tmp / "config.yml", {
+        "module_a": {"class": "module_a.ModuleA", "simulate": True},
+        "setpoint": {"class": "setpoint.Setpoint"},
+        "slow": {"class": "module_a.ModuleA", "simulate": True, "simulator": {"delay": 1.0}, "timeout": 3.0},
+        "rec": {"class": "tests.fixture_modules.Recorder"},
+    }, frontend={"request_timeout": 0.5})
+    backend = start_backend(config, tmp / "backend.log")
+    frontend, base = start_frontend(config, tmp / "frontend.log")
+    try:
+        yield base
+    finally:
+        frontend.stop()
+        backend.stop()
+
+
+def test_64_clients_across_two_modules_each_get_their_own_reply(url: str) -> None:
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        if i % 2:
+            put = await http.put("/setpoint/label", json={"value": f"client-{i}"})
+            assert put.json()["value"] == f"client-{i}", put.text
+            put = await http.put("/setpoint/value", json={"value": i * 1.5})
+            assert put.json() == {"module": "setpoint", "attribute": "value", "value": i * 1.5, "unit": None}
+        else:
+            put = await http.put("/module_a/position", json={"value": float(i)})
+            assert put.json()["value"] == float(i), put.text
+        for name in ("speed", "changed_at") if i % 2 == 0 else ("changed_at", "speed"):
+            module = "module_a" if name == "speed" else "setpoint"
+            got = await http.get(f"/{module}/{name}")
+            assert (got.json()["module"], got.json()["attribute"]) == (module, name), got.text
+
+    async def run_all() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=10, limits=httpx.Limits(max_connections=64)) as http:
+            await asyncio.gather(*(client(i, http) for i in range(64)))
+
+    asyncio.run(run_all())
+
+
+def test_a_busy_slow_module_does_not_delay_a_fast_one(url: str) -> None:
+    async def scenario() -> list[float]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            # Keep the slow module's queue occupied (each read takes 1 s; they time out at 0.5 s).
+            slow = [asyncio.create_task(http.get("/slow/position")) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            latencies = []
+            for _ in range(20):
+                start = time.perf_counter()
+                assert (await http.get("/setpoint/value")).status_code == 200
+                latencies.append(time.perf_counter() - start)
+            assert all(not task.done() for task in slow)  # the slow ones were still running all along
+            await asyncio.gather(*slow)
+            return latencies
+
+    latencies = asyncio.run(scenario())
+    assert max(latencies) < 0.25, latencies  # generous: a blocked loop would show the slow module's 1 s
+    assert statistics.median(latencies) < 0.1
+
+
+def test_a_request_past_its_deadline_never_reaches_the_module(url: str) -> None:
+    httpx.put(f"{url}/rec/delay", json={"value": 0.6})
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            # Two writes at once: whichever arrives first holds the module past the
+            # other's deadline (0.5 s), so the other must expire in the queue.
+            return list(await asyncio.gather(http.put("/rec/value", json={"value": 1.0}),
+                                             http.put("/rec/value", json={"value": 2.0})))
+
+    responses = asyncio.run(scenario())
+    httpx.put(f"{url}/rec/delay", json={"value": 0.0})
+    assert sorted(r.json()["error"] for r in responses) == ["deadline_exceeded", "instrument_timeout"]
+    ran = next(r for r in responses if r.json()["error"] == "instrument_timeout")
+    assert "outcome is unknown" in ran.json()["message"]
+    # The module saw one write start, never the one whose client had given up.
+    writes = httpx.get(f"{url}/rec/writes").json()["value"]
+    assert len(writes) == 1, writes
