@@ -19,7 +19,7 @@ from typing import Any, ClassVar, NamedTuple, get_type_hints
 
 import orjson
 
-from attribute import AttributeSpec
+from attribute import RESERVED_NAMES, AttributeSpec
 from config import ModuleSettings
 from errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
 from instrument_client import InstrumentClient
@@ -103,10 +103,16 @@ class BaseModule:
         passed = orjson.Fragment(reading.json) if spec.is_array and reading.json is not None else value
         return {"module": self.name, "attribute": name, "value": passed, "unit": spec.unit}
 
-    async def put(self, name: str, value: Any) -> dict[str, Any]:
+    def writable_spec(self, name: str) -> AttributeSpec[Any]:
+        if name in RESERVED_NAMES:
+            raise ReadOnlyAttribute(f"{self.name}.{name} is a read-only summary")
         spec = self.spec(name)
         if not spec.writable:
             raise ReadOnlyAttribute(f"{self.name}.{name} is read-only")
+        return spec
+
+    async def put(self, name: str, value: Any) -> dict[str, Any]:
+        spec = self.writable_spec(name)
         checked = spec.validate(value)
         reported = spec.coerce_reading(await self.write(name, checked), self.name)
         self.last_values[name] = reported

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from attribute import RESERVED_NAMES
 from base_module import BaseModule
 from config import Config, ConfigError
 from errors import (
@@ -28,7 +29,6 @@ from errors import (
     InstrumentError,
     InstrumentTimeout,
     MalformedRequest,
-    ReadOnlyAttribute,
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
@@ -105,8 +105,16 @@ class Experiment:
         if module is None:
             known = ", ".join(self.modules) or "none"
             raise UnknownModule(f"no module named {request.module!r}; known: {known}")
-        if request.attribute is None:
+        name = request.attribute
+        if name is None:
             raise MalformedRequest(f"{request.op} needs an attribute")
+        # Refuse what needs no instrument now, rather than after waiting in the queue.
+        if request.op == "put":
+            if not request.has_value:
+                raise MalformedRequest("put needs a value")
+            module.writable_spec(name).validate(request.value)
+        elif name not in RESERVED_NAMES:
+            module.spec(name)
         return await self._run(module, request)
 
     async def _run(self, module: BaseModule, request: Request) -> Any:
@@ -141,10 +149,6 @@ class Experiment:
     async def _call(module: BaseModule, request: Request) -> Any:
         name = request.attribute or ""
         if request.op == "put":
-            if name in ("attributes", "parameters"):
-                raise ReadOnlyAttribute(f"{module.name}.{name} is a read-only summary")
-            if not request.has_value:
-                raise MalformedRequest("put needs a value")
             return await module.put(name, request.value)
         if name == "attributes":
             return await module.read_attributes()

@@ -14,6 +14,7 @@ from errors import (
     DeadlineExceeded,
     InstrumentError,
     InstrumentTimeout,
+    InvalidValue,
     ReadOnlyAttribute,
     UnknownAttribute,
     UnknownModule,
@@ -41,18 +42,37 @@ def test_get_and_put_answer_with_module_attribute_value_and_unit() -> None:
     assert run(exp.handle(req("get", "a", "value")))["value"] == 2.5
 
 
-@pytest.mark.parametrize(("request_", "error"), [
-    (req("get", "b", "value"), UnknownModule),
-    (req("get", "a", "__class__"), UnknownAttribute),
-    (req("get", "a", "read"), UnknownAttribute),
-    (req("put", "a", "count", 3), ReadOnlyAttribute),
-    (req("put", "a", "attributes", 3), ReadOnlyAttribute),
+@pytest.mark.parametrize(("args", "error"), [
+    (("get", "b", "value"), UnknownModule),
+    (("get", "a", "__class__"), UnknownAttribute),
+    (("get", "a", "read"), UnknownAttribute),
+    (("put", "a", "count", 3), ReadOnlyAttribute),
+    (("put", "a", "attributes", 3), ReadOnlyAttribute),
+    (("put", "a", "value", 11.0), InvalidValue),
 ])
-def test_bad_requests_raise_the_matching_error(request_: Request, error: type[Exception]) -> None:
+def test_bad_requests_raise_the_matching_error(args: tuple[Any, ...], error: type[Exception]) -> None:
     module = recorder("a")
     with pytest.raises(error):
-        run(Experiment({"a": module}).handle(request_))
+        run(Experiment({"a": module}).handle(req(*args)))
     assert module.executed == []
+
+
+def test_bad_requests_are_refused_at_once_not_after_the_queue() -> None:
+    module = recorder("a")
+    module.state["delay"] = 0.5
+    exp = Experiment({"a": module})
+
+    async def scenario() -> float:
+        busy = asyncio.create_task(exp.handle(req("get", "a", "value")))
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        with pytest.raises(InvalidValue):
+            await exp.handle(req("put", "a", "value", 99.0))
+        elapsed = time.perf_counter() - start
+        await busy
+        return elapsed
+
+    assert run(scenario()) < 0.25
 
 
 def test_requests_to_one_module_run_one_at_a_time_in_arrival_order() -> None:
