@@ -7,7 +7,7 @@ InstrumentUnreachable, no answer in time is InstrumentTimeout, an HTTP error
 status or a body that is not a JSON object is InstrumentError.
 
 aiohttp rather than httpx: bench/http_clients.py measured it about 3x faster
-per small request and 4x faster on the 100,000-sample trace on this hardware.
+per small request (118 us against 366 us median, both on uvloop).
 """
 
 from __future__ import annotations

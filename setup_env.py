@@ -30,6 +30,28 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def run_inside(requirements: str) -> None:
+    """Re-run the calling script inside the prepared environment, unless it already runs there."""
+    python = prepare(requirements, install=not in_virtualenv() or not _has_all(requirements))
+    if Path(python).resolve() != Path(sys.executable).resolve():
+        sys.exit(subprocess.run([python, *sys.argv], check=False).returncode)
+
+
+def _has_all(requirements: str) -> bool:
+    """True when every requirement's distribution is installed here (versions are not checked)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for line in (ROOT / requirements).read_text().splitlines():
+        name = line.split("#")[0].split(";")[0].strip()
+        if not name or name.startswith("-r"):
+            continue
+        try:
+            version(name.split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip())
+        except PackageNotFoundError:
+            return False
+    return True
+
+
 def prepare(requirements: str, install: bool = True) -> str:
     """Return the interpreter to use, with `requirements` installed into its environment."""
     if in_virtualenv():

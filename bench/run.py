@@ -2,6 +2,8 @@
 
     python bench/run.py [--duration 5] [--load auto|wrk|asyncio]
 
+(It installs the test requirements into .venv first, like run_tests.py.)
+
 Starts the real stack on free loopback ports (experiment process with the
 simulated actuator and the in-memory Setpoint, uvicorn frontend), a bare
 FastAPI app as the floor, and drives each from a separate load process (wrk
@@ -31,6 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if __name__ == "__main__":  # one command on a fresh machine: install what the benchmark needs first
+    from setup_env import run_inside
+
+    run_inside("requirements-dev.txt")
 
 import httpx  # noqa: E402
 
@@ -88,8 +95,14 @@ def _wrk_ms(out: str, percentile: str) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of `pid`, in nanosecond resolution (/proc/<pid>/stat counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            pass
+    return total / 1e9
 
 
 def rss_mib(pid: int) -> float:

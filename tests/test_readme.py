@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from tests.processes import ROOT, start_backend, start_frontend, write_config
 
@@ -46,7 +47,9 @@ def same(expected: Any, actual: Any, key: str = "") -> bool:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("readme")
-    config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}})
+    shipped = yaml.safe_load((ROOT / "config.yml").read_text())["modules"]
+    modules = {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
+    config = write_config(tmp / "config.yml", modules)  # the shipped modules, on free ports
     backend = start_backend(config, tmp / "backend.log")
     frontend, url = start_frontend(config, tmp / "frontend.log")
     try:
