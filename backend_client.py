@@ -23,11 +23,15 @@ import itertools
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
 import zmq
 import zmq.asyncio
 
+from config import Config
+from curve import client_keys
 from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable
 from protocol import MISSING, Chunk, Op, Request, decode_reply, reply_id
 
@@ -48,11 +52,22 @@ class BackendClient:
         self._pending: dict[str, asyncio.Future[list[Chunk]]] = {}
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
+        self._curve: tuple[bytes, bytes, bytes] | None = None  # (server public, client public, client secret)
+
+    @classmethod
+    def from_config(cls, config: Config, config_file: Path) -> BackendClient:
+        """A client for the backend in config.yml, with CurveZMQ keys when configured."""
+        settings = config.frontend
+        client = cls(config.experiment_socket.connect_endpoint, timeout=settings.request_timeout,
+                     connect_timeout=settings.connect_timeout)
+        client._curve = client_keys(config.experiment_socket.curve, config_file)
+        return client
 
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
-                      value: Any = MISSING) -> Chunk:
+                      value: Any = MISSING, *, audit: bool = False) -> Chunk:
         """Send one request; return the JSON body of the reply or raise the reported error."""
-        request = Request(op, module, attribute, value, time.time() + self.timeout, f"{self._prefix}{next(self._ids)}")
+        request = Request(op, module, attribute, value, time.time() + self.timeout,
+                          f"{self._prefix}{next(self._ids)}", audit)
         sock = self._connected_socket()
         reply: asyncio.Future[list[Chunk]] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = reply
@@ -70,11 +85,11 @@ class BackendClient:
             self._pending.pop(request.id, None)
         return decode_reply(frames, request.id)
 
-    async def ping(self) -> float:
-        """Round trip to the backend in seconds."""
+    async def ping_modules(self) -> dict[str, Any]:
+        """Round trip to the backend, and each module's last instrument contact."""
         start = time.perf_counter()
-        await self.request("ping")
-        return time.perf_counter() - start
+        reply = orjson.loads(await self.request("ping"))
+        return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "modules": reply["modules"]}
 
     def close(self) -> None:
         if self._reader is not None:
@@ -98,7 +113,8 @@ class BackendClient:
                 return
             except zmq.Again:
                 pass
-        raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})")
+        raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})"
+                                 + ("; or it refused this frontend's CurveZMQ key" if self._curve else ""))
 
     def _connected_socket(self) -> zmq.asyncio.Socket:
         # Made on first use, inside the running event loop that will read it.
@@ -109,6 +125,8 @@ class BackendClient:
             sock.sndhwm = 100_000  # with IMMEDIATE, a refused send then means "no backend", not "queue full"
             sock.reconnect_ivl = 100  # ms; no backoff, so a restarted backend is found within ~0.1 s
             sock.reconnect_ivl_max = 0
+            if self._curve is not None:
+                sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
             sock.connect(self.endpoint)
             self._socket = sock
             self._reader = asyncio.get_running_loop().create_task(self._read_replies(sock, zmq.Socket.shadow(sock)))

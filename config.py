@@ -38,11 +38,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CurveSettings(_Strict):
+    """CurveZMQ keys (files made by `python keys.py`), for a ZeroMQ hop between machines.
+
+    The backend needs `server_key` and `authorized_clients`; the frontend needs
+    `server_public_key` and `client_key`.  Relative paths are from config.yml's folder.
+    """
+
+    server_key: str | None = None  # the backend's key pair (a .key_secret file)
+    authorized_clients: str | None = None  # folder of the public keys (.key) of frontends allowed in
+    server_public_key: str | None = None  # the backend's public key, for the frontend
+    client_key: str | None = None  # the frontend's key pair (a .key_secret file)
+
+
 class SocketSettings(_Strict):
     """Where the experiment process listens for the frontend (ZeroMQ over TCP)."""
 
     host: str = "127.0.0.1"
     port: Port = 5555
+    curve: CurveSettings | None = None
 
     @property
     def bind_endpoint(self) -> str:
@@ -77,11 +91,17 @@ class ModuleSettings(_Strict):
 
 
 class FrontendSettings(_Strict):
-    """How long the web frontend waits for the backend, and what it accepts."""
+    """The web frontend: where `python main.py` listens, timeouts, limits, tokens, audit log."""
 
+    host: str = "127.0.0.1"
+    port: Port = 8000
     request_timeout: Seconds = 5.0
     connect_timeout: Seconds = 1.0
     max_body_bytes: Annotated[int, Field(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
+    token_file: str | None = None  # YAML mapping identity -> token (also: $BRIDGE_TOKEN)
+    auth_reads: bool = False  # GETs need a token too
+    allow_open_network: bool = False  # listen beyond loopback without any token
+    audit_log: str | None = None  # JSON Lines file, one record per PUT
 
 
 class Config(_Strict):
@@ -117,6 +137,11 @@ def _same_host(a: str, b: str) -> bool:
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The config file to use: explicit path, else $EXPERIMENT_CONFIG, else ./config.yml."""
     return Path(explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def resolve(config_file: Path, path: str) -> Path:
+    """A path from config.yml, relative to the folder config.yml is in."""
+    return (config_file.parent / path).resolve()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

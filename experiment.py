@@ -42,10 +42,12 @@ REPLY_MARGIN = 0.05
 
 @dataclass
 class _Queue:
-    """One module's turn-taking: a FIFO lock and how many requests hold or wait for it."""
+    """One module's turn-taking (a FIFO lock, how many hold or wait for it) and its health."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: int = 0
+    last_contact: float | None = None  # Unix time the instrument last answered
+    last_error: str | None = None  # the error of the last call, None once one succeeds
 
 
 class Experiment:
@@ -98,7 +100,8 @@ class Experiment:
     async def handle(self, request: Request) -> Any:
         """Answer one request with a JSON-ready body, or raise a BridgeError."""
         if request.op == "ping":
-            return {"pong": True, "time": time.time()}
+            return {"time": time.time(), "modules": {
+                name: {"last_contact": q.last_contact, "last_error": q.last_error} for name, q in self._queues.items()}}
         if request.op == "describe":
             return self.describe()
         module = self.modules.get(request.module or "")
@@ -131,17 +134,24 @@ class Experiment:
                 budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
                 try:
                     async with asyncio.timeout(budget):
-                        return await self._call(module, request)
+                        answer = await self._call(module, request)
                 except TimeoutError:
+                    queue.last_error = InstrumentTimeout.code
                     raise InstrumentTimeout(
                         f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
                         + (UNKNOWN_OUTCOME if request.op == "put" else "")
                     ) from None
+                except (InstrumentError, InstrumentTimeout) as exc:
+                    queue.last_error = exc.code
+                    raise
                 except BridgeError:
                     raise
                 except Exception as exc:
+                    queue.last_error = InstrumentError.code
                     log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
                     raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
+                queue.last_contact, queue.last_error = time.time(), None
+                return answer
         finally:
             queue.pending -= 1
 
@@ -149,7 +159,9 @@ class Experiment:
     async def _call(module: BaseModule, request: Request) -> Any:
         name = request.attribute or ""
         if request.op == "put":
-            return await module.put(name, request.value)
+            before = (await module.get(name))["value"] if request.audit else None
+            answer = await module.put(name, request.value)
+            return {**answer, "before": before} if request.audit else answer
         if name == "attributes":
             return await module.read_attributes()
         if name == "parameters":

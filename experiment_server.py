@@ -13,10 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pathlib import Path
+
 import zmq
 import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
 
-from errors import BackendUnavailable, BridgeError
+from config import ConfigError, CurveSettings
+from curve import secure_server
+from errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError
 from experiment import Experiment
 from protocol import Request, encode_error, encode_reply, request_id_of
 
@@ -26,20 +31,24 @@ log = logging.getLogger(__name__)
 class ExperimentServer:
     """Serves an Experiment on a ZeroMQ ROUTER socket."""
 
-    def __init__(self, experiment: Experiment, endpoint: str, context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(self, experiment: Experiment, endpoint: str, context: zmq.asyncio.Context | None = None,
+                 curve: CurveSettings | None = None, config_file: Path = Path("config.yml")) -> None:
         self.experiment = experiment
         self.endpoint = endpoint
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: zmq.asyncio.Socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._curve, self._config_file = curve, config_file
+        self._authenticator: AsyncioAuthenticator | None = None
 
     def bind(self) -> None:
         """Bind now, so a port in use is reported before anything else starts."""
         sock = self._context.socket(zmq.ROUTER)
         sock.linger = 0
         try:
+            self._authenticator = secure_server(sock, self._curve, self._config_file, self._context)
             sock.bind(self.endpoint)
-        except zmq.ZMQError:
+        except (zmq.ZMQError, ConfigError):
             sock.close()
             raise
         self._socket = sock
@@ -72,6 +81,9 @@ class ExperimentServer:
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
 
     async def _answer(self, frames: list[bytes]) -> None:
         # REQ clients send [identity, b"", request]; DEALER clients may omit the
@@ -88,7 +100,10 @@ class ExperimentServer:
         except BridgeError as exc:
             reply = encode_error(request_id or request_id_of(payload), exc)
         except asyncio.CancelledError:
-            self._send(envelope, encode_error(request_id, BackendUnavailable("the experiment process is shutting down")))
+            stopping = "the experiment process is shutting down"
+            if b'"op":"put"' in payload:  # a write cut short may or may not have reached the instrument
+                stopping += UNKNOWN_OUTCOME
+            self._send(envelope, encode_error(request_id, BackendUnavailable(stopping)))
             raise
         except Exception as exc:  # a bug, not a user mistake: log it, answer anyway, keep serving
             log.exception("unexpected error while answering a request")

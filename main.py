@@ -1,30 +1,37 @@
 """The web frontend: FastAPI forwarding HTTP requests to the experiment process.
 
-    uvicorn main:app --reload
+    uvicorn main:app --reload       # development
+    python main.py                  # listens where config.yml's `frontend:` says
 
 `GET /<module>/<attribute>` reads a value and `PUT /<module>/<attribute>` with
 `{"value": ...}` sets one; `instrument_command` forwards both over ZeroMQ
 (backend_client.py) and returns the backend's JSON as it came.  The frontend
 owns no instrument and needs no module code: it starts fine while the backend
-is down (requests get 503 until it is up).  Every error, its own or the
-backend's, is rendered by one handler as `{"error": code, "message": text}`.
+is down (requests get 503 until it is up).  Writes need a bearer token when
+tokens are configured (auth.py) and are recorded in the audit log (audit.py).
+Every error is rendered by one handler as `{"error": code, "message": text}`.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from audit import AuditLog
+from auth import TokenAuth, is_loopback
 from backend_client import BackendClient
-from config import Config, ConfigError, load_config
+from config import Config, ConfigError, config_path, load_config, resolve
 from errors import BridgeError, MalformedRequest, PayloadTooLarge
 
 log = logging.getLogger("uvicorn.error")
@@ -36,49 +43,100 @@ PUT_BODY = {
         "example": {"value": 42.0},
     }},
 }
+# Documents the scheme in OpenAPI; the check itself is TokenAuth's, so it also covers reads when configured.
+bearer = HTTPBearer(auto_error=False, description="Needed for PUT when tokens are configured (and for GET with auth_reads).")
 
 
-def create_app(config: Config) -> FastAPI:
+class OpenNetworkRefused(BridgeError):
+    status = 403
+    code = "open_network_refused"
+
+
+def create_app(config: Config, config_file: Path) -> FastAPI:
     """The frontend app, talking to the backend named in `config`."""
     settings = config.frontend
-    backend = BackendClient(config.experiment_socket.connect_endpoint,
-                            timeout=settings.request_timeout, connect_timeout=settings.connect_timeout)
+    backend = BackendClient.from_config(config, config_file)
+    auth = TokenAuth.from_settings(settings, config_file)
+    audit = AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None
+    network_ok: dict[str, bool] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         backend.close()
+        if audit is not None:
+            audit.close()
 
     app = FastAPI(title="Instrument bridge", lifespan=lifespan,
                   description="Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, "
                               '`PUT /<module>/<attribute>` with `{"value": ...}` writes.')
     app.state.backend = backend
 
+    def check_network(request: Request) -> None:
+        # Requests that reached us on a non-loopback address, with no token configured,
+        # are refused unless config.yml says the open network is fine.
+        host = (request.scope.get("server") or ("127.0.0.1", 0))[0]
+        if host not in network_ok:
+            network_ok[host] = is_loopback(host) or auth.enabled or settings.allow_open_network
+        if not network_ok[host]:
+            raise OpenNetworkRefused(f"no token is configured, so only loopback clients are served (this came in on {host}); "
+                                     "configure frontend.token_file or set frontend.allow_open_network")
+
     @app.get("/", summary="List the modules and their attributes")
-    async def index(request: Request) -> Response:
+    async def index(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        check_network(request)
+        auth.identify(request.headers.get("authorization"), write=False)
         described = orjson.loads(await backend.request("describe"))
         base = str(request.base_url).rstrip("/")
         for name, module in described["modules"].items():
-            module["links"] = {
-                "attributes": f"{base}/{name}/attributes",
-                "parameters": f"{base}/{name}/parameters",
-            }
+            module["links"] = {"attributes": f"{base}/{name}/attributes", "parameters": f"{base}/{name}/parameters"}
             for attr, info in module["attributes"].items():
                 info["url"] = f"{base}/{name}/{attr}"
         return _json(described)
 
-    async def instrument_command(module: str, attribute: str, request: Request) -> Response:
-        """Read (GET) or set (PUT) one attribute of one module, via the experiment process."""
-        if request.method == "PUT":
-            value = await _read_value(request, settings.max_body_bytes)
-            return _json_bytes(await backend.request("put", module, attribute, value))
-        return _json_bytes(await backend.request("get", module, attribute))
+    @app.get("/health", summary="Frontend up, backend reachable, each module's last instrument contact")
+    async def health() -> Response:
+        try:
+            rtt = await backend.ping_modules()
+        except BridgeError as exc:
+            return _json({"status": "down", "frontend": "up",
+                          "backend": {"reachable": False, "error": exc.code, "message": exc.detail}}, 503)
+        modules = rtt.pop("modules")
+        status = "ok" if all(m["last_error"] is None for m in modules.values()) else "degraded"
+        return _json({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules})
 
-    app.add_api_route("/{module}/{attribute}", instrument_command, methods=["GET"],
-                      summary="Read an attribute")
+    async def instrument_command(module: str, attribute: str, request: Request,
+                                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        """Read (GET) or set (PUT) one attribute of one module, via the experiment process."""
+        check_network(request)
+        if request.method == "GET":
+            auth.identify(request.headers.get("authorization"), write=False)
+            return _json_bytes(await backend.request("get", module, attribute))
+        if audit is None:
+            auth.identify(request.headers.get("authorization"), write=True)
+            return _json_bytes(await backend.request("put", module, attribute, await _read_value(request, settings.max_body_bytes)))
+        return await _audited_put(request, module, attribute)
+
+    async def _audited_put(request: Request, module: str, attribute: str) -> Response:
+        assert audit is not None
+        identity, requested, before, after, outcome = None, None, None, None, "ok"
+        try:
+            identity = auth.identify(request.headers.get("authorization"), write=True)
+            requested = await _read_value(request, settings.max_body_bytes)
+            reply = orjson.loads(await backend.request("put", module, attribute, requested, audit=True))
+            before, after = reply.pop("before", None), reply["value"]
+            return _json(reply)
+        except BridgeError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            client = request.client.host if request.client else None
+            audit.record(client=client, identity=identity, module=module, attribute=attribute,
+                         requested=requested, before=before, after=after, outcome=outcome)
+
+    app.add_api_route("/{module}/{attribute}", instrument_command, methods=["GET"], summary="Read an attribute")
     app.add_api_route("/{module}/{attribute}", instrument_command, methods=["PUT"],
                       summary="Set an attribute", openapi_extra={"requestBody": PUT_BODY})
-
     _add_error_handlers(app)
     return app
 
@@ -137,12 +195,32 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(500, BridgeError.code, "internal error in the frontend; see its log")
 
 
-def _load_or_exit() -> Config:
+def _app_or_exit() -> FastAPI:
     try:
-        return load_config()
+        return create_app(load_config(), config_path())
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         raise SystemExit(2) from None
 
 
-app = create_app(_load_or_exit())
+app = _app_or_exit()
+
+
+def serve() -> int:
+    """`python main.py`: run uvicorn where config.yml says, refusing an unprotected open network."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config()
+    settings = config.frontend
+    if not is_loopback(settings.host) and not TokenAuth.from_settings(settings, config_path()).enabled \
+            and not settings.allow_open_network:
+        log.error("refusing to listen on %s without a token: configure frontend.token_file (or $BRIDGE_TOKEN), "
+                  "or set frontend.allow_open_network: true", settings.host)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())

@@ -4,11 +4,12 @@ A request is one JSON frame::
 
     {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping",
      "module": "module_a", "attribute": "position", "value": 12.5,
-     "deadline": 1764147600.25}
+     "deadline": 1764147600.25, "audit": true}
 
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
-on different machines).  A reply is two frames, a small JSON header and the JSON
+on different machines).  `audit` (optional) asks a put to report the value
+before the write as `"before"` in its reply body.  A reply is two frames, a small JSON header and the JSON
 body, so the frontend can hand the body to the browser without re-encoding it::
 
     {"id": "9f1c...", "ok": true}                                   + body
@@ -44,6 +45,7 @@ class Request:
     value: Any = MISSING
     deadline: float = 0.0
     id: str = ""
+    audit: bool = False  # a put also reports the value before the write, for the audit log
 
     @classmethod
     def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
@@ -62,6 +64,8 @@ class Request:
             msg["attribute"] = self.attribute
         if self.has_value:
             msg["value"] = self.value
+        if self.audit:
+            msg["audit"] = True
         return orjson.dumps(msg)
 
     @classmethod
@@ -79,7 +83,7 @@ class Request:
             raise MalformedRequest("request needs 'op', 'id' and 'deadline'")
         if not all(x is None or isinstance(x, str) for x in (module, attribute)):
             raise MalformedRequest("'module' and 'attribute' must be strings")
-        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident)
+        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, msg.get("audit") is True)
 
 
 def request_id_of(frame: bytes) -> str:

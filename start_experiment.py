@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -75,13 +76,14 @@ def _listen(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-async def run(config: Config, experiment: Experiment) -> None:
+async def run(config: Config, experiment: Experiment, config_file: Path) -> None:
     """Serve until SIGINT/SIGTERM, then shut everything down."""
     stop = asyncio.Event()
     _install_signal_handlers(stop)
 
     simulators: list[tuple[_EmbeddedServer, asyncio.Task[None]]] = []
-    server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint)
+    server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint,
+                              curve=config.experiment_socket.curve, config_file=config_file)
     try:
         for name, app in experiment.simulators.items():
             settings = config.modules[name]
@@ -147,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     log.info("loaded %s: %d module(s): %s", path, len(config.modules), ", ".join(config.modules))
     try:
-        _run_loop(run(config, experiment))
+        _run_loop(run(config, experiment, path))
     except StartupError as exc:
         log.error("%s", exc)
         return EXIT_STARTUP
+    except ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return EXIT_CONFIG
     return 0
 
 
