@@ -95,10 +95,10 @@ def start_backend(config: Path, log: Path) -> Process:
 
 
 def start_frontend(config: Path, log: Path, port: int | None = None,
-                   extra_args: list[str] | None = None) -> tuple[Process, str]:
+                   extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> tuple[Process, str]:
     port = port or free_port()
     proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
-                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config)})
+                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     _wait_alive(proc, lambda: http_answers(url + "/openapi.json"), "frontend")
     return proc, url

@@ -1,0 +1,106 @@
+"""Who may write: bearer tokens, the audit log, and refusing an unprotected open network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+from tests.processes import ROOT, start_backend, start_frontend, write_config
+
+ALICE = "alice-token-0123456789abcdef"
+ROBOT = "robot-token-fedcba9876543210"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    tmp = tmp_path_factory.mktemp("secured")
+    (tmp / "tokens.yml").write_text(yaml.safe_dump({"alice": ALICE, "robot": ROBOT}))
+    config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"token_file": "tokens.yml", "audit_log": "audit/puts.jsonl"})
+    backend = start_backend(config, tmp / "backend.log")
+    frontend, url = start_frontend(config, tmp / "frontend.log")
+    try:
+        yield url, tmp / "audit" / "puts.jsonl"
+    finally:
+        frontend.stop()
+        backend.stop()
+
+
+def audit_lines(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_put_without_token_is_401(secured: tuple[str, Path]) -> None:
+    url, _ = secured
+    response = httpx.put(f"{url}/module_a/position", json={"value": 5})
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_put_with_wrong_token_is_403(secured: tuple[str, Path]) -> None:
+    url, _ = secured
+    response = httpx.put(f"{url}/module_a/position", json={"value": 5}, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 403 and response.json()["error"] == "forbidden"
+
+
+def test_put_with_a_known_token_works_and_reads_stay_open(secured: tuple[str, Path]) -> None:
+    url, _ = secured
+    ok = httpx.put(f"{url}/module_a/position", json={"value": 12.5}, headers={"Authorization": f"Bearer {ALICE}"})
+    assert ok.status_code == 200 and ok.json() == {"module": "module_a", "attribute": "position", "value": 12.5, "unit": "mm"}
+    assert httpx.get(f"{url}/module_a/position").json()["value"] == 12.5
+
+
+def test_every_put_accepted_or_refused_is_in_the_audit_log(secured: tuple[str, Path]) -> None:
+    url, log = secured
+    robot = {"Authorization": f"Bearer {ROBOT}"}
+    httpx.put(f"{url}/module_a/position", json={"value": 20}, headers=robot)
+    before = len(audit_lines(log))
+    httpx.put(f"{url}/module_a/position", json={"value": 30}, headers=robot)
+    httpx.put(f"{url}/module_a/position", json={"value": 300}, headers=robot)
+    httpx.put(f"{url}/module_a/position", json={"value": 40})
+    accepted, refused, anonymous = audit_lines(log)[before:]
+    assert accepted["identity"] == "robot" and accepted["client"] == "127.0.0.1"
+    assert (accepted["module"], accepted["attribute"]) == ("module_a", "position")
+    assert (accepted["requested"], accepted["before"], accepted["after"], accepted["outcome"]) == (30, 20.0, 30.0, "ok")
+    assert (refused["requested"], refused["outcome"], refused["after"]) == (300, "invalid_value", None)
+    assert (anonymous["identity"], anonymous["outcome"]) == (None, "not_authenticated")
+    assert isinstance(accepted["time"], float)
+
+
+def test_openapi_documents_the_bearer_scheme(secured: tuple[str, Path]) -> None:
+    url, _ = secured
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/{module}/{attribute}"]["put"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_reads_can_be_protected_too(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"auth_reads": True})
+    backend = start_backend(config, tmp_path / "backend.log")
+    frontend, url = start_frontend(config, tmp_path / "frontend.log", env={"BRIDGE_TOKEN": ALICE})
+    try:
+        assert httpx.get(f"{url}/module_a/position").status_code == 401
+        assert httpx.get(f"{url}/").status_code == 401
+        assert httpx.get(f"{url}/module_a/position", headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200
+    finally:
+        frontend.stop()
+        backend.stop()
+
+
+def test_frontend_refuses_an_open_address_without_a_token(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"host": "0.0.0.0"})
+    result = subprocess.run([sys.executable, "main.py"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            env={**__import__("os").environ, "EXPERIMENT_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
+    assert "Traceback" not in result.stderr
