@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from config import Config
 from curve import client_keys
@@ -48,11 +49,12 @@ class BackendClient:
         self.connect_timeout = connect_timeout
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: zmq.asyncio.Socket | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # the reply reader and the disconnect watcher
         self._pending: dict[str, asyncio.Future[list[Chunk]]] = {}
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
         self._curve: tuple[bytes, bytes, bytes] | None = None  # (server public, client public, client secret)
+        self._connected = asyncio.Event()
 
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> BackendClient:
@@ -92,29 +94,31 @@ class BackendClient:
         return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "modules": reply["modules"]}
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
 
     async def _send(self, sock: zmq.asyncio.Socket, request: Request) -> None:
         frame = request.encode()
-        try:
-            await sock.send(frame, zmq.NOBLOCK)  # resolves at once: sent, or zmq.Again
-            return
-        except zmq.Again:
-            pass  # not connected (yet): wait a little for the backend to appear
-        connect_s = min(self.connect_timeout, max(0.0, request.deadline - time.time()))
-        if await sock.poll(int(1000 * connect_s), zmq.POLLOUT):  # type: ignore[call-arg]  # pyzmq's hints lack `flags`
+        give_up = min(time.time() + self.connect_timeout, request.deadline)
+        while True:
             try:
-                await sock.send(frame, zmq.NOBLOCK)
+                await sock.send(frame, zmq.NOBLOCK)  # resolves at once: sent, or zmq.Again
                 return
             except zmq.Again:
+                self._connected.clear()  # not connected (yet): wait for the monitor to see a handshake
+            remaining = give_up - time.time()
+            if remaining <= 0:
+                raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})"
+                                         + ("; or it refused this frontend's CurveZMQ key" if self._curve else ""))
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._connected.wait()
+            except TimeoutError:
                 pass
-        raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})"
-                                 + ("; or it refused this frontend's CurveZMQ key" if self._curve else ""))
 
     def _connected_socket(self) -> zmq.asyncio.Socket:
         # Made on first use, inside the running event loop that will read it.
@@ -129,8 +133,32 @@ class BackendClient:
                 sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
             sock.connect(self.endpoint)
             self._socket = sock
-            self._reader = asyncio.get_running_loop().create_task(self._read_replies(sock, zmq.Socket.shadow(sock)))
+            loop = asyncio.get_running_loop()
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            self._tasks = [loop.create_task(self._read_replies(sock, zmq.Socket.shadow(sock))),
+                           loop.create_task(self._watch_connection(sock.get_monitor_socket(events)))]
         return self._socket
+
+    async def _watch_connection(self, monitor: zmq.asyncio.Socket) -> None:
+        # Senders wait on `_connected` rather than polling the socket themselves.  A
+        # backend that dies takes every request it was holding with it: tell their
+        # clients now (503) instead of letting each wait for its timeout.
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._connected.set()
+                    continue
+                self._connected.clear()
+                lost = [waiter for waiter in self._pending.values() if not waiter.done()]
+                for waiter in lost:
+                    waiter.set_exception(BackendUnavailable(
+                        "the experiment process went away before answering; if this was a write, "
+                        "its outcome is unknown: read the value back"))
+                if lost:
+                    log.warning("backend disconnected with %d request(s) in flight", len(lost))
+        finally:
+            monitor.close(linger=0)
 
     async def _read_replies(self, sock: zmq.asyncio.Socket, plain: zmq.Socket[bytes]) -> None:
         # `plain` is a synchronous view of the same socket, used only while no

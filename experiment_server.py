@@ -71,19 +71,34 @@ class ExperimentServer:
                     break
 
     async def close(self, grace: float = 0.5) -> None:
-        """Let running requests finish for `grace` seconds, cancel the rest, close the socket."""
+        """Let running requests finish for `grace` seconds, cancel the rest, close the socket.
+
+        Call after cancelling `serve`: requests arriving meanwhile get a 503 at once.
+        """
+        refusing = asyncio.create_task(self._refuse_new()) if self._socket is not None else None
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=grace)
+        if refusing is not None:
+            refusing.cancel()
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
+
+    async def _refuse_new(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart()
+            if len(frames) >= 2:
+                payload = frames[-1]
+                self._send(frames[:-1], encode_error(request_id_of(payload), BackendUnavailable(
+                    "the experiment process is shutting down; the request was not run")))
 
     async def _answer(self, frames: list[bytes]) -> None:
         # REQ clients send [identity, b"", request]; DEALER clients may omit the

@@ -63,3 +63,27 @@ class Recorder(BaseModule):
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {n: self.state[n] for n in names}
+
+
+class Journal(BaseModule):
+    """An in-memory setpoint that appends every write it performs to a file, before answering."""
+
+    value: float = Attribute(minimum=-1e9, maximum=1e9, writable=True, doc="A setpoint.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.current = 0.0
+        self.journal = open(self.settings.simulator["journal"], "a", encoding="utf-8")  # noqa: SIM115
+
+    async def read(self, name: str) -> Any:
+        return self.current
+
+    async def write(self, name: str, value: Any) -> Any:
+        await asyncio.sleep(0.01)  # keep writes in flight long enough to be caught by a signal
+        self.current = value
+        self.journal.write(f"{value!r}\n")
+        self.journal.flush()
+        return value
+
+    async def read_many(self, names: list[str]) -> dict[str, Any]:
+        return {"value": self.current}
