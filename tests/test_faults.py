@@ -177,3 +177,27 @@ def test_curve_lets_in_known_frontends_only(tmp_path: Path) -> None:
         known.stop()
         unknown.stop()
         backend.stop()
+
+
+def test_frontend_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {
+        "slow": {"class": "module_a.ModuleA", "simulate": True, "simulator": {"delay": 0.5}}})
+    backend = start_backend(config, tmp_path / "backend.log")
+    frontend, url = start_frontend(config, tmp_path / "frontend.log")
+    try:
+        async def scenario() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                in_flight = [asyncio.create_task(http.put("/slow/position", json={"value": float(i)})) for i in range(3)]
+                await asyncio.sleep(0.2)  # all three are inside the frontend now
+                frontend.signal(signal.SIGTERM)
+                return list(await asyncio.gather(*in_flight))
+
+        responses = asyncio.run(scenario())
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        assert sorted(r.json()["value"] for r in responses) == [0.0, 1.0, 2.0]
+        # uvicorn finishes its shutdown, then re-raises SIGTERM so a process manager sees it.
+        assert frontend.wait(10) in (0, -signal.SIGTERM)
+        assert "Finished server process" in frontend.output and "Traceback" not in frontend.output
+    finally:
+        frontend.stop()
+        backend.stop()
