@@ -66,7 +66,10 @@ class Request:
             msg["value"] = self.value
         if self.audit:
             msg["audit"] = True
-        return orjson.dumps(msg)
+        try:
+            return orjson.dumps(msg)
+        except orjson.JSONEncodeError as exc:  # e.g. a value nested deeper than orjson's 254 levels
+            raise MalformedRequest(f"the value cannot be forwarded: {exc}") from None
 
     @classmethod
     def decode(cls, frame: bytes) -> Request:

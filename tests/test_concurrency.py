@@ -92,3 +92,20 @@ def test_a_request_past_its_deadline_never_reaches_the_module(url: str) -> None:
     # The module saw one write start, never the one whose client had given up.
     writes = httpx.get(f"{url}/rec/writes").json()["value"]
     assert len(writes) == 1, writes
+
+
+@pytest.mark.parametrize(("mode", "status", "code", "text"), [
+    ("raise", 502, "instrument_error", "module rec failed: RuntimeError: driver exploded"),
+    ("hang", 504, "instrument_timeout", "module rec did not finish get value"),
+])
+def test_a_faulty_module_costs_only_its_own_request(url: str, mode: str, status: int, code: str, text: str) -> None:
+    assert httpx.put(f"{url}/rec/mode", json={"value": mode}).status_code == 200
+    try:
+        faulty = httpx.get(f"{url}/rec/value", timeout=10)
+        assert (faulty.status_code, faulty.json()["error"]) == (status, code)
+        assert text in faulty.json()["message"]
+        assert httpx.get(f"{url}/setpoint/value").status_code == 200  # the others are served
+        assert httpx.get(f"{url}/module_a/position").status_code == 200
+    finally:
+        assert httpx.put(f"{url}/rec/mode", json={"value": "ok"}).status_code == 200
+    assert httpx.get(f"{url}/rec/value").status_code == 200  # and the module itself recovers

@@ -6,6 +6,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from errors import BridgeError, InvalidValue, MalformedRequest, UnknownModule
 from protocol import Request, decode_reply, encode_error, encode_reply, request_id_of
@@ -61,3 +63,24 @@ def test_reply_to_another_request_is_refused() -> None:
 def test_id_of_a_broken_request_is_still_found_when_possible() -> None:
     assert request_id_of(b'{"id": "abc", "op": 5}') == "abc"
     assert request_id_of(b"garbage") == ""
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES, st.integers(min_value=0, max_value=600))
+def test_any_json_value_is_forwarded_or_refused_as_malformed(value: object, depth: int) -> None:
+    nested = value
+    for _ in range(depth):
+        nested = [nested]
+    try:
+        frame = Request.new("put", "m", "a", nested, timeout=1).encode()
+    except MalformedRequest:
+        assert depth > 200  # only absurd nesting is refused
+        return
+    assert Request.decode(frame).value == nested
