@@ -56,6 +56,7 @@ class SocketSettings(_Strict):
 
     host: str = "127.0.0.1"
     port: Port = 5555
+    events_port: Port | None = None  # live values (ZeroMQ PUB); default: port + 1
     curve: CurveSettings | None = None
 
     @property
@@ -64,9 +65,24 @@ class SocketSettings(_Strict):
 
     @property
     def connect_endpoint(self) -> str:
+        return f"tcp://{self._reachable_host}:{self.port}"
+
+    @property
+    def live_port(self) -> int:
+        return self.events_port or self.port + 1
+
+    @property
+    def events_bind_endpoint(self) -> str:
+        return f"tcp://{self.host}:{self.live_port}"
+
+    @property
+    def events_connect_endpoint(self) -> str:
+        return f"tcp://{self._reachable_host}:{self.live_port}"
+
+    @property
+    def _reachable_host(self) -> str:
         # A backend bound to every interface is still reached over loopback locally.
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
-        return f"tcp://{host}:{self.port}"
+        return "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
 
 
 class LimitSettings(_Strict):
@@ -87,6 +103,7 @@ class ModuleSettings(_Strict):
     connect_timeout: Seconds = 1.0
     queue_limit: Annotated[int, Field(ge=1, le=10000)] = 100
     limits: dict[str, LimitSettings] = {}
+    poll: dict[str, Seconds] = {}  # attribute -> seconds between reads published as live values
     simulator: dict[str, Any] = {}
 
 
@@ -113,7 +130,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:
-        taken: dict[tuple[str, int], str] = {(self.experiment_socket.host, self.experiment_socket.port): "experiment_socket"}
+        socket = self.experiment_socket
+        taken: dict[tuple[str, int], str] = {(socket.host, socket.port): "experiment_socket"}
+        if socket.live_port == socket.port or socket.live_port > 65535:
+            raise ValueError(f"experiment_socket.events_port: {socket.live_port} is not a free port beside port {socket.port}")
+        taken[(socket.host, socket.live_port)] = "experiment_socket (events)"
         for name, module in self.modules.items():
             if not _MODULE_NAME.match(name):
                 raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")

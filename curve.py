@@ -15,7 +15,9 @@ import argparse
 import logging
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -50,9 +52,9 @@ def client_keys(curve: CurveSettings | None, config_file: Path) -> tuple[bytes, 
     return server_public, public, secret
 
 
-def secure_server(sock: zmq.asyncio.Socket, curve: CurveSettings | None, config_file: Path,
+def secure_server(sockets: Sequence[zmq.Socket[Any]], curve: CurveSettings | None, config_file: Path,
                   context: zmq.asyncio.Context) -> AsyncioAuthenticator | None:
-    """Make `sock` a Curve server that admits only authorized clients; returns the running authenticator."""
+    """Make `sockets` Curve servers that admit only authorized clients; returns the running authenticator."""
     if curve is None:
         return None
     public, secret = _load(config_file, curve.server_key, "server_key", secret=True)
@@ -64,7 +66,8 @@ def secure_server(sock: zmq.asyncio.Socket, curve: CurveSettings | None, config_
     authenticator = AsyncioAuthenticator(context)
     authenticator.start()
     authenticator.configure_curve(domain="*", location=str(allowed))
-    sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+    for sock in sockets:
+        sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
     log.info("CurveZMQ on: %d authorized frontend key(s) in %s", len(list(allowed.glob("*.key"))), allowed)
     return authenticator
 

@@ -17,6 +17,7 @@ import importlib
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from attribute import RESERVED_NAMES
@@ -57,6 +58,9 @@ class Experiment:
         self.modules = modules
         self.simulators = simulators or {}
         self._queues = {name: _Queue() for name in modules}
+        self._pollers: list[asyncio.Task[None]] = []
+        # Called with every scalar value read or written, and every failed poll (live values).
+        self.publish: Callable[[dict[str, Any]], None] = lambda event: None
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -67,9 +71,10 @@ class Experiment:
             module_class = _import_module_class(settings.class_path, where)
             if settings.port is None and (settings.simulate or module_class.speaks_http()):
                 raise ConfigError(f"{where}.port: required key is missing ({module_class.__name__} talks HTTP to its instrument)")
-            for attr in settings.limits:
-                if attr not in module_class.attributes:
-                    raise ConfigError(f"{where}.limits.{attr}: {module_class.__name__} declares no attribute {attr!r}")
+            for key, names in (("limits", settings.limits), ("poll", settings.poll)):
+                for attr in names:
+                    if attr not in module_class.attributes:
+                        raise ConfigError(f"{where}.{key}.{attr}: {module_class.__name__} declares no attribute {attr!r}")
             try:
                 modules[name] = module_class(name, settings)
             except ValueError as exc:
@@ -87,7 +92,25 @@ class Experiment:
         for module in self.modules.values():
             await module.start()
 
+    def start_polling(self) -> None:
+        """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
+        for module in self.modules.values():
+            for attribute, interval in module.settings.poll.items():
+                self._pollers.append(asyncio.create_task(self._poll(module, attribute, interval)))
+
+    async def _poll(self, module: BaseModule, attribute: str, interval: float) -> None:
+        while True:
+            # Polls wait their turn in the module's queue like any client request.
+            request = Request.new("get", module.name, attribute, timeout=max(interval, module.settings.timeout))
+            try:
+                await self.handle(request)
+            except BridgeError as exc:
+                self.publish({"module": module.name, "attribute": attribute, "error": exc.code, "message": exc.detail})
+            await asyncio.sleep(interval)
+
     async def close(self) -> None:
+        for task in self._pollers:
+            task.cancel()
         for module in self.modules.values():
             try:
                 await module.close()
@@ -151,9 +174,17 @@ class Experiment:
                     log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
                     raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
                 queue.last_contact, queue.last_error = time.time(), None
+                self._announce(module, answer)
                 return answer
         finally:
             queue.pending -= 1
+
+    def _announce(self, module: BaseModule, answer: Any) -> None:
+        """Publish the scalar values in an answer (one attribute, or a module's summary)."""
+        if "attribute" in answer and not module.specs[answer["attribute"]].is_array:
+            self.publish({k: answer[k] for k in ("module", "attribute", "value", "unit")})
+        for name, reading in answer.get("attributes", {}).items():
+            self.publish({"module": module.name, "attribute": name, **reading})
 
     @staticmethod
     async def _call(module: BaseModule, request: Request) -> Any:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from pathlib import Path
 
+import orjson
 import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
@@ -32,9 +34,12 @@ class ExperimentServer:
     """Serves an Experiment on a ZeroMQ ROUTER socket."""
 
     def __init__(self, experiment: Experiment, endpoint: str, context: zmq.asyncio.Context | None = None,
-                 curve: CurveSettings | None = None, config_file: Path = Path("config.yml")) -> None:
+                 curve: CurveSettings | None = None, config_file: Path = Path("config.yml"),
+                 events_endpoint: str | None = None) -> None:
         self.experiment = experiment
         self.endpoint = endpoint
+        self.events_endpoint = events_endpoint
+        self._events: zmq.Socket[bytes] | None = None
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: zmq.asyncio.Socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,14 +49,32 @@ class ExperimentServer:
     def bind(self) -> None:
         """Bind now, so a port in use is reported before anything else starts."""
         sock = self._context.socket(zmq.ROUTER)
-        sock.linger = 0
+        # Live values go out on a PUB socket, with the same CurveZMQ keys as the requests.
+        events: zmq.Socket[bytes] | None = None
+        if self.events_endpoint is not None:
+            events = zmq.Socket.shadow(self._context.socket(zmq.PUB))
+        sockets: list[zmq.Socket[Any]] = [s for s in (sock, events) if s is not None]
         try:
-            self._authenticator = secure_server(sock, self._curve, self._config_file, self._context)
+            for s in sockets:
+                s.linger = 0
+            self._authenticator = secure_server(sockets, self._curve, self._config_file, self._context)
             sock.bind(self.endpoint)
+            if events is not None:
+                events.bind(self.events_endpoint or "")
         except (zmq.ZMQError, ConfigError):
-            sock.close()
+            for s in sockets:
+                s.close()
             raise
-        self._socket = sock
+        self._socket, self._events = sock, events
+        if events is not None:
+            self.experiment.publish = self._publish
+
+    def _publish(self, event: dict[str, object]) -> None:
+        if self._events is not None:
+            try:  # PUB never blocks: a subscriber that cannot keep up just misses values
+                self._events.send_multipart([str(event["module"]).encode(), orjson.dumps(event)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.debug("live value not published: %s", exc)
 
     async def serve(self) -> None:
         """Answer requests until cancelled."""
@@ -87,6 +110,10 @@ class ExperimentServer:
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+        if self._events is not None:
+            self._events.close(linger=0)
+            self._events = None
+            self.experiment.publish = lambda event: None
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None

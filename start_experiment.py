@@ -83,7 +83,8 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
 
     simulators: list[tuple[_EmbeddedServer, asyncio.Task[None]]] = []
     server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint,
-                              curve=config.experiment_socket.curve, config_file=config_file)
+                              curve=config.experiment_socket.curve, config_file=config_file,
+                              events_endpoint=config.experiment_socket.events_bind_endpoint)
     try:
         for name, app in experiment.simulators.items():
             settings = config.modules[name]
@@ -97,6 +98,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         except zmq.ZMQError as exc:
             raise StartupError(f"experiment_socket cannot bind {server.endpoint}: {exc}") from None
         await experiment.start()
+        experiment.start_polling()
         for name, module in experiment.modules.items():
             log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
         log.info("experiment ready on %s (Ctrl+C to stop)", server.endpoint)
