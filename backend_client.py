@@ -65,6 +65,11 @@ class BackendClient:
         client._curve = client_keys(config.experiment_socket.curve, config_file)
         return client
 
+    @property
+    def curve(self) -> tuple[bytes, bytes, bytes] | None:
+        """(server public, client public, client secret) when the hop uses CurveZMQ."""
+        return self._curve
+
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
                       value: Any = MISSING, *, audit: bool = False) -> Chunk:
         """Send one request; return the JSON body of the reply or raise the reported error."""

@@ -32,7 +32,10 @@ from audit import AuditLog
 from auth import TokenAuth, is_loopback
 from backend_client import BackendClient
 from config import Config, ConfigError, config_path, load_config, resolve
-from errors import BridgeError, MalformedRequest, PayloadTooLarge
+from api_docs import add_api_docs
+from dashboard import add_dashboard, dashboard_page, wants_html
+from errors import BridgeError, MalformedRequest, PayloadTooLarge, UnknownModule
+from live import LiveFeed
 
 log = logging.getLogger("uvicorn.error")
 
@@ -58,19 +61,23 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     backend = BackendClient.from_config(config, config_file)
     auth = TokenAuth.from_settings(settings, config_file)
     audit = AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None
+    feed = LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve)
     network_ok: dict[str, bool] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        feed.close()
         backend.close()
         if audit is not None:
             audit.close()
 
-    app = FastAPI(title="Instrument bridge", lifespan=lifespan,
+    app = FastAPI(title="Instrument bridge", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, "
                               '`PUT /<module>/<attribute>` with `{"value": ...}` writes.')
     app.state.backend = backend
+    add_api_docs(app, backend)
+    add_dashboard(app, feed, auth)
 
     def check_network(request: Request) -> None:
         # Requests that reached us on a non-loopback address, with no token configured,
@@ -82,17 +89,27 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
             raise OpenNetworkRefused(f"no token is configured, so only loopback clients are served (this came in on {host}); "
                                      "configure frontend.token_file or set frontend.allow_open_network")
 
-    @app.get("/", summary="List the modules and their attributes")
-    async def index(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+    async def described(request: Request) -> dict[str, Any]:
         check_network(request)
         auth.identify(request.headers.get("authorization"), write=False)
-        described = orjson.loads(await backend.request("describe"))
+        modules: dict[str, Any] = orjson.loads(await backend.request("describe"))["modules"]
         base = str(request.base_url).rstrip("/")
-        for name, module in described["modules"].items():
-            module["links"] = {"attributes": f"{base}/{name}/attributes", "parameters": f"{base}/{name}/parameters"}
+        for name, module in modules.items():
+            module["links"] = {"self": f"{base}/{name}", "attributes": f"{base}/{name}/attributes",
+                               "parameters": f"{base}/{name}/parameters"}
             for attr, info in module["attributes"].items():
                 info["url"] = f"{base}/{name}/{attr}"
-        return _json(described)
+        return modules
+
+    @app.get("/", summary="The dashboard for browsers; the modules and their attributes as JSON otherwise")
+    async def index(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        if wants_html(request):
+            return dashboard_page()
+        return _json({"modules": await described(request)})
+
+    @app.get("/modules", summary="Every module with its description")
+    async def modules(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        return _json({"modules": await described(request)})
 
     @app.get("/health", summary="Frontend up, backend reachable, each module's last instrument contact")
     async def health() -> Response:
@@ -133,6 +150,14 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
             client = request.client.host if request.client else None
             audit.record(client=client, identity=identity, module=module, attribute=attribute,
                          requested=requested, before=before, after=after, outcome=outcome)
+
+    @app.get("/{module}", summary="A module's description: class, doc, attributes with type, unit, limits")
+    async def module_description(module: str, request: Request,
+                                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+        found = (await described(request)).get(module)
+        if found is None:
+            raise UnknownModule(f"no module named {module!r}")
+        return _json({"module": module, **found})
 
     app.add_api_route("/{module}/{attribute}", instrument_command, methods=["GET"], summary="Read an attribute")
     app.add_api_route("/{module}/{attribute}", instrument_command, methods=["PUT"],
@@ -218,7 +243,8 @@ def serve() -> int:
         log.error("refusing to listen on %s without a token: configure frontend.token_file (or $BRIDGE_TOKEN), "
                   "or set frontend.allow_open_network: true", settings.host)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Live-value connections are closed by uvicorn at shutdown; plain requests get 10 s to finish.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
     return 0
 
 

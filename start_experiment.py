@@ -96,7 +96,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         try:
             server.bind()
         except zmq.ZMQError as exc:
-            raise StartupError(f"experiment_socket cannot bind {server.endpoint}: {exc}") from None
+            raise StartupError(f"experiment_socket cannot bind: {exc} (is another instance running?)") from None
         await experiment.start()
         experiment.start_polling()
         for name, module in experiment.modules.items():

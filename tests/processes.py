@@ -42,7 +42,7 @@ def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port
                  frontend: dict[str, Any] | None = None) -> Path:
     """Write a config.yml with the given modules (each gets a free port unless it names one)."""
     data: dict[str, Any] = {
-        "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port()},
+        "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port(), "events_port": free_port()},
         "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
     }
     if frontend:

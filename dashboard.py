@@ -1,0 +1,55 @@
+"""The dashboard: static HTML, CSS and JavaScript, and the WebSocket of live values.
+
+A browser asking for `/` (Accept: text/html) gets static/index.html; API
+clients keep getting JSON.  The page reads `/modules`, shows every attribute
+with value, unit and limits, lets writable ones be edited in place, and keeps
+the values live over `/ws`, which streams LiveFeed's events (the latest value
+of every attribute first, so a reconnecting page catches up).  No build step
+and no CDN: the three files in static/ are all there is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from auth import TokenAuth
+from errors import BridgeError
+from live import LiveFeed
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def wants_html(request: Request) -> bool:
+    """True for a browser: HTML is asked for and preferred to JSON."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and accept.find("text/html") < (accept.find("application/json") % (len(accept) + 1))
+
+
+def dashboard_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def add_dashboard(app: FastAPI, feed: LiveFeed, auth: TokenAuth) -> None:
+    """Serve static/ and the live-values WebSocket at /ws."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.websocket("/ws")
+    async def live_values(websocket: WebSocket) -> None:
+        if auth.protect_reads:  # browsers cannot set headers on a WebSocket: the token comes as ?token=
+            try:
+                auth.identify(f"Bearer {websocket.query_params.get('token', '')}", write=False)
+            except BridgeError:
+                await websocket.close(code=1008)
+                return
+        await websocket.accept()
+        try:
+            async with feed.subscribe() as events:
+                while True:
+                    await websocket.send_text(orjson.dumps(await events.get()).decode())
+        except WebSocketDisconnect:
+            pass

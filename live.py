@@ -1,0 +1,80 @@
+"""LiveFeed: the frontend's fan-out of live values to every connected browser.
+
+The experiment process publishes each value it reads or writes (and each
+failed poll) on a ZeroMQ PUB socket.  LiveFeed subscribes once, keeps the latest
+event per attribute, and hands every event to every subscriber's queue; a
+browser that connects (or reconnects) first gets the latest value of every
+attribute, so it catches up at once.  A subscriber that cannot keep up loses
+the oldest events, never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import zmq
+import zmq.asyncio
+
+log = logging.getLogger(__name__)
+QUEUE_SIZE = 1000
+
+
+class LiveFeed:
+    """Subscribes to the backend's live values and fans them out."""
+
+    def __init__(self, endpoint: str, curve: tuple[bytes, bytes, bytes] | None = None,
+                 context: zmq.asyncio.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self._curve = curve
+        self._context = context or zmq.asyncio.Context.instance()
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._reader: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue that first holds the latest value of every attribute, then every new event."""
+        self._start()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        for event in list(self.latest.values())[-QUEUE_SIZE:]:
+            queue.put_nowait(event)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+
+    def _start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        sock = self._context.socket(zmq.SUB)
+        sock.linger = 0
+        if self._curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+        sock.subscribe(b"")
+        sock.connect(self.endpoint)
+        try:
+            while True:
+                _, payload = await sock.recv_multipart()
+                self._deliver(orjson.loads(payload))
+        finally:
+            sock.close(linger=0)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        self.latest[(event["module"], event["attribute"])] = event
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()  # drop the oldest for this slow subscriber only
+            queue.put_nowait(event)

@@ -1,0 +1,198 @@
+// The dashboard: every module and attribute, live values over /ws, in-place editing.
+"use strict";
+
+const state = { modules: {}, backendUp: null };
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function format(value) {
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
+  if (value === null || value === undefined) return "–";
+  return String(value);
+}
+
+function limitsText(info) {
+  const unit = info.unit ? ` ${info.unit}` : "";
+  if (info.choices) return `one of ${info.choices.join(", ")}`;
+  if (info.min !== undefined && info.max !== undefined) return `${info.min} to ${info.max}${unit}`;
+  if (info.min !== undefined) return `at least ${info.min}${unit}`;
+  if (info.max !== undefined) return `at most ${info.max}${unit}`;
+  return "";
+}
+
+function headers(json) {
+  const h = { Accept: "application/json" };
+  if (json) h["Content-Type"] = "application/json";
+  const token = localStorage.getItem("bridge-token");
+  if (token) h.Authorization = `Bearer ${token}`;
+  return h;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { headers: headers(false) });
+  const body = await response.json().catch(() => ({ message: `HTTP ${response.status}` }));
+  if (!response.ok) throw Object.assign(new Error(body.message || `HTTP ${response.status}`), { status: response.status });
+  return body;
+}
+
+function row(module, name, info) {
+  const id = `${module}-${name}`;
+  const limits = limitsText(info);
+  const value = el("span", { class: "value stale", id: `value-${id}` }, "–");
+  const cell = el("td", {}, value, " ", el("span", { class: "unit" }, info.unit || ""),
+    limits ? el("span", { class: "limits" }, ` (${limits})`) : null,
+    el("span", { class: "read-error", id: `read-error-${id}`, hidden: true }));
+  if (info.writable) cell.append(editor(module, name, info, id));
+  return el("tr", { dataset: { attribute: name } },
+    el("th", { scope: "row", title: info.doc }, name, el("small", {}, info.doc)), cell);
+}
+
+function editor(module, name, info, id) {
+  const numeric = info.type === "float" || info.type === "int";
+  let input;
+  if (info.choices) {
+    input = el("select", { id: `input-${id}`, name });
+    for (const choice of info.choices) input.append(el("option", { value: choice }, choice));
+  } else {
+    input = el("input", { id: `input-${id}`, name, type: numeric ? "number" : "text", step: "any",
+      min: info.min, max: info.max, "aria-label": `new ${name}`, placeholder: limitsText(info) || name });
+  }
+  const error = el("span", { class: "field-error", id: `error-${id}`, role: "status" });
+  const button = el("button", { type: "submit" }, "Set");
+  const form = el("form", { "aria-label": `set ${name}` }, input, button, error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    input.removeAttribute("aria-invalid");
+    let value = input.value;
+    if (numeric) {
+      if (value.trim() === "") { error.textContent = "enter a number"; return; }
+      value = Number(value);
+    } else if (info.type === "bool") {
+      value = value === "true";
+    }
+    button.disabled = true;
+    try {
+      const response = await fetch(`/${module}/${name}`, { method: "PUT", headers: headers(true), body: JSON.stringify({ value }) });
+      const body = await response.json().catch(() => ({ message: `HTTP ${response.status}` }));
+      if (!response.ok) {
+        if (response.status === 401 || response.status === 403) $("#token-box").hidden = false;
+        input.setAttribute("aria-invalid", "true");
+        error.textContent = body.message || `HTTP ${response.status}`;
+      } else {
+        show(module, name, body.value);
+        input.value = "";
+      }
+    } catch (failure) {
+      error.textContent = `not sent: ${failure.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
+function show(module, name, value) {
+  const node = document.getElementById(`value-${module}-${name}`);
+  if (!node) return;
+  node.textContent = Array.isArray(value) ? `${value.length} samples` : format(value);
+  node.classList.remove("stale");
+  const error = document.getElementById(`read-error-${module}-${name}`);
+  if (error) { error.hidden = true; error.textContent = ""; }
+}
+
+function showReadError(module, name, message) {
+  const error = document.getElementById(`read-error-${module}-${name}`);
+  if (!error) return;
+  error.textContent = message;
+  error.hidden = false;
+  document.getElementById(`value-${module}-${name}`)?.classList.add("stale");
+}
+
+function render(modules) {
+  const root = $("#modules");
+  root.replaceChildren();
+  for (const [module, description] of Object.entries(modules)) {
+    const rows = Object.entries(description.attributes).map(([name, info]) => row(module, name, info));
+    root.append(el("section", { class: "module", id: `module-${module}`, "aria-label": module },
+      el("h2", {}, module), el("div", { class: "class" }, description.class),
+      el("p", { class: "doc" }, description.doc),
+      el("p", { class: "module-error", id: `module-error-${module}`, role: "status", hidden: true }),
+      el("table", {}, el("tbody", {}, ...rows))));
+  }
+}
+
+async function refreshValues() {
+  for (const module of Object.keys(state.modules)) {
+    const note = document.getElementById(`module-error-${module}`);
+    try {
+      const body = await getJSON(`/${module}/attributes`);
+      for (const [name, reading] of Object.entries(body.attributes)) show(module, name, reading.value);
+      note.hidden = true;
+    } catch (failure) {
+      note.textContent = `Cannot read ${module}: ${failure.message}`;
+      note.hidden = false;
+    }
+  }
+}
+
+function setBackend(up, message) {
+  const pill = $("#status");
+  pill.dataset.state = up ? "ok" : "down";
+  pill.textContent = up ? "backend connected" : "backend down";
+  const banner = $("#banner");
+  banner.hidden = up;
+  banner.textContent = up ? "" : `The experiment process is not reachable: ${message}. Values shown may be stale; retrying…`;
+  const recovered = up && state.backendUp === false;
+  state.backendUp = up;
+  if (recovered) start();
+}
+
+async function checkHealth() {
+  try {
+    const response = await fetch("/health", { headers: headers(false) });
+    const body = await response.json();
+    setBackend(response.ok, body.backend?.message || "no answer");
+  } catch (failure) {
+    setBackend(false, "the web frontend does not answer");
+  }
+}
+
+function connectLive() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const token = localStorage.getItem("bridge-token");
+  const socket = new WebSocket(`${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`);
+  socket.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.error) showReadError(event.module, event.attribute, event.message);
+    else show(event.module, event.attribute, event.value);
+  };
+  socket.onclose = () => setTimeout(connectLive, 1000);
+}
+
+async function start() {
+  try {
+    state.modules = (await getJSON("/modules")).modules;
+    render(state.modules);
+    await refreshValues();
+  } catch (failure) {
+    setBackend(false, failure.message);
+  }
+}
+
+$("#token").value = localStorage.getItem("bridge-token") || "";
+$("#token").addEventListener("change", (event) => localStorage.setItem("bridge-token", event.target.value));
+start();
+checkHealth();
+connectLive();
+setInterval(checkHealth, 2000);
+setInterval(refreshValues, 5000);
