@@ -39,7 +39,7 @@ class LiveFeed:
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         """A queue that first holds the latest value of every attribute, then every new event."""
-        self._start()
+        self.start()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         for event in list(self.latest.values())[-QUEUE_SIZE:]:
             queue.put_nowait(event)
@@ -54,7 +54,8 @@ class LiveFeed:
             self._reader.cancel()
             self._reader = None
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Subscribe to the backend (idempotent; needs the running event loop)."""
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
 

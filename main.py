@@ -66,6 +66,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        feed.start()  # from the start, so the latest values are there for the first browser
         yield
         feed.close()
         backend.close()

@@ -47,6 +47,11 @@ async function getJSON(url) {
 function row(module, name, info) {
   const id = `${module}-${name}`;
   const limits = limitsText(info);
+  if (info.type.startsWith("list[")) {  // arrays are read on demand, not pushed into the page
+    return el("tr", { dataset: { attribute: name } },
+      el("th", { scope: "row", title: info.doc }, name, el("small", {}, info.doc)),
+      el("td", {}, el("a", { href: `/${module}/${name}` }, "read as JSON"), " ", el("span", { class: "unit" }, info.unit || "")));
+  }
   const value = el("span", { class: "value stale", id: `value-${id}` }, "–");
   const cell = el("td", {}, value, " ", el("span", { class: "unit" }, info.unit || ""),
     limits ? el("span", { class: "limits" }, ` (${limits})`) : null,
@@ -68,7 +73,8 @@ function editor(module, name, info, id) {
   }
   const error = el("span", { class: "field-error", id: `error-${id}`, role: "status" });
   const button = el("button", { type: "submit" }, "Set");
-  const form = el("form", { "aria-label": `set ${name}` }, input, button, error);
+  // novalidate: the bridge checks the value and its message (limits and unit) is shown next to the field.
+  const form = el("form", { "aria-label": `set ${name}`, novalidate: "" }, input, button, error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
