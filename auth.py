@@ -22,22 +22,9 @@ from pathlib import Path
 import yaml
 
 from config import ConfigError, FrontendSettings, resolve
-from errors import BridgeError
+from errors import Forbidden, NotAuthenticated
 
 ENV_TOKEN = "BRIDGE_TOKEN"
-
-
-class NotAuthenticated(BridgeError):
-    status = 401
-    code = "not_authenticated"
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
-
-
-class Forbidden(BridgeError):
-    status = 403
-    code = "forbidden"
 
 
 class TokenAuth:

@@ -5,6 +5,9 @@ over ZeroMQ (see protocol.py), and the frontend re-raises the same class by name
 so that one exception handler in main.py renders every error.
 
     BridgeError                  500 internal_error
+    ├── NotAuthenticated         401 not_authenticated
+    ├── Forbidden                403 forbidden
+    │   └── OpenNetworkRefused   403 open_network_refused
     ├── UnknownModule            404 unknown_module
     ├── UnknownAttribute         404 unknown_attribute
     ├── ReadOnlyAttribute        405 read_only
@@ -38,6 +41,23 @@ class BridgeError(Exception):
     def headers(self) -> dict[str, str]:
         """Extra HTTP headers that go with this error (none by default)."""
         return {}
+
+
+class NotAuthenticated(BridgeError):
+    status = 401
+    code = "not_authenticated"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(BridgeError):
+    status = 403
+    code = "forbidden"
+
+
+class OpenNetworkRefused(Forbidden):
+    code = "open_network_refused"
 
 
 class UnknownModule(BridgeError):

@@ -34,7 +34,7 @@ from backend_client import BackendClient
 from config import Config, ConfigError, config_path, load_config, resolve
 from api_docs import add_api_docs
 from dashboard import add_dashboard, dashboard_page, wants_html
-from errors import BridgeError, MalformedRequest, PayloadTooLarge, UnknownModule
+from errors import BridgeError, MalformedRequest, OpenNetworkRefused, PayloadTooLarge, UnknownModule
 from live import LiveFeed
 
 log = logging.getLogger("uvicorn.error")
@@ -48,11 +48,6 @@ PUT_BODY = {
 }
 # Documents the scheme in OpenAPI; the check itself is TokenAuth's, so it also covers reads when configured.
 bearer = HTTPBearer(auto_error=False, description="Needed for PUT when tokens are configured (and for GET with auth_reads).")
-
-
-class OpenNetworkRefused(BridgeError):
-    status = 403
-    code = "open_network_refused"
 
 
 def create_app(config: Config, config_file: Path) -> FastAPI:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import Process, start_backend, start_frontend, write_config
+from tests.processes import Process, running_stack, write_config
 
 # Modules of the shared integration stack; each is there to show one behaviour.
 STACK_MODULES = {
@@ -38,12 +38,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     config = write_config(tmp / "config.yml", STACK_MODULES,
                           frontend={"request_timeout": 3.0, "max_body_bytes": 1024})
-    backend = start_backend(config, tmp / "backend.log")
-    try:
-        frontend, url = start_frontend(config, tmp / "frontend.log")
-        try:
-            yield Stack(config, backend, frontend, url)
-        finally:
-            frontend.stop()
-    finally:
-        backend.stop()
+    with running_stack(config, tmp) as (backend, frontend, url):
+        yield Stack(config, backend, frontend, url)

@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,20 @@ def start_frontend(config: Path, log: Path, port: int | None = None,
     url = f"http://127.0.0.1:{port}"
     _wait_alive(proc, lambda: http_answers(url + "/openapi.json"), "frontend")
     return proc, url
+
+
+@contextmanager
+def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Process, Process, str]]:
+    """Backend and frontend on `config`, stopped afterwards: (backend, frontend, frontend URL)."""
+    backend = start_backend(config, logs / "backend.log")
+    try:
+        frontend, url = start_frontend(config, logs / "frontend.log", env=env)
+        try:
+            yield backend, frontend, url
+        finally:
+            frontend.stop()
+    finally:
+        backend.stop()
 
 
 def backend_answers(endpoint: str) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import start_backend, start_frontend, write_config
+from tests.processes import running_stack, write_config
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +23,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "slow": {"class": "module_a.ModuleA", "simulate": True, "simulator": {"delay": 1.0}, "timeout": 3.0},
         "rec": {"class": "tests.fixture_modules.Recorder"},
     }, frontend={"request_timeout": 0.5})
-    backend = start_backend(config, tmp / "backend.log")
-    frontend, base = start_frontend(config, tmp / "frontend.log")
-    try:
+    with running_stack(config, tmp) as (_, _, base):
         yield base
-    finally:
-        frontend.stop()
-        backend.stop()
 
 
 def test_64_clients_across_two_modules_each_get_their_own_reply(url: str) -> None:

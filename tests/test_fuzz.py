@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.processes import start_backend, start_frontend, write_config
+from tests.processes import running_stack, write_config
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +17,8 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("fuzz")
     config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
                           frontend={"max_body_bytes": 4096})
-    backend = start_backend(config, tmp / "backend.log")
-    frontend, url = start_frontend(config, tmp / "frontend.log")
-    try:
+    with running_stack(config, tmp) as (_, _, url):
         yield url
-    finally:
-        frontend.stop()
-        backend.stop()
 
 
 @pytest.fixture(scope="module")

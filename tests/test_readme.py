@@ -14,7 +14,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.processes import ROOT, start_backend, start_frontend, write_config
+from tests.processes import ROOT, running_stack, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Readings of simulated sensors: their digits vary, their presence and type do not.
@@ -50,13 +50,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shipped = yaml.safe_load((ROOT / "config.yml").read_text())["modules"]
     modules = {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
     config = write_config(tmp / "config.yml", modules)  # the shipped modules, on free ports
-    backend = start_backend(config, tmp / "backend.log")
-    frontend, url = start_frontend(config, tmp / "frontend.log")
-    try:
+    with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
-    finally:
-        frontend.stop()
-        backend.stop()
 
 
 def test_readme_has_curl_examples() -> None:

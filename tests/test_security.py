@@ -12,7 +12,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.processes import ROOT, start_backend, start_frontend, write_config
+from tests.processes import ROOT, running_stack, write_config
 
 ALICE = "alice-token-0123456789abcdef"
 ROBOT = "robot-token-fedcba9876543210"
@@ -24,13 +24,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     (tmp / "tokens.yml").write_text(yaml.safe_dump({"alice": ALICE, "robot": ROBOT}))
     config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
                           frontend={"token_file": "tokens.yml", "audit_log": "audit/puts.jsonl"})
-    backend = start_backend(config, tmp / "backend.log")
-    frontend, url = start_frontend(config, tmp / "frontend.log")
-    try:
+    with running_stack(config, tmp) as (_, _, url):
         yield url, tmp / "audit" / "puts.jsonl"
-    finally:
-        frontend.stop()
-        backend.stop()
 
 
 def audit_lines(path: Path) -> list[dict[str, object]]:
@@ -85,15 +80,10 @@ def test_openapi_documents_the_bearer_scheme(secured: tuple[str, Path]) -> None:
 def test_reads_can_be_protected_too(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
                           frontend={"auth_reads": True})
-    backend = start_backend(config, tmp_path / "backend.log")
-    frontend, url = start_frontend(config, tmp_path / "frontend.log", env={"BRIDGE_TOKEN": ALICE})
-    try:
+    with running_stack(config, tmp_path, env={"BRIDGE_TOKEN": ALICE}) as (_, _, url):
         assert httpx.get(f"{url}/module_a/position").status_code == 401
         assert httpx.get(f"{url}/").status_code == 401
         assert httpx.get(f"{url}/module_a/position", headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200
-    finally:
-        frontend.stop()
-        backend.stop()
 
 
 def test_frontend_refuses_an_open_address_without_a_token(tmp_path: Path) -> None:
