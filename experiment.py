@@ -59,7 +59,7 @@ class Experiment:
         self.simulators = simulators or {}
         self._queues = {name: _Queue() for name in modules}
         self._pollers: list[asyncio.Task[None]] = []
-        # Called with every scalar value read or written, and every failed poll (live values).
+        # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
 
     @classmethod
@@ -103,7 +103,7 @@ class Experiment:
             # Polls wait their turn in the module's queue like any client request.
             request = Request.new("get", module.name, attribute, timeout=max(interval, module.settings.timeout))
             try:
-                await self.handle(request)
+                self._announce(module, await self.handle(request))
             except BridgeError as exc:
                 self.publish({"module": module.name, "attribute": attribute, "error": exc.code, "message": exc.detail})
             await asyncio.sleep(interval)
@@ -174,7 +174,8 @@ class Experiment:
                     log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
                     raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
                 queue.last_contact, queue.last_error = time.time(), None
-                self._announce(module, answer)
+                if request.op == "put":  # changes go live at once; plain reads only when polled
+                    self._announce(module, answer)
                 return answer
         finally:
             queue.pending -= 1
