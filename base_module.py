@@ -14,6 +14,7 @@ that talks to its hardware another way overrides the three hooks.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, get_type_hints
 
@@ -97,6 +98,11 @@ class BaseModule:
         result = await self.read(name)
         reading = result if isinstance(result, Reading) else Reading(result)
         value = spec.coerce_reading(reading.value, self.name)
+        if spec.is_array:
+            # Freeing 100,000 floats takes longer than sending them: hand the parsed
+            # reading and the previous value to the event loop, which drops them
+            # after this reply is on its way.
+            asyncio.get_running_loop().call_soon(_drop, (reading, self.last_values.get(name)))
         self.last_values[name] = value
         # An array the instrument sent as valid JSON goes on as those bytes: re-encoding
         # 100,000 floats would cost more than everything else on the way.
@@ -173,6 +179,10 @@ class BaseModule:
         if self._client is None:
             raise InstrumentError(f"module {self.name} is not started")
         return self._client
+
+
+def _drop(_: object) -> None:
+    """Does nothing; calling it releases the last reference to its argument."""
 
 
 def _value_of(data: dict[str, Any], what: str, module: str) -> Any:
