@@ -7,8 +7,8 @@ asyncio machinery is shared.  A request that times out or is cancelled simply
 leaves the table of pending requests; its late reply, if any, finds no one
 waiting and is dropped, so it can never be taken for another request's answer.
 (A pool of REQ sockets had to close and replace a socket for that, the Lazy
-Pirate pattern; bench/zmq_clients.py measured the DEALER at 1.9x its
-requests/s at concurrency 32, and 1.3x at concurrency 1.)
+Pirate pattern; bench/zmq_clients.py measured the DEALER at 1.8x its
+requests/s at concurrency 32, and 1.2x at concurrency 1.)
 Requests are never resent, so a PUT cannot happen twice.
 
 The socket uses ZMQ_IMMEDIATE: a message is only queued to a backend that is
