@@ -1,9 +1,10 @@
 """ExperimentServer: the experiment process's end of the ZeroMQ hop.
 
 One ROUTER socket, bound to the configured endpoint, receives requests from any
-number of frontend REQ sockets.  Each request is answered in its own task, so a
-slow module never holds up the socket; Experiment decides what may run in
-parallel.  Every request gets exactly one reply whatever happens inside, and on
+number of frontends (each a DEALER, see backend_client.py).  Each request is
+answered in its own task, so a slow module never holds up the socket;
+Experiment decides what may run in parallel.  A PUB socket beside it carries
+live values (written and polled) to the frontends' dashboards.  Every request gets exactly one reply whatever happens inside, and on
 shutdown the requests still running get a short grace period, then a clear
 BackendUnavailable.
 """
@@ -128,8 +129,8 @@ class ExperimentServer:
                     "the experiment process is shutting down; the request was not run")))
 
     async def _answer(self, frames: list[bytes]) -> None:
-        # REQ clients send [identity, b"", request]; DEALER clients may omit the
-        # empty delimiter.  Whatever came before the request goes back unchanged.
+        # DEALER clients send [identity, request]; REQ clients add an empty
+        # delimiter frame.  Whatever came before the request goes back unchanged.
         envelope, payload = frames[:-1], frames[-1]
         if not envelope:
             log.warning("dropped a message with no routing envelope")
