@@ -42,7 +42,7 @@ REPLY_MARGIN = 0.05
 
 
 @dataclass
-class _Queue:
+class _ModuleState:
     """One module's turn-taking (a FIFO lock, how many hold or wait for it) and its health."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -57,7 +57,7 @@ class Experiment:
     def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None) -> None:
         self.modules = modules
         self.simulators = simulators or {}
-        self._queues = {name: _Queue() for name in modules}
+        self._queues = {name: _ModuleState() for name in modules}
         self._pollers: list[asyncio.Task[None]] = []
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None

@@ -135,6 +135,7 @@ class ExperimentServer:
         if not envelope:
             log.warning("dropped a message with no routing envelope")
             return
+        request: Request | None = None
         request_id = ""
         try:
             request = Request.decode(payload)
@@ -144,7 +145,7 @@ class ExperimentServer:
             reply = encode_error(request_id or request_id_of(payload), exc)
         except asyncio.CancelledError:
             stopping = "the experiment process is shutting down"
-            if b'"op":"put"' in payload:  # a write cut short may or may not have reached the instrument
+            if request is not None and request.op == "put":  # a write cut short may or may not have reached the instrument
                 stopping += UNKNOWN_OUTCOME
             self._send(envelope, encode_error(request_id, BackendUnavailable(stopping)))
             raise

@@ -14,6 +14,7 @@ Every error is rendered by one handler as `{"error": code, "message": text}`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -142,9 +143,10 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
             outcome = exc.code
             raise
         finally:
+            # fsync can take a while on an SD card: wait for it without holding up other requests.
             client = request.client.host if request.client else None
-            audit.record(client=client, identity=identity, module=module, attribute=attribute,
-                         requested=requested, before=before, after=after, outcome=outcome)
+            await asyncio.to_thread(audit.record, client=client, identity=identity, module=module, attribute=attribute,
+                                    requested=requested, before=before, after=after, outcome=outcome)
 
     @app.get("/{module}", summary="A module's description: class, doc, attributes with type, unit, limits")
     async def module_description(module: str, request: Request,
