@@ -33,8 +33,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 from config import Config
 from curve import client_keys
-from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable
-from protocol import MISSING, Chunk, Op, Request, decode_reply, reply_id
+from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError
+from protocol import MISSING, Chunk, Op, Reply, Request
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +43,26 @@ class BackendClient:
     """Sends protocol requests to the experiment process and returns reply bodies."""
 
     def __init__(self, endpoint: str, *, timeout: float = 5.0, connect_timeout: float = 1.0,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 curve: tuple[bytes, bytes, bytes] | None = None, context: zmq.asyncio.Context | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []  # the reply reader and the disconnect watcher
-        self._pending: dict[str, asyncio.Future[list[Chunk]]] = {}
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
-        self._curve: tuple[bytes, bytes, bytes] | None = None  # (server public, client public, client secret)
+        self._curve = curve  # (server public, client public, client secret), or None
         self._connected = asyncio.Event()
 
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> BackendClient:
         """A client for the backend in config.yml, with CurveZMQ keys when configured."""
         settings = config.frontend
-        client = cls(config.experiment_socket.connect_endpoint, timeout=settings.request_timeout,
-                     connect_timeout=settings.connect_timeout)
-        client._curve = client_keys(config.experiment_socket.curve, config_file)
-        return client
+        return cls(config.experiment_socket.connect_endpoint, timeout=settings.request_timeout,
+                   connect_timeout=settings.connect_timeout,
+                   curve=client_keys(config.experiment_socket.curve, config_file))
 
     @property
     def curve(self) -> tuple[bytes, bytes, bytes] | None:
@@ -76,13 +75,13 @@ class BackendClient:
         request = Request(op, module, attribute, value, time.time() + self.timeout,
                           f"{self._prefix}{next(self._ids)}", audit)
         sock = self._connected_socket()
-        reply: asyncio.Future[list[Chunk]] = asyncio.get_running_loop().create_future()
-        self._pending[request.id] = reply
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = waiter
         try:
             await self._send(sock, request)
             try:
                 async with asyncio.timeout_at(_loop_time(request.deadline)):
-                    frames = await reply
+                    reply = await waiter
             except TimeoutError:
                 raise BackendTimeout(
                     f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
@@ -90,7 +89,7 @@ class BackendClient:
                 ) from None
         finally:
             self._pending.pop(request.id, None)
-        return decode_reply(frames, request.id)
+        return reply.result()  # matched to this request by its id in _deliver
 
     async def ping_modules(self) -> dict[str, Any]:
         """Round trip to the backend, and each module's last instrument contact."""
@@ -180,10 +179,14 @@ class BackendClient:
                     break
 
     def _deliver(self, frames: list[zmq.Frame]) -> None:
-        views: list[Chunk] = [frame.buffer for frame in frames]
-        waiter = self._pending.get(reply_id(views))
+        try:
+            reply = Reply.parse([frame.buffer for frame in frames])
+        except BridgeError as exc:
+            log.warning("dropped a reply from the backend: %s", exc)
+            return
+        waiter = self._pending.get(reply.id)
         if waiter is not None and not waiter.done():
-            waiter.set_result(views)
+            waiter.set_result(reply)
         # else: the request already timed out or was cancelled; its late reply is dropped
 
 

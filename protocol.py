@@ -107,21 +107,39 @@ def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
     return [orjson.dumps(header), b""]
 
 
-def reply_id(frames: list[Chunk]) -> str:
-    """The request id a reply answers ("" if the header is unreadable)."""
-    try:
-        return str(orjson.loads(frames[0]).get("id", ""))
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
-        return ""
+@dataclass(frozen=True)
+class Reply:
+    """A reply from the backend: its header, parsed once, and its body as received."""
+
+    header: dict[str, Any]
+    body: Chunk
+
+    @classmethod
+    def parse(cls, frames: list[Chunk]) -> Reply:
+        if len(frames) != 2:
+            raise BridgeError(f"backend sent {len(frames)} frames, expected 2")
+        try:
+            header = orjson.loads(frames[0])
+        except orjson.JSONDecodeError:
+            raise BridgeError("backend sent a reply header that is not JSON") from None
+        if not isinstance(header, dict):
+            raise BridgeError("backend sent a reply header that is not a JSON object")
+        return cls(header, frames[1])
+
+    @property
+    def id(self) -> str:
+        return str(self.header.get("id", ""))
+
+    def result(self) -> Chunk:
+        """The body, or the error the backend reported, raised."""
+        if not self.header.get("ok"):
+            raise error_from_name(str(self.header.get("error")), str(self.header.get("detail")))
+        return self.body
 
 
 def decode_reply(frames: list[Chunk], request_id: str) -> Chunk:
     """Return the reply body, or raise the error the backend reported."""
-    if len(frames) != 2:
-        raise BridgeError(f"backend sent {len(frames)} frames, expected 2")
-    header = orjson.loads(frames[0])
-    if header.get("id") != request_id:
-        raise BridgeError(f"backend answered request {header.get('id')!r}, expected {request_id!r}")
-    if not header.get("ok"):
-        raise error_from_name(str(header.get("error")), str(header.get("detail")))
-    return frames[1]
+    reply = Reply.parse(frames)
+    if reply.id != request_id:
+        raise BridgeError(f"backend answered request {reply.id!r}, expected {request_id!r}")
+    return reply.result()
