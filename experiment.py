@@ -57,7 +57,7 @@ class Experiment:
     def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None) -> None:
         self.modules = modules
         self.simulators = simulators or {}
-        self._queues = {name: _ModuleState() for name in modules}
+        self._states = {name: _ModuleState() for name in modules}
         self._pollers: list[asyncio.Task[None]] = []
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
@@ -75,6 +75,9 @@ class Experiment:
                 for attr in names:
                     if attr not in module_class.attributes:
                         raise ConfigError(f"{where}.{key}.{attr}: {module_class.__name__} declares no attribute {attr!r}")
+            for attr in settings.poll:
+                if module_class.attributes[attr].is_array:
+                    raise ConfigError(f"{where}.poll.{attr}: arrays are read on demand, not pushed live")
             try:
                 modules[name] = module_class(name, settings)
             except ValueError as exc:
@@ -124,7 +127,7 @@ class Experiment:
         """Answer one request with a JSON-ready body, or raise a BridgeError."""
         if request.op == "ping":
             return {"time": time.time(), "modules": {
-                name: {"last_contact": q.last_contact, "last_error": q.last_error} for name, q in self._queues.items()}}
+                name: {"last_contact": q.last_contact, "last_error": q.last_error} for name, q in self._states.items()}}
         if request.op == "describe":
             return self.describe()
         module = self.modules.get(request.module or "")
@@ -144,7 +147,7 @@ class Experiment:
         return await self._run(module, request)
 
     async def _run(self, module: BaseModule, request: Request) -> Any:
-        queue = self._queues[module.name]
+        queue = self._states[module.name]
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
         queue.pending += 1

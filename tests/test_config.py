@@ -61,6 +61,7 @@ def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch
     ({**GOOD, "modules": {"ws": GOOD["modules"]["module_a"]}}, r"'ws' is a path the frontend serves"),
     ({**GOOD, "modules": {"health": GOOD["modules"]["module_a"]}}, r"'health' is a path the frontend serves"),
     (with_module(poll={"height": 1}), r"modules\.module_a\.poll\.height: ModuleA declares no attribute"),
+    (with_module(poll={"trace": 1}), r"modules\.module_a\.poll\.trace: arrays are read on demand"),
     ({**GOOD, "modules": {"Module A": GOOD["modules"]["module_a"]}}, r"lower_snake_case"),
     ("modules: [unclosed", r"not valid YAML"),
     ("- a list", r"expected a mapping"),
