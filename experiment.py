@@ -127,7 +127,8 @@ class Experiment:
         """Answer one request with a JSON-ready body, or raise a BridgeError."""
         if request.op == "ping":
             return {"time": time.time(), "modules": {
-                name: {"last_contact": q.last_contact, "last_error": q.last_error} for name, q in self._states.items()}}
+                name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending}
+                for name, q in self._states.items()}}
         if request.op == "describe":
             return self.describe()
         module = self.modules.get(request.module or "")
@@ -150,38 +151,49 @@ class Experiment:
         queue = self._states[module.name]
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
+        expired = DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
         queue.pending += 1
         try:
-            async with queue.lock:
+            # Wait for the module only until the deadline, so the client hears "it never ran"
+            # (rather than "outcome unknown") and the request is gone before the module is free.
+            if not await _acquire_before(queue.lock, request.deadline - REPLY_MARGIN):
+                log.warning("dropped %s %s.%s: its client had already given up", request.op, module.name, request.attribute)
+                raise expired
+            try:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
                 if remaining <= 0:
-                    log.warning("dropped %s %s.%s: its client had already given up", request.op, module.name, request.attribute)
-                    raise DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
-                budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
-                try:
-                    async with asyncio.timeout(budget):
-                        answer = await self._call(module, request)
-                except TimeoutError:
-                    queue.last_error = InstrumentTimeout.code
-                    raise InstrumentTimeout(
-                        f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
-                        + (UNKNOWN_OUTCOME if request.op == "put" else "")
-                    ) from None
-                except (InstrumentError, InstrumentTimeout) as exc:
-                    queue.last_error = exc.code
-                    raise
-                except BridgeError:
-                    raise
-                except Exception as exc:
-                    queue.last_error = InstrumentError.code
-                    log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
-                    raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
-                queue.last_contact, queue.last_error = time.time(), None
-                if request.op == "put":  # changes go live at once; plain reads only when polled
-                    self._announce(module, answer)
-                return answer
+                    raise expired
+                return await self._execute(module, request, queue, remaining)
+            finally:
+                queue.lock.release()
         finally:
             queue.pending -= 1
+
+    async def _execute(self, module: BaseModule, request: Request, queue: _ModuleState, remaining: float) -> Any:
+        """Run one request on its module (whose turn it is), turning whatever goes wrong into a BridgeError."""
+        budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
+        try:
+            async with asyncio.timeout(budget):
+                answer = await self._call(module, request)
+        except TimeoutError:
+            queue.last_error = InstrumentTimeout.code
+            raise InstrumentTimeout(
+                f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
+                + (UNKNOWN_OUTCOME if request.op == "put" else "")
+            ) from None
+        except (InstrumentError, InstrumentTimeout) as exc:
+            queue.last_error = exc.code
+            raise
+        except BridgeError:
+            raise
+        except Exception as exc:
+            queue.last_error = InstrumentError.code
+            log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
+            raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
+        queue.last_contact, queue.last_error = time.time(), None
+        if request.op == "put":  # changes go live at once; plain reads only when polled
+            self._announce(module, answer)
+        return answer
 
     def _announce(self, module: BaseModule, answer: Any) -> None:
         """Publish the scalar values in an answer (one attribute, or a module's summary)."""
@@ -217,3 +229,16 @@ def _import_module_class(path: str, where: str) -> type[BaseModule]:
     if not (isinstance(found, type) and issubclass(found, BaseModule)):
         raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
     return found
+
+
+async def _acquire_before(lock: asyncio.Lock, deadline: float) -> bool:
+    """Take `lock` if it comes free before `deadline` (Unix time); False if it does not."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        return False
+    try:
+        async with asyncio.timeout(remaining):
+            await lock.acquire()
+    except TimeoutError:
+        return False
+    return True

@@ -108,7 +108,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     async def modules(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
         return _json({"modules": await described(request)})
 
-    @app.get("/health", summary="Frontend up, backend reachable, each module's last instrument contact")
+    @app.get("/health", summary="Frontend up, backend reachable, each module's last instrument contact and queue")
     async def health() -> Response:
         try:
             rtt = await backend.ping_modules()

@@ -88,9 +88,14 @@ class Process:
         self._log.close()
 
 
+def backend_endpoint(config: Path) -> str:
+    """The ZeroMQ endpoint of the experiment process that `config` describes."""
+    return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+
+
 def start_backend(config: Path, log: Path) -> Process:
     proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log)
-    endpoint = f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    endpoint = backend_endpoint(config)
     _wait_alive(proc, lambda: backend_answers(endpoint), "backend")
     return proc
 

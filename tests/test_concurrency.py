@@ -10,12 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import zmq
 
-from tests.processes import running_stack, write_config
+from protocol import Request, decode_reply
+from tests.processes import backend_endpoint, running_stack, wait_until, write_config
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("concurrency")
     config = write_config(tmp / "config.yml", {
         "module_a": {"class": "module_a.ModuleA", "simulate": True},
@@ -24,7 +26,17 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "rec": {"class": "tests.fixture_modules.Recorder"},
     }, frontend={"request_timeout": 0.5})
     with running_stack(config, tmp) as (_, _, base):
-        yield base
+        yield base, backend_endpoint(config)
+
+
+@pytest.fixture(scope="module")
+def url(stack: tuple[str, str]) -> str:
+    return stack[0]
+
+
+@pytest.fixture(scope="module")
+def endpoint(stack: tuple[str, str]) -> str:
+    return stack[1]
 
 
 def test_64_clients_across_two_modules_each_get_their_own_reply(url: str) -> None:
@@ -69,24 +81,28 @@ def test_a_busy_slow_module_does_not_delay_a_fast_one(url: str) -> None:
     assert statistics.median(latencies) < 0.1
 
 
-def test_a_request_past_its_deadline_never_reaches_the_module(url: str) -> None:
-    httpx.put(f"{url}/rec/delay", json={"value": 0.6})
-
-    async def scenario() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            # Two writes at once: whichever arrives first holds the module past the
-            # other's deadline (0.5 s), so the other must expire in the queue.
-            return list(await asyncio.gather(http.put("/rec/value", json={"value": 1.0}),
-                                             http.put("/rec/value", json={"value": 2.0})))
-
-    responses = asyncio.run(scenario())
-    httpx.put(f"{url}/rec/delay", json={"value": 0.0})
-    assert sorted(r.json()["error"] for r in responses) == ["deadline_exceeded", "instrument_timeout"]
-    ran = next(r for r in responses if r.json()["error"] == "instrument_timeout")
-    assert "outcome is unknown" in ran.json()["message"]
-    # The module saw one write start, never the one whose client had given up.
-    writes = httpx.get(f"{url}/rec/writes").json()["value"]
-    assert len(writes) == 1, writes
+def test_a_request_past_its_deadline_never_reaches_the_module(url: str, endpoint: str) -> None:
+    before = httpx.get(f"{url}/rec/writes").json()["value"]
+    assert httpx.put(f"{url}/rec/delay", json={"value": 1.0}).status_code == 200
+    # A write with a long deadline, sent straight to the backend, holds the module for 1 s ...
+    holder = zmq.Context.instance().socket(zmq.DEALER)
+    holder.linger = 0
+    holder.connect(endpoint)
+    try:
+        request = Request.new("put", "rec", "value", 1.0, timeout=5.0)
+        holder.send(request.encode())
+        wait_until(lambda: httpx.get(f"{url}/health").json()["modules"]["rec"]["queued"] == 1, 5, "the write running")
+        # ... so a write through the frontend (deadline 0.5 s) expires in the queue behind it.
+        late = httpx.put(f"{url}/rec/value", json={"value": 2.0}, timeout=10)
+        assert (late.status_code, late.json()["error"]) == (504, "deadline_exceeded"), late.text
+        assert "expired before it ran" in late.json()["message"]
+        assert holder.poll(5000), "the holding write never finished"
+        assert decode_reply(holder.recv_multipart(), request.id)  # it ran, and succeeded
+    finally:
+        holder.close()
+        httpx.put(f"{url}/rec/delay", json={"value": 0.0})
+    # The module saw the holding write, never the one whose client had given up.
+    assert httpx.get(f"{url}/rec/writes").json()["value"] == [*before, 1.0]
 
 
 @pytest.mark.parametrize(("mode", "status", "code", "text"), [

@@ -112,15 +112,20 @@ def test_a_request_past_its_deadline_never_reaches_the_module() -> None:
     module.state["delay"] = 0.3
     exp = Experiment({"a": module})
 
-    async def scenario() -> None:
+    async def scenario() -> float:
         first = asyncio.create_task(exp.handle(req("put", "a", "value", 1.0)))
         await asyncio.sleep(0)
+        start = time.perf_counter()
         with pytest.raises(DeadlineExceeded):
             await exp.handle(req("put", "a", "value", 2.0, timeout=0.1))
+        waited = time.perf_counter() - start
         await first
+        return waited
 
-    run(scenario())
+    waited = run(scenario())
     assert [v for op, name, v, _ in module.executed if op == "write"] == [1.0]
+    # It is answered at its deadline (less the reply margin), not when the module comes free at 0.3 s.
+    assert waited < 0.2, waited
 
 
 def test_a_full_queue_answers_busy() -> None:
