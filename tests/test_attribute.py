@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -121,6 +122,14 @@ def test_readings_are_coerced_and_garbage_is_an_instrument_error() -> None:
     assert POSITION.coerce_reading(math.nan, "m") is None
     with pytest.raises(InstrumentError, match="sent 'abc' for position"):
         POSITION.coerce_reading("abc", "m")
+
+
+@pytest.mark.parametrize("garbage", [[1.0, "x"], [1.0, None], [1.0, [2.0]], [True, 2.0], {"a": 1.0}, "1,2"])
+def test_an_array_reading_must_be_a_flat_list_of_numbers(garbage: Any) -> None:
+    trace = ModuleA.attributes["trace"]
+    assert trace.coerce_reading([1, 2.5], "m") == [1.0, 2.5]
+    with pytest.raises(InstrumentError, match="for trace, expected a list"):
+        trace.coerce_reading(garbage, "m")
 
 
 def test_routing_only_reaches_declared_attributes() -> None:
