@@ -72,6 +72,12 @@ class TokenAuth:
         return found
 
 
+def may_serve(host: str, auth: TokenAuth, allow_open_network: bool) -> bool:
+    """Whether clients reaching the frontend on `host` may be served: loopback always;
+    any other address only with a token configured, or when config.yml says the open network is fine."""
+    return is_loopback(host) or auth.enabled or allow_open_network
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -30,9 +30,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit import AuditLog
-from auth import TokenAuth, is_loopback
+from auth import TokenAuth, may_serve
 from backend_client import BackendClient
-from config import Config, ConfigError, config_path, load_config, resolve
+from config import Config, ConfigError, FrontendSettings, config_path, load_config, resolve
 from api_docs import add_api_docs
 from dashboard import add_dashboard, dashboard_page, wants_html
 from errors import BridgeError, MalformedRequest, OpenNetworkRefused, PayloadTooLarge, UnknownModule
@@ -72,7 +72,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app = FastAPI(title="Instrument bridge", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, "
                               '`PUT /<module>/<attribute>` with `{"value": ...}` writes.')
-    app.state.backend = backend
+    app.state.backend, app.state.auth, app.state.settings = backend, auth, settings
     add_api_docs(app, backend)
     add_dashboard(app, feed, auth)
 
@@ -81,7 +81,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
         # are refused unless config.yml says the open network is fine.
         host = (request.scope.get("server") or ("127.0.0.1", 0))[0]
         if host not in network_ok:
-            network_ok[host] = is_loopback(host) or auth.enabled or settings.allow_open_network
+            network_ok[host] = may_serve(host, auth, settings.allow_open_network)
         if not network_ok[host]:
             raise OpenNetworkRefused(f"no token is configured, so only loopback clients are served (this came in on {host}); "
                                      "configure frontend.token_file or set frontend.allow_open_network")
@@ -234,10 +234,8 @@ def serve() -> int:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config()
-    settings = config.frontend
-    if not is_loopback(settings.host) and not TokenAuth.from_settings(settings, config_path()).enabled \
-            and not settings.allow_open_network:
+    settings: FrontendSettings = app.state.settings  # the config `app` was made from
+    if not may_serve(settings.host, app.state.auth, settings.allow_open_network):
         log.error("refusing to listen on %s without a token: configure frontend.token_file (or $BRIDGE_TOKEN), "
                   "or set frontend.allow_open_network: true", settings.host)
         return 2
