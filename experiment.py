@@ -151,18 +151,16 @@ class Experiment:
         queue = self._states[module.name]
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
-        expired = DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
         queue.pending += 1
         try:
             # Wait for the module only until the deadline, so the client hears "it never ran"
             # (rather than "outcome unknown") and the request is gone before the module is free.
             if not await _acquire_before(queue.lock, request.deadline - REPLY_MARGIN):
-                log.warning("dropped %s %s.%s: its client had already given up", request.op, module.name, request.attribute)
-                raise expired
+                raise _expired(module, request)
             try:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
-                if remaining <= 0:
-                    raise expired
+                if remaining <= 0:  # the lock came free just before the deadline
+                    raise _expired(module, request)
                 return await self._execute(module, request, queue, remaining)
             finally:
                 queue.lock.release()
@@ -229,6 +227,11 @@ def _import_module_class(path: str, where: str) -> type[BaseModule]:
     if not (isinstance(found, type) and issubclass(found, BaseModule)):
         raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
     return found
+
+
+def _expired(module: BaseModule, request: Request) -> DeadlineExceeded:
+    log.warning("dropped %s %s.%s: its client had already given up", request.op, module.name, request.attribute)
+    return DeadlineExceeded(f"{request.op} {module.name}.{request.attribute} expired before it ran")
 
 
 async def _acquire_before(lock: asyncio.Lock, deadline: float) -> bool:
