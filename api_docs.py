@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from attribute import limits_text
 from backend_client import BackendClient
 from errors import BridgeError
 
@@ -87,7 +88,7 @@ def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
     for module, description in modules.items():
         for name, info in description["attributes"].items():
             unit = f" [{info['unit']}]" if info.get("unit") else ""
-            limits = f" Limits: {info.get('min')} to {info.get('max')}{unit}." if "min" in info or "max" in info else ""
+            limits = f" Limits: {limits_text(info.get('min'), info.get('max'), unit)}." if "min" in info or "max" in info else ""
             text = f"{info['doc']} Type: {info['type']}{unit}.{limits}"
             reply = {"type": "object", "properties": {
                 "module": {"type": "string"}, "attribute": {"type": "string"},

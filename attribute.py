@@ -45,6 +45,17 @@ def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum:
     return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc)
 
 
+def limits_text(minimum: float | None, maximum: float | None, unit: str = "") -> str:
+    """Limits in words ("0 to 100 mm", "at least 0 mm"); `unit` is appended as given."""
+    if minimum is not None and maximum is not None:
+        return f"{minimum:g} to {maximum:g}{unit}"
+    if minimum is not None:
+        return f"at least {minimum:g}{unit}"
+    if maximum is not None:
+        return f"at most {maximum:g}{unit}"
+    return "unlimited"
+
+
 @dataclass(frozen=True)
 class AttributeSpec(Generic[T]):
     """Declaration of one attribute: unit, limits or choices, access and doc line.
@@ -118,14 +129,7 @@ class AttributeSpec(Generic[T]):
         return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     def limits_text(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        if self.minimum is not None and self.maximum is not None:
-            return f"{self.minimum:g} to {self.maximum:g}{unit}"
-        if self.minimum is not None:
-            return f"at least {self.minimum:g}{unit}"
-        if self.maximum is not None:
-            return f"at most {self.maximum:g}{unit}"
-        return "unlimited"
+        return limits_text(self.minimum, self.maximum, f" {self.unit}" if self.unit else "")
 
     def validate(self, value: Any) -> T:
         """Check a value a client wants to write; raise InvalidValue naming the problem."""
