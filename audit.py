@@ -34,7 +34,7 @@ class AuditLog:
         line = orjson.dumps({
             "time": time.time(), "client": client, "identity": identity, "module": module,
             "attribute": attribute, "requested": requested, "before": before, "after": after, "outcome": outcome,
-        }, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+        }, option=orjson.OPT_APPEND_NEWLINE)
         os.write(self._fd, line)
         os.fsync(self._fd)
 

@@ -27,7 +27,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 def wants_html(request: Request) -> bool:
     """True for a browser: HTML is asked for and preferred to JSON."""
     accept = request.headers.get("accept", "")
-    return "text/html" in accept and accept.find("text/html") < (accept.find("application/json") % (len(accept) + 1))
+    html, json = accept.find("text/html"), accept.find("application/json")
+    return html >= 0 and (json < 0 or html < json)
 
 
 def dashboard_page() -> FileResponse:

@@ -4,18 +4,17 @@ One ROUTER socket, bound to the configured endpoint, receives requests from any
 number of frontends (each a DEALER, see backend_client.py).  Each request is
 answered in its own task, so a slow module never holds up the socket;
 Experiment decides what may run in parallel.  A PUB socket beside it carries
-live values (written and polled) to the frontends' dashboards.  Every request gets exactly one reply whatever happens inside, and on
-shutdown the requests still running get a short grace period, then a clear
-BackendUnavailable.
+live values (written and polled) to the frontends' dashboards.  Every request
+gets exactly one reply whatever happens inside, and on shutdown the requests
+still running get a short grace period, then a clear BackendUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import orjson
 import zmq

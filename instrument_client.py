@@ -51,8 +51,7 @@ class InstrumentClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(base_url=self.base_url, timeout=self._timeouts,
-                                              json_serialize=lambda obj: orjson.dumps(obj).decode())
+        self._session = aiohttp.ClientSession(base_url=self.base_url, timeout=self._timeouts)
 
     async def close(self) -> None:
         if self._session is not None:

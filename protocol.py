@@ -9,8 +9,9 @@ A request is one JSON frame::
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
 on different machines).  `audit` (optional) asks a put to report the value
-before the write as `"before"` in its reply body.  A reply is two frames, a small JSON header and the JSON
-body, so the frontend can hand the body to the browser without re-encoding it::
+before the write as `"before"` in its reply body.  A reply is two frames, a
+small JSON header and the JSON body, so the frontend can hand the body to the
+browser without re-encoding it::
 
     {"id": "9f1c...", "ok": true}                                   + body
     {"id": "9f1c...", "ok": false, "error": "UnknownModule", "detail": "..."}  + b""
