@@ -36,6 +36,24 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def seconds_behind(exp: Experiment, busy: Request, probe: Request, raises: type[Exception] | None = None) -> float:
+    """How long `probe` takes to be answered while `busy`, sent just before it, runs."""
+    async def scenario() -> float:
+        running = asyncio.create_task(exp.handle(busy))
+        await asyncio.sleep(0)  # let it take its module
+        start = time.perf_counter()
+        if raises is None:
+            await exp.handle(probe)
+        else:
+            with pytest.raises(raises):
+                await exp.handle(probe)
+        elapsed = time.perf_counter() - start
+        await running
+        return elapsed
+
+    return float(run(scenario()))
+
+
 def test_get_and_put_answer_with_module_attribute_value_and_unit() -> None:
     exp = Experiment({"a": recorder("a")})
     assert run(exp.handle(req("put", "a", "value", 2.5))) == {"module": "a", "attribute": "value", "value": 2.5, "unit": "V"}
@@ -61,18 +79,7 @@ def test_bad_requests_are_refused_at_once_not_after_the_queue() -> None:
     module = recorder("a")
     module.state["delay"] = 0.5
     exp = Experiment({"a": module})
-
-    async def scenario() -> float:
-        busy = asyncio.create_task(exp.handle(req("get", "a", "value")))
-        await asyncio.sleep(0)
-        start = time.perf_counter()
-        with pytest.raises(InvalidValue):
-            await exp.handle(req("put", "a", "value", 99.0))
-        elapsed = time.perf_counter() - start
-        await busy
-        return elapsed
-
-    assert run(scenario()) < 0.25
+    assert seconds_behind(exp, req("get", "a", "value"), req("put", "a", "value", 99.0), raises=InvalidValue) < 0.25
 
 
 def test_requests_to_one_module_run_one_at_a_time_in_arrival_order() -> None:
@@ -94,35 +101,15 @@ def test_a_slow_module_does_not_delay_another() -> None:
     slow, fast = recorder("slow"), recorder("fast")
     slow.state["delay"] = 1.0
     exp = Experiment({"slow": slow, "fast": fast})
-
-    async def scenario() -> float:
-        blocker = asyncio.create_task(exp.handle(req("get", "slow", "value")))
-        await asyncio.sleep(0)
-        start = time.perf_counter()
-        await exp.handle(req("get", "fast", "value"))
-        elapsed = time.perf_counter() - start
-        await blocker
-        return elapsed
-
-    assert run(scenario()) < 0.5
+    assert seconds_behind(exp, req("get", "slow", "value"), req("get", "fast", "value")) < 0.5
 
 
 def test_a_request_past_its_deadline_never_reaches_the_module() -> None:
     module = recorder("a")
     module.state["delay"] = 0.3
     exp = Experiment({"a": module})
-
-    async def scenario() -> float:
-        first = asyncio.create_task(exp.handle(req("put", "a", "value", 1.0)))
-        await asyncio.sleep(0)
-        start = time.perf_counter()
-        with pytest.raises(DeadlineExceeded):
-            await exp.handle(req("put", "a", "value", 2.0, timeout=0.1))
-        waited = time.perf_counter() - start
-        await first
-        return waited
-
-    waited = run(scenario())
+    waited = seconds_behind(exp, req("put", "a", "value", 1.0), req("put", "a", "value", 2.0, timeout=0.1),
+                            raises=DeadlineExceeded)
     assert [v for op, name, v, _ in module.executed if op == "write"] == [1.0]
     # It is answered at its deadline (less the reply margin), not when the module comes free at 0.3 s.
     assert waited < 0.2, waited
