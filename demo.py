@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from setup_env import ROOT, prepare
+from labbridge.tools.setup_env import ROOT, prepare
 
 log = logging.getLogger("demo")
 

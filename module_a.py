@@ -3,14 +3,14 @@
 The original proof of concept measured an actuator's force and position; this
 is that instrument, declared attribute by attribute.  Everything the bridge
 needs (routing, validation, the HTTP cycle, documentation) follows from these
-declarations.  `simulate: true` in config.yml serves simulator.py in its place.
+declarations.  `simulate: true` in config.yml serves the simulator
+(labbridge/experiment/simulators/actuator.py) in its place.
 """
 
 from __future__ import annotations
 
-from attribute import Attribute
-from base_module import BaseModule
-from simulator import create_app
+from base_module import Attribute, BaseModule
+from labbridge.experiment.simulators.actuator import create_app
 
 
 class ModuleA(BaseModule):

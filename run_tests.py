@@ -10,7 +10,7 @@ import logging
 import subprocess
 import sys
 
-from setup_env import ROOT, prepare
+from labbridge.tools.setup_env import ROOT, prepare
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from attribute import Attribute
-from base_module import BaseModule
-from config import ModuleSettings
+from base_module import Attribute, BaseModule, ModuleSettings
 
 
 class Setpoint(BaseModule):

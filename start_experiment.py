@@ -1,165 +1,17 @@
-"""Start the experiment process: load config.yml, start the modules, answer on ZeroMQ.
+"""Start the experiment process: it owns the instruments and serves the web frontend over ZeroMQ.
 
     python start_experiment.py [--config PATH] [--log-level INFO]
 
-It serves the built-in simulator for every module marked `simulate: true`, binds
-the configured ZeroMQ socket, and then waits on its sockets (no polling loop).
-Ctrl+C or SIGTERM stops it cleanly within a second: no new requests, running
-ones get a short grace period, sockets and simulators are closed, exit code 0.
-A bad config.yml exits with code 2 and one line saying what is wrong.
+It loads config.yml, serves the built-in simulator for every module marked
+`simulate: true`, and answers the frontend until Ctrl+C or SIGTERM.  The work
+is done in labbridge/experiment/process.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import logging
-import signal
-import socket
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import uvicorn
-import zmq
-
-from config import Config, ConfigError, config_path, load_config
-from experiment import Experiment
-from experiment_server import ExperimentServer
-
-log = logging.getLogger("start_experiment")
-
-EXIT_CONFIG = 2
-EXIT_STARTUP = 1
-
-
-class StartupError(Exception):
-    """Something outside config.yml stopped the process from starting (a port in use)."""
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn serving a simulator inside this process's event loop.
-
-    The experiment process owns the signals, and uvicorn's 10 Hz housekeeping
-    tick is replaced by waiting for the stop request, so an idle simulator costs
-    no CPU.
-    """
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stop = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        await self._stop.wait()
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._stop.set()
-
-
-def _listen(host: str, port: int, what: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    if sys.platform != "win32":  # on Windows SO_REUSEADDR would let two servers share a port
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"{what} cannot listen on {host}:{port}: {exc.strerror} (is another instance running?)") from None
-    sock.setblocking(False)
-    return sock
-
-
-async def run(config: Config, experiment: Experiment, config_file: Path) -> None:
-    """Serve until SIGINT/SIGTERM, then shut everything down."""
-    stop = asyncio.Event()
-    _install_signal_handlers(stop)
-
-    simulators: list[tuple[_EmbeddedServer, asyncio.Task[None]]] = []
-    server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint,
-                              curve=config.experiment_socket.curve, config_file=config_file,
-                              events_endpoint=config.experiment_socket.events_bind_endpoint)
-    try:
-        for name, app in experiment.simulators.items():
-            settings = config.modules[name]
-            assert settings.port is not None, "Experiment.from_config requires a port to simulate"
-            sock = _listen(settings.ip, settings.port, f"simulator of {name}")
-            uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-            simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
-            log.info("simulating %s at http://%s:%d", name, settings.ip, settings.port)
-        try:
-            server.bind()
-        except zmq.ZMQError as exc:
-            raise StartupError(f"experiment_socket cannot bind: {exc} (is another instance running?)") from None
-        await experiment.start()
-        experiment.start_polling()
-        for name, module in experiment.modules.items():
-            log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
-        log.info("experiment ready on %s (Ctrl+C to stop)", server.endpoint)
-        serving = asyncio.create_task(server.serve())
-        await stop.wait()
-        log.info("stopping")
-        serving.cancel()
-    finally:
-        await server.close(grace=0.5)
-        await experiment.close()
-        for uv, task in simulators:
-            uv.stop()
-        if simulators:
-            await asyncio.wait([task for _, task in simulators], timeout=0.5)
-    log.info("stopped")
-
-
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows: no add_signal_handler
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-
-
-def _run_loop(coro: Any) -> None:
-    try:
-        import uvloop  # installed with uvicorn[standard] on Linux and macOS
-    except ImportError:
-        asyncio.run(coro)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
-    parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    path = config_path(args.config)
-    try:
-        config = load_config(path)
-        experiment = Experiment.from_config(config, str(path))
-    except ConfigError as exc:
-        log.error("invalid configuration: %s", exc)
-        return EXIT_CONFIG
-    log.info("loaded %s: %d module(s): %s", path, len(config.modules), ", ".join(config.modules))
-    try:
-        _run_loop(run(config, experiment, path))
-    except StartupError as exc:
-        log.error("%s", exc)
-        return EXIT_STARTUP
-    except ConfigError as exc:
-        log.error("invalid configuration: %s", exc)
-        return EXIT_CONFIG
-    return 0
-
+from labbridge.experiment.process import main
 
 if __name__ == "__main__":
     sys.exit(main())

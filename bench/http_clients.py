@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
     port = free_port()
-    sim = Process([sys.executable, "simulator.py", "--port", str(port)], Path("/tmp") / f"sim-{port}.log")
+    sim = Process([sys.executable, "-m", "labbridge.experiment.simulators.actuator", "--port", str(port)], Path("/tmp") / f"sim-{port}.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_answers(base + "/position"), 15, "simulator")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 if __name__ == "__main__":
-    from setup_env import run_inside
+    from labbridge.tools.setup_env import run_inside
 
     run_inside("requirements-dev.txt")
 

@@ -27,9 +27,9 @@ import yaml  # noqa: E402
 import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
 
-from backend_client import BackendClient  # noqa: E402
-from errors import BackendTimeout, BackendUnavailable  # noqa: E402
-from protocol import Request, decode_reply  # noqa: E402
+from labbridge.frontend.backend_client import BackendClient  # noqa: E402
+from labbridge.core.errors import BackendTimeout, BackendUnavailable  # noqa: E402
+from labbridge.core.protocol import Request, decode_reply  # noqa: E402
 from tests.processes import start_backend, write_config  # noqa: E402
 
 

@@ -6,8 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from attribute import Attribute
-from base_module import BaseModule
+from base_module import Attribute, BaseModule
 from module_a import ModuleA
 
 

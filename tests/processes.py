@@ -7,6 +7,7 @@ goes to a log file, shown when a process fails to come up.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,10 +56,10 @@ def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port
 class Process:
     """A child process whose output goes to a log file."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.args, self.log_path = args, log
         self._log = open(log, "ab")
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(args, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
 
     @property
@@ -88,34 +89,47 @@ class Process:
         self._log.close()
 
 
+def copy_repository(dest: Path) -> Path:
+    """A copy of the repository's files (tracked and new, not ignored ones such as .venv) at `dest`."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
 def backend_endpoint(config: Path) -> str:
     """The ZeroMQ endpoint of the experiment process that `config` describes."""
     return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
 
 
-def start_backend(config: Path, log: Path) -> Process:
-    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log)
+def start_backend(config: Path, log: Path, root: Path = ROOT) -> Process:
+    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log, cwd=root)
     endpoint = backend_endpoint(config)
     _wait_alive(proc, lambda: backend_answers(endpoint), "backend")
     return proc
 
 
-def start_frontend(config: Path, log: Path, port: int | None = None,
-                   extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> tuple[Process, str]:
+def start_frontend(config: Path, log: Path, port: int | None = None, extra_args: list[str] | None = None,
+                   env: dict[str, str] | None = None, root: Path = ROOT) -> tuple[Process, str]:
     port = port or free_port()
     proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
-                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})})
+                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})}, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    _wait_alive(proc, lambda: http_answers(url + "/openapi.json"), "frontend")
+    # A static file: answered without asking the backend, so readiness does not depend on it.
+    _wait_alive(proc, lambda: http_answers(url + "/static/style.css"), "frontend")
     return proc, url
 
 
 @contextmanager
-def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Process, Process, str]]:
-    """Backend and frontend on `config`, stopped afterwards: (backend, frontend, frontend URL)."""
-    backend = start_backend(config, logs / "backend.log")
+def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None,
+                  root: Path = ROOT) -> Iterator[tuple[Process, Process, str]]:
+    """Backend and frontend on `config`, run from `root`, stopped afterwards: (backend, frontend, frontend URL)."""
+    backend = start_backend(config, logs / "backend.log", root)
     try:
-        frontend, url = start_frontend(config, logs / "frontend.log", env=env)
+        frontend, url = start_frontend(config, logs / "frontend.log", env=env, root=root)
         try:
             yield backend, frontend, url
         finally:
@@ -126,7 +140,7 @@ def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None) -
 
 def backend_answers(endpoint: str) -> bool:
     """One ping over a fresh REQ socket (a real protocol request)."""
-    from protocol import Request
+    from labbridge.core.protocol import Request
 
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attribute import Attribute
+from labbridge.core.attribute import Attribute
 from base_module import BaseModule
-from config import ModuleSettings
-from errors import InstrumentError, InvalidValue, ReadOnlyAttribute, UnknownAttribute
+from labbridge.core.config import ModuleSettings
+from labbridge.core.errors import InstrumentError, InvalidValue, ReadOnlyAttribute, UnknownAttribute
 from module_a import ModuleA
 
 POSITION = ModuleA.attributes["position"]

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import yaml
 
-from backend_client import BackendClient
-from errors import BackendTimeout, BackendUnavailable, UnknownModule
+from labbridge.frontend.backend_client import BackendClient
+from labbridge.core.errors import BackendTimeout, BackendUnavailable, UnknownModule
 from tests.processes import free_port, start_backend, write_config
 
 MODULES = {"rec": {"class": "tests.fixture_modules.Recorder"}}
@@ -55,7 +55,7 @@ def test_a_late_reply_to_a_timed_out_request_is_dropped() -> None:
     import zmq
     import zmq.asyncio
 
-    from protocol import Request, encode_reply
+    from labbridge.core.protocol import Request, encode_reply
 
     async def scenario() -> None:
         port = free_port()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import zmq
 
-from protocol import Request, decode_reply
+from labbridge.core.protocol import Request, decode_reply
 from tests.processes import backend_endpoint, running_stack, wait_until, write_config
 
 

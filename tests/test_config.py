@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from config import ConfigError, load_config
-from experiment import Experiment
+from labbridge.core.config import ConfigError, load_config
+from labbridge.experiment.experiment import Experiment
 from tests.processes import ROOT
 
 GOOD: dict[str, Any] = {
@@ -82,7 +82,7 @@ def test_two_modules_on_one_port_clash(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("changes", "message"), [
     ({"class": "no_such_file.Thing"}, r"modules\.module_a\.class: cannot import 'no_such_file'"),
     ({"class": "module_a.NoSuchClass"}, r"modules\.module_a\.class: 'module_a' has no class 'NoSuchClass'"),
-    ({"class": "config.Config"}, r"modules\.module_a\.class: config\.Config is not a BaseModule subclass"),
+    ({"class": "labbridge.core.config.Config"}, r"modules\.module_a\.class: labbridge\.core\.config\.Config is not a BaseModule subclass"),
     ({"class": "not a path"}, r"modules\.module_a\.class: .*pattern"),
     ({"limits": {"position": {"max": 500}}}, r"modules\.module_a\.limits: max 500.0 is outside the declared limits"),
     ({"limits": {"height": {"max": 5}}}, r"modules\.module_a\.limits\.height: ModuleA declares no attribute 'height'"),

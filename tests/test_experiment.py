@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from config import ModuleSettings
-from errors import (
+from labbridge.core.config import ModuleSettings
+from labbridge.core.errors import (
     BackendBusy,
     DeadlineExceeded,
     InstrumentError,
@@ -19,8 +19,8 @@ from errors import (
     UnknownAttribute,
     UnknownModule,
 )
-from experiment import Experiment
-from protocol import MISSING, Request
+from labbridge.experiment.experiment import Experiment
+from labbridge.core.protocol import MISSING, Request
 from tests.fixture_modules import Recorder
 
 

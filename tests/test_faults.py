@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from curve import generate
+from labbridge.core.curve import generate
 from tests.processes import Process, free_port, http_answers, start_backend, start_frontend, wait_until, write_config
 
 ACTUATOR = {"module_a": {"class": "module_a.ModuleA", "simulate": True}}
@@ -48,7 +48,7 @@ def test_an_instrument_that_goes_away_and_comes_back_is_reconnected(tmp_path: Pa
     frontend, url = start_frontend(config, tmp_path / "frontend.log")
 
     def simulator(log: str) -> Process:
-        sim = Process([sys.executable, "simulator.py", "--port", str(port)], tmp_path / log)
+        sim = Process([sys.executable, "-m", "labbridge.experiment.simulators.actuator", "--port", str(port)], tmp_path / log)
         wait_until(lambda: http_answers(f"http://127.0.0.1:{port}/position"), 15, "simulator")
         return sim
 

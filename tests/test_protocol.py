@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from errors import BridgeError, InvalidValue, MalformedRequest, UnknownModule
-from protocol import Request, decode_reply, encode_error, encode_reply, request_id_of
+from labbridge.core.errors import BridgeError, InvalidValue, MalformedRequest, UnknownModule
+from labbridge.core.protocol import Request, decode_reply, encode_error, encode_reply, request_id_of
 
 
 def test_request_round_trip_keeps_every_field() -> None:

@@ -31,10 +31,10 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from config import Config
-from curve import client_keys
-from errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError
-from protocol import MISSING, Chunk, Op, Reply, Request
+from labbridge.core.config import Config
+from labbridge.core.curve import client_keys
+from labbridge.core.errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError
+from labbridge.core.protocol import MISSING, Chunk, Op, Reply, Request
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable
+from labbridge.core.errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable
 
 
 @dataclass(frozen=True)

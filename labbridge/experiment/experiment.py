@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-from attribute import RESERVED_NAMES
-from base_module import BaseModule
-from config import Config, ConfigError
-from errors import (
+from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.experiment.base_module import BaseModule
+from labbridge.core.config import Config, ConfigError
+from labbridge.core.errors import (
     BackendBusy,
     BridgeError,
     DeadlineExceeded,
@@ -33,7 +33,7 @@ from errors import (
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
-from protocol import Request
+from labbridge.core.protocol import Request
 
 log = logging.getLogger(__name__)
 

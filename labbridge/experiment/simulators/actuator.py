@@ -16,7 +16,7 @@ move, encoded on every request, as an instrument's web API would.
 `GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
 `delay` adds seconds to every answer, to imitate a slow instrument;
 `trace_samples` sets the trace length; `serial_number`.  Run it alone with
-`python simulator.py --port 8888`.
+`python -m labbridge.experiment.simulators.actuator --port 8888`.
 """
 
 from __future__ import annotations

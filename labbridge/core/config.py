@@ -39,7 +39,7 @@ class _Strict(BaseModel):
 
 
 class CurveSettings(_Strict):
-    """CurveZMQ keys (files made by `python curve.py keys/`), for a ZeroMQ hop between machines.
+    """CurveZMQ keys (files made by `python -m labbridge keys keys/`), for a ZeroMQ hop between machines.
 
     The backend needs `server_key` and `authorized_clients`; the frontend needs
     `server_public_key` and `client_key`.  Relative paths are from config.yml's folder.

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Generic, TypeVar, get_origin, overload
 import msgspec
 from pydantic import AllowInfNan, TypeAdapter, ValidationError
 
-from errors import InstrumentError, InvalidValue
+from labbridge.core.errors import InstrumentError, InvalidValue
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from config import ConfigError, FrontendSettings, resolve
-from errors import Forbidden, NotAuthenticated
+from labbridge.core.config import ConfigError, FrontendSettings, resolve
+from labbridge.core.errors import Forbidden, NotAuthenticated
 
 ENV_TOKEN = "BRIDGE_TOKEN"
 

@@ -1,7 +1,7 @@
 """Make sure a Python environment with the project's requirements exists.
 
 Used by demo.py and run_tests.py so that one command works on a fresh machine:
-outside any virtual environment it creates `.venv` beside this file (system
+outside any virtual environment it creates `.venv` in the repository (system
 Pythons often refuse `pip install`), installs the requirements file into it,
 and returns that environment's interpreter.  Inside a virtual environment it
 installs into the current one.  Standard library only: it runs before anything
@@ -17,7 +17,7 @@ import sys
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: labbridge/tools/ is two levels down
 VENV = ROOT / ".venv"
 log = logging.getLogger("setup_env")
 

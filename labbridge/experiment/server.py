@@ -21,11 +21,11 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from config import ConfigError, CurveSettings
-from curve import secure_server
-from errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError
-from experiment import Experiment
-from protocol import Request, encode_error, encode_reply, request_id_of
+from labbridge.core.config import ConfigError, CurveSettings
+from labbridge.core.curve import secure_server
+from labbridge.core.errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError
+from labbridge.experiment.experiment import Experiment
+from labbridge.core.protocol import Request, encode_error, encode_reply, request_id_of
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import orjson
 
-from errors import BridgeError, MalformedRequest, error_from_name
+from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 
 VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.

@@ -1,6 +1,6 @@
 """CurveZMQ for the ZeroMQ hop between machines: key files, and who may connect.
 
-    python curve.py keys/        # writes server and frontend key pairs, authorizes the frontend
+    python -m labbridge keys keys/    # writes server and frontend key pairs, authorizes the frontend
 
 With `experiment_socket.curve` in config.yml, the backend encrypts the hop and a
 ZAP authenticator lets in only frontends whose public key file lies in
@@ -11,10 +11,8 @@ never in the source or in config.yml itself.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import zmq.asyncio
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from config import ConfigError, CurveSettings, resolve
+from labbridge.core.config import ConfigError, CurveSettings, resolve
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +79,16 @@ def generate(folder: Path) -> None:
     shutil.copy(folder / "frontend.key", folder / "authorized" / "frontend.key")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Generate CurveZMQ key files for the bridge.")
-    parser.add_argument("folder", type=Path, help="where to write the keys (for example keys/)")
-    args = parser.parse_args()
-    generate(args.folder)
-    sys.stdout.write(
-        f"""Wrote {args.folder}/server.key(_secret), {args.folder}/frontend.key(_secret), authorized {args.folder}/authorized/frontend.key.
+
+def keys_command(folder: Path) -> str:
+    """`python -m labbridge keys FOLDER`: write the keys, and say what to add to config.yml."""
+    generate(folder)
+    return f"""Wrote {folder}/server.key(_secret), {folder}/frontend.key(_secret), authorized {folder}/authorized/frontend.key.
 Add to config.yml (copy server.key and frontend.key_secret to the frontend's machine):
 experiment_socket:
   curve:
-    server_key: {args.folder}/server.key_secret
-    authorized_clients: {args.folder}/authorized
-    server_public_key: {args.folder}/server.key
-    client_key: {args.folder}/frontend.key_secret
-""")
+    server_key: {folder}/server.key_secret
+    authorized_clients: {folder}/authorized
+    server_public_key: {folder}/server.key
+    client_key: {folder}/frontend.key_secret
+"""

@@ -1,0 +1,191 @@
+"""BaseModule: what every instrument module is, and the default HTTP driver cycle.
+
+A subclass declares its attributes at class level (see attribute.py) and
+BaseModule collects them into `attributes`, the one table requests are routed
+through: a name that is not declared there (`ip`, `__class__`, `get`, ...) is an
+unknown attribute, never a `getattr` on a request string.
+
+The bridge calls `get`, `put`, `read_attributes` and `read_parameters`; they
+validate and then call the driver hooks `read`, `write` and `read_many`.  Those
+default to the instrument's own HTTP API (`GET/PUT http://ip:port/<name>` with
+`{"value": ...}`, `GET /attributes`) through instrument_client.py.  A module
+that talks to its hardware another way overrides the three hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple, get_type_hints
+
+import orjson
+
+from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
+from labbridge.core.config import ModuleSettings
+from labbridge.core.errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
+from labbridge.experiment.instrument_client import InstrumentClient
+
+class Reading(NamedTuple):
+    """What a `read` hook may return instead of a bare value: the value plus its JSON as sent."""
+
+    value: Any
+    json: bytes | None = None
+
+
+class BaseModule:
+    """An instrument, seen through its declared attributes."""
+
+    attributes: ClassVar[dict[str, AttributeSpec[Any]]] = {}
+    # Builds an ASGI app that imitates the instrument; `simulate: true` serves it.
+    simulator: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = {name: value for name, value in vars(cls).items() if isinstance(value, AttributeSpec)}
+        hints = get_type_hints(cls) if declared else {}
+        table = dict(getattr(super(cls, cls), "attributes", {}))  # inherited declarations, redeclarable
+        for name, attribute in declared.items():
+            if name not in hints:
+                raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
+            table[name] = attribute.bind(hints[name])
+            setattr(cls, name, table[name])
+        cls.attributes = table
+
+    def __init__(self, name: str, settings: ModuleSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.last_values: dict[str, Any] = {}
+        # The class's table, with any narrower limits from config.yml applied.
+        self.specs: dict[str, AttributeSpec[Any]] = {
+            attr: (spec.narrowed(lim.min, lim.max) if (lim := settings.limits.get(attr)) else spec)
+            for attr, spec in self.attributes.items()
+        }
+        self._client: InstrumentClient | None = None
+
+    @classmethod
+    def speaks_http(cls) -> bool:
+        """True while any driver hook is still the default HTTP one (then ip:port are needed)."""
+        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write", "read_many"))
+
+    @property
+    def address(self) -> str:
+        """Where the instrument is, for messages: its HTTP base URL, or "in process"."""
+        return f"http://{self.settings.ip}:{self.settings.port}" if self.speaks_http() else "in process"
+
+    async def start(self) -> None:
+        """Open the keep-alive HTTP client; a module with its own driver overrides this if it must connect."""
+        if self.speaks_http():
+            self._client = InstrumentClient(self.name, self.address, timeout=self.settings.timeout,
+                                            connect_timeout=self.settings.connect_timeout)
+            await self._client.start()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    # -- what the bridge calls -------------------------------------------------
+
+    def spec(self, name: str) -> AttributeSpec[Any]:
+        try:
+            return self.specs[name]
+        except KeyError:
+            known = ", ".join(self.specs) or "none"
+            raise UnknownAttribute(f"module {self.name!r} has no attribute {name!r}; known: {known}") from None
+
+    async def get(self, name: str) -> dict[str, Any]:
+        spec = self.spec(name)
+        result = await self.read(name)
+        reading = result if isinstance(result, Reading) else Reading(result)
+        value = spec.coerce_reading(reading.value, self.name)
+        if spec.is_array:
+            # Freeing 100,000 floats takes longer than sending them: hand the parsed
+            # reading and the previous value to the event loop, which drops them
+            # after this reply is on its way.
+            asyncio.get_running_loop().call_soon(_drop, (reading, self.last_values.get(name)))
+        self.last_values[name] = value
+        # An array the instrument sent as valid JSON goes on as those bytes: re-encoding
+        # 100,000 floats would cost more than everything else on the way.
+        passed = orjson.Fragment(reading.json) if spec.is_array and reading.json is not None else value
+        return {"module": self.name, "attribute": name, "value": passed, "unit": spec.unit}
+
+    def writable_spec(self, name: str) -> AttributeSpec[Any]:
+        if name in RESERVED_NAMES:
+            raise ReadOnlyAttribute(f"{self.name}.{name} is a read-only summary")
+        spec = self.spec(name)
+        if not spec.writable:
+            raise ReadOnlyAttribute(f"{self.name}.{name} is read-only")
+        return spec
+
+    async def put(self, name: str, value: Any) -> dict[str, Any]:
+        spec = self.writable_spec(name)
+        checked = spec.validate(value)
+        reported = spec.coerce_reading(await self.write(name, checked), self.name)
+        self.last_values[name] = reported
+        return {"module": self.name, "attribute": name, "value": reported, "unit": spec.unit}
+
+    async def read_attributes(self) -> dict[str, Any]:
+        """Every declared scalar attribute with its current value and unit (arrays have their own URL)."""
+        values = await self._read_declared([n for n, s in self.specs.items() if not s.is_array])
+        return {
+            "module": self.name,
+            "attributes": {n: {"value": v, "unit": self.specs[n].unit} for n, v in values.items()},
+        }
+
+    async def read_parameters(self) -> dict[str, Any]:
+        """The writable attributes with current value, unit and limits."""
+        writable = [n for n, s in self.specs.items() if s.writable]
+        values = await self._read_declared(writable)
+        params = {}
+        for n, v in values.items():
+            spec = self.specs[n]
+            params[n] = {"value": v, "unit": spec.unit, "min": spec.minimum, "max": spec.maximum}
+            if spec.choices is not None:
+                params[n]["choices"] = list(spec.choices)
+        return {"module": self.name, "parameters": params}
+
+    def describe(self) -> dict[str, Any]:
+        cls = type(self)
+        return {
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "doc": (cls.__doc__ or "").strip().split("\n\n")[0],
+            "attributes": {n: s.describe() for n, s in self.specs.items()},
+        }
+
+    async def _read_declared(self, names: list[str]) -> dict[str, Any]:
+        raw = await self.read_many(names)
+        values = {}
+        for n in names:
+            if n not in raw:
+                raise InstrumentError(f"instrument of {self.name} did not report {n}")
+            values[n] = self.specs[n].coerce_reading(raw[n], self.name)
+        self.last_values.update(values)
+        return values
+
+    # -- driver hooks: the instrument's HTTP API by default ----------------------
+
+    async def read(self, name: str) -> Any:
+        reply = await self._instrument().request("GET", f"/{name}")
+        return Reading(_value_of(reply.data, f"GET /{name}", self.name), reply.value_json())
+
+    async def write(self, name: str, value: Any) -> Any:
+        reply = await self._instrument().request("PUT", f"/{name}", {"value": value})
+        return _value_of(reply.data, f"PUT /{name}", self.name)
+
+    async def read_many(self, names: list[str]) -> dict[str, Any]:
+        return (await self._instrument().request("GET", "/attributes")).data
+
+    def _instrument(self) -> InstrumentClient:
+        if self._client is None:
+            raise InstrumentError(f"module {self.name} is not started")
+        return self._client
+
+
+def _drop(_: object) -> None:
+    """Does nothing; calling it releases the last reference to its argument."""
+
+
+def _value_of(data: dict[str, Any], what: str, module: str) -> Any:
+    if "value" not in data:
+        raise InstrumentError(f"instrument of {module} answered {what} without a \"value\"")
+    return data["value"]

@@ -1,0 +1,1 @@
+"""Simulated instruments, served by the experiment process for modules with `simulate: true`."""

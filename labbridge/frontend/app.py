@@ -1,0 +1,47 @@
+"""create_app: the web frontend, wired from config.yml.
+
+The app owns no instrument and needs no module code: it starts fine while the
+experiment process is down (requests get 503 until it is up).  This file only
+assembles the parts: the shared state (state.py), the routes (routes/), static
+files and the error handlers (responses.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from labbridge.core.config import Config
+from labbridge.frontend.responses import add_error_handlers
+from labbridge.frontend.routes import dashboard, docs, health, instruments, modules
+from labbridge.frontend.state import FrontendState
+
+DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, '
+               '`PUT /<module>/<attribute>` with `{"value": ...}` writes.')
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    bridge: FrontendState = app.state.bridge
+    bridge.feed.start()  # from the start, so the latest values are there for the first browser
+    yield
+    bridge.close()
+
+
+def create_app(config: Config, config_file: Path) -> FastAPI:
+    """The frontend app, talking to the experiment process named in `config`."""
+    app = FastAPI(title="Instrument bridge", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.bridge = FrontendState.from_config(config, config_file)
+    app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
+    for router in (docs.router, dashboard.router, modules.router, health.router, modules.module_router,
+                   instruments.router):
+        app.include_router(router)
+    add_error_handlers(app)
+    return app

@@ -1,0 +1,1 @@
+"""The frontend's HTTP routes, as module-level handlers on APIRouters (one file per group of URLs)."""

@@ -1,0 +1,54 @@
+"""The dashboard: static HTML, CSS and JavaScript, and the WebSocket of live values.
+
+A browser asking for `/` (Accept: text/html) gets static/index.html; API
+clients keep getting JSON.  The page reads `/modules`, shows every attribute
+with value, unit and limits, lets writable ones be edited in place, and keeps
+the values live over `/ws`, which streams LiveFeed's events (the latest value
+of every attribute first, so a reconnecting page catches up).  No build step
+and no CDN: the files in labbridge/frontend/static/ are all there is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+
+from labbridge.core.errors import BridgeError
+from labbridge.frontend.state import bridge_of
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+
+router = APIRouter()
+
+
+def wants_html(request: Request) -> bool:
+    """True for a browser: HTML is asked for and preferred to JSON."""
+    accept = request.headers.get("accept", "")
+    html, json = accept.find("text/html"), accept.find("application/json")
+    return html >= 0 and (json < 0 or html < json)
+
+
+def dashboard_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.websocket("/ws")
+async def live_values(websocket: WebSocket) -> None:
+    """Stream live values: the latest of every attribute first, then each new one."""
+    bridge = bridge_of(websocket)
+    if bridge.auth.protect_reads:  # browsers cannot set headers on a WebSocket: the token comes as ?token=
+        try:
+            bridge.auth.identify(f"Bearer {websocket.query_params.get('token', '')}", write=False)
+        except BridgeError:
+            await websocket.close(code=1008)
+            return
+    await websocket.accept()
+    try:
+        async with bridge.feed.subscribe() as events:
+            while True:
+                await websocket.send_text(orjson.dumps(await events.get()).decode())
+    except WebSocketDisconnect:
+        pass

@@ -1,0 +1,66 @@
+"""FrontendState: what the frontend's routes share, kept on `app.state.bridge`.
+
+One object per app holds the settings, the ZeroMQ client to the experiment
+process, token checks, the audit log and the live-value feed.  Routes reach it
+with `bridge_of(request)`, never through globals,
+so two apps in one process (as in tests) never share state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from starlette.requests import HTTPConnection
+
+from labbridge.core.config import Config, FrontendSettings, resolve
+from labbridge.core.errors import OpenNetworkRefused
+from labbridge.frontend.audit import AuditLog
+from labbridge.frontend.auth import TokenAuth, may_serve
+from labbridge.frontend.backend_client import BackendClient
+from labbridge.frontend.live import LiveFeed
+
+
+@dataclass
+class FrontendState:
+    """The frontend's long-lived parts, built once from config.yml."""
+
+    settings: FrontendSettings
+    backend: BackendClient
+    auth: TokenAuth
+    audit: AuditLog | None
+    feed: LiveFeed
+    _network_ok: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config, config_file: Path) -> FrontendState:
+        settings = config.frontend
+        backend = BackendClient.from_config(config, config_file)
+        return cls(
+            settings=settings,
+            backend=backend,
+            auth=TokenAuth.from_settings(settings, config_file),
+            audit=AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None,
+            feed=LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve),
+        )
+
+    def check_network(self, connection: HTTPConnection) -> None:
+        """Refuse a request that reached us on a non-loopback address while no token is configured,
+        unless config.yml says the open network is fine."""
+        host = (connection.scope.get("server") or ("127.0.0.1", 0))[0]
+        if host not in self._network_ok:
+            self._network_ok[host] = may_serve(host, self.auth, self.settings.allow_open_network)
+        if not self._network_ok[host]:
+            raise OpenNetworkRefused(f"no token is configured, so only loopback clients are served (this came in on {host}); "
+                                     "configure frontend.token_file or set frontend.allow_open_network")
+
+    def close(self) -> None:
+        self.feed.close()
+        self.backend.close()
+        if self.audit is not None:
+            self.audit.close()
+
+
+def bridge_of(connection: HTTPConnection) -> FrontendState:
+    state: FrontendState = connection.app.state.bridge
+    return state
+
