@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -165,18 +166,17 @@ def test_curve_lets_in_known_frontends_only(tmp_path: Path) -> None:
     stranger = tmp_path / "stranger.yml"
     data["experiment_socket"]["curve"] = {**curve, "client_key": "stranger/frontend.key_secret"}
     stranger.write_text(yaml.safe_dump(data))
-    backend = Process([sys.executable, "start_experiment.py", "--config", str(config)], tmp_path / "backend.log")
-    known, known_url = start_frontend(config, tmp_path / "known.log")
-    unknown, unknown_url = start_frontend(stranger, tmp_path / "unknown.log")
-    try:
+    with ExitStack() as stopping:  # every process started is stopped, even when a later one fails to come up
+        backend = Process([sys.executable, "start_experiment.py", "--config", str(config)], tmp_path / "backend.log")
+        stopping.callback(backend.stop)
+        known, known_url = start_frontend(config, tmp_path / "known.log")
+        stopping.callback(known.stop)
+        unknown, unknown_url = start_frontend(stranger, tmp_path / "unknown.log")
+        stopping.callback(unknown.stop)
         wait_until(lambda: httpx.get(f"{known_url}/module_a/position").status_code == 200, 15, "known frontend served")
         refused = httpx.get(f"{unknown_url}/module_a/position")
         assert refused.status_code == 503 and "CurveZMQ" in refused.json()["message"]
         assert "CurveZMQ on: 1 authorized frontend key(s)" in backend.output
-    finally:
-        known.stop()
-        unknown.stop()
-        backend.stop()
 
 
 def test_frontend_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
