@@ -5,9 +5,11 @@ over ZeroMQ (see protocol.py), and the frontend re-raises the same class by name
 so that one exception handler in main.py renders every error.
 
     BridgeError                  500 internal_error
+    ├── HostNotAllowed           400 host_not_allowed
     ├── NotAuthenticated         401 not_authenticated
     ├── Forbidden                403 forbidden
-    │   └── OpenNetworkRefused   403 open_network_refused
+    │   ├── OpenNetworkRefused   403 open_network_refused
+    │   └── OriginNotAllowed     403 origin_not_allowed
     ├── UnknownModule            404 unknown_module
     ├── UnknownAttribute         404 unknown_attribute
     ├── ReadOnlyAttribute        405 read_only
@@ -43,6 +45,11 @@ class BridgeError(Exception):
         return {}
 
 
+class HostNotAllowed(BridgeError):
+    status = 400
+    code = "host_not_allowed"
+
+
 class NotAuthenticated(BridgeError):
     status = 401
     code = "not_authenticated"
@@ -58,6 +65,10 @@ class Forbidden(BridgeError):
 
 class OpenNetworkRefused(Forbidden):
     code = "open_network_refused"
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
 
 
 class UnknownModule(BridgeError):
