@@ -20,6 +20,8 @@ from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_e
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
 # The templates that the described modules' own paths replace.
 GENERIC_PATHS = ("/{module}", "/{module}/{attribute}")
+# Paths served without a token whatever is configured (probes need /health).
+OPEN_PATHS = frozenset({"/health"})
 _OBJECT = {"type": "object"}
 _REF = "#/components/schemas/"
 SCHEMAS: dict[str, Any] = {
@@ -130,7 +132,8 @@ def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: 
             statuses = operation.pop("x-statuses", fixed_statuses)
             if success:
                 operation["responses"] = {**operation.get("responses", {}), **copy.deepcopy(success)}
-            add_errors(operation, statuses, needs_token=tokens and (method != "get" or protect_reads))
+            needs_token = tokens and path not in OPEN_PATHS and (method != "get" or protect_reads)
+            add_errors(operation, statuses, needs_token=needs_token)
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {}).update({**SCHEMAS, "Error": error_schema()})
     components.pop("securitySchemes", None)
