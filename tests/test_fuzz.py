@@ -50,19 +50,19 @@ def test_api_never_answers_500_and_always_json(case: Any) -> None:
 TOKEN = "fuzz-token-0123456789abcdef"
 
 
-def schemathesis_cli(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
+def schemathesis_cli(url: str, cwd: Path, *headers: str) -> subprocess.CompletedProcess[str]:
     """`schemathesis run --checks all` against a running frontend, as a user would run it."""
     args = [sys.executable, "-m", "schemathesis.cli", "run", "--checks", "all", "--max-examples", "40",
             "--seed", "20261126", "--no-color", f"{url}/openapi.json"]
     for header in headers:
         args += ["--header", header]
-    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd)  # its cache goes in cwd
 
 
 def test_schemathesis_checks_all_find_nothing_against_the_demo(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yml", shipped_modules())
     with running_stack(config, tmp_path) as (_, _, url):
-        run = schemathesis_cli(url)
+        run = schemathesis_cli(url, tmp_path)
     assert run.returncode == 0 and "No issues found" in run.stdout, run.stdout[-6000:]
 
 
@@ -71,7 +71,7 @@ def test_schemathesis_checks_all_find_nothing_with_tokens_on_reads_and_writes(tm
     config = write_config(tmp_path / "config.yml", shipped_modules(),
                           frontend={"token_file": "tokens.yml", "auth_reads": True})
     with running_stack(config, tmp_path) as (_, _, url):
-        run = schemathesis_cli(url, f"Authorization: Bearer {TOKEN}")
+        run = schemathesis_cli(url, tmp_path, f"Authorization: Bearer {TOKEN}")
     assert run.returncode == 0 and "No issues found" in run.stdout, run.stdout[-6000:]
 
 

@@ -71,3 +71,11 @@ def test_module_examples_are_valid_modules() -> None:
         exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
         classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, BaseModule) and v is not BaseModule]
         assert classes and all(c.attributes for c in classes)
+
+
+def test_python_examples_print_what_the_readme_shows(base_url: str) -> None:
+    from tests.readme_python import pycon_blocks, run_examples
+
+    assert len(pycon_blocks(README)) >= 4
+    failed, attempted, report = run_examples(README, f"http://{base_url}")
+    assert attempted >= 15 and failed == 0, report
