@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import threading
 import time
@@ -115,6 +116,15 @@ def _hold_the_busy_module(stack: Stack) -> threading.Thread:
     reader.start()
     wait_until(lambda: httpx.get(f"{stack.url}/health").json()["modules"]["busy"]["queued"] == 1, 5, "busy queued")
     return reader
+
+
+def test_ctrl_c_during_a_call_stops_it_and_the_client_goes_on(lab: bridge_client.Bridge) -> None:
+    interrupt = threading.Timer(0.1, _thread.interrupt_main)  # the `busy` module takes 0.5 s to answer
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        lab.busy.get("position")
+    interrupt.join()
+    assert lab.module_a.set("position", 8) == 8.0
 
 
 def test_a_read_is_retried_after_503_busy_and_a_write_is_not(lab: bridge_client.Bridge, stack: Stack) -> None:

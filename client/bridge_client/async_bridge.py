@@ -24,7 +24,7 @@ from bridge_client.errors import BridgeError, unknown_attribute, unknown_module
 from bridge_client.http import Http
 from bridge_client.members import members_of, proxy_class
 from bridge_client.values import decode
-from bridge_client.watch import Event, check_names, watch_events
+from bridge_client.watch import Event, check_names, require_websockets, watch_events
 
 DEFAULT_URL = "http://localhost:8000"
 
@@ -102,6 +102,7 @@ class AsyncBridge:
     def watch(self, *names: str, reconnect: bool = True) -> AsyncGenerator[Event, None]:
         """Live values of `names` ("module_a.force", or "module_a" for all of a module; none: everything)."""
         wanted = check_names(names, {n: set(m.info.attributes) for n, m in self._modules.items()})
+        require_websockets()  # fail here, not at the first event
         return watch_events(self._http.url, self._http.token, wanted, reconnect=reconnect)
 
     async def aclose(self) -> None:

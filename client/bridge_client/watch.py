@@ -60,7 +60,8 @@ def websocket_handshake(http_url: str, token: str | None) -> tuple[str, dict[str
     return url, {"additional_headers": {"Authorization": f"Bearer {token}"}} if token else {}
 
 
-def _websockets() -> Any:
+def require_websockets() -> Any:
+    """The websockets client module, or a clear error naming the extra to install."""
     try:
         return importlib.import_module("websockets.asyncio.client")
     except ImportError:
@@ -70,7 +71,7 @@ def _websockets() -> Any:
 async def watch_events(http_url: str, token: str | None, wanted: set[str], *,
                        reconnect: bool = True) -> AsyncGenerator[Event, None]:
     """Events whose `module.attribute` or `module` is in `wanted` (everything when it is empty)."""
-    client = _websockets()
+    client = require_websockets()
     exceptions = importlib.import_module("websockets.exceptions")
     url, options = websocket_handshake(http_url, token)
     backoff = 0.1
