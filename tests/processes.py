@@ -40,6 +40,12 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
     raise TimeoutError(f"{what} not reached within {timeout} s")
 
 
+def shipped_modules() -> dict[str, dict[str, Any]]:
+    """The modules of the shipped config.yml, without their ports (write_config gives free ones)."""
+    shipped = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["modules"]
+    return {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
+
+
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
                  frontend: dict[str, Any] | None = None) -> Path:
     """Write a config.yml with the given modules (each gets a free port unless it names one)."""

@@ -69,6 +69,8 @@ ERROR_ROWS: list[tuple[str, str, Any, int, str, str]] = [
     ("GET", "/%2e%2e/position", None, 404, "unknown_module", "'..'"),
     ("PUT", "/module_a/force", {"value": 1}, 405, "read_only", "module_a.force is read-only"),
     ("PUT", "/module_a/attributes", {"value": 1}, 405, "read_only", "read-only"),
+    ("PUT", "/module_a/force", b"", 405, "read_only", "module_a.force is read-only"),
+    ("PUT", "/module_b/position", b"not json", 404, "unknown_module", "no module named 'module_b'"),
     ("PUT", "/module_a/position", b"not json", 422, "malformed_request", "body must be JSON"),
     ("PUT", "/module_a/position", b"", 422, "malformed_request", "body must be JSON"),
     ("PUT", "/module_a/position", {"val": 1}, 422, "malformed_request", '"value" key'),
@@ -108,6 +110,14 @@ def test_error_table(stack: Stack, method: str, path: str, body: Any, status: in
 
 def test_read_only_answer_says_which_method_is_allowed(stack: Stack) -> None:
     assert httpx.put(f"{stack.url}/module_a/force", json={"value": 1}).headers["allow"] == "GET"
+
+
+def test_options_names_the_methods_each_attribute_has(stack: Stack) -> None:
+    writable = httpx.options(f"{stack.url}/module_a/position")
+    assert writable.status_code == 405 and writable.headers["allow"] == "GET, PUT"
+    assert writable.json()["error"] == "method_not_allowed"
+    assert httpx.options(f"{stack.url}/module_a/force").headers["allow"] == "GET"
+    assert httpx.options(f"{stack.url}/module_a/nope").json()["error"] == "unknown_attribute"
 
 
 def test_a_full_module_queue_answers_503_busy_with_retry_after(stack: Stack) -> None:

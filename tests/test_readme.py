@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 
-from tests.processes import ROOT, running_stack, write_config
+from tests.processes import ROOT, running_stack, shipped_modules, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Readings of simulated sensors: their digits vary, their presence and type do not.
@@ -47,9 +46,7 @@ def same(expected: Any, actual: Any, key: str = "") -> bool:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("readme")
-    shipped = yaml.safe_load((ROOT / "config.yml").read_text())["modules"]
-    modules = {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
-    config = write_config(tmp / "config.yml", modules)  # the shipped modules, on free ports
+    config = write_config(tmp / "config.yml", shipped_modules())  # the shipped modules, on free ports
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 
@@ -74,3 +71,11 @@ def test_module_examples_are_valid_modules() -> None:
         exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
         classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, BaseModule) and v is not BaseModule]
         assert classes and all(c.attributes for c in classes)
+
+
+def test_python_examples_print_what_the_readme_shows(base_url: str) -> None:
+    from tests.readme_python import pycon_blocks, run_examples
+
+    assert len(pycon_blocks(README)) >= 4
+    failed, attempted, report = run_examples(README, f"http://{base_url}")
+    assert attempted >= 15 and failed == 0, report

@@ -70,11 +70,13 @@ def test_every_put_accepted_or_refused_is_in_the_audit_log(secured: tuple[str, P
     assert isinstance(accepted["time"], float)
 
 
-def test_openapi_documents_the_bearer_scheme(secured: tuple[str, Path]) -> None:
+def test_openapi_declares_the_bearer_scheme_where_a_token_is_needed(secured: tuple[str, Path]) -> None:
     url, _ = secured
     schema = httpx.get(f"{url}/openapi.json").json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert schema["paths"]["/{module}/{attribute}"]["put"]["security"] == [{"HTTPBearer": []}]
+    put, get = schema["paths"]["/module_a/position"]["put"], schema["paths"]["/module_a/position"]["get"]
+    assert put["security"] == [{"HTTPBearer": []}] and "401" in put["responses"]
+    assert "security" not in get and "401" not in get["responses"]  # reads are open without auth_reads
 
 
 def test_reads_can_be_protected_too(tmp_path: Path) -> None:

@@ -140,9 +140,10 @@ class Experiment:
             raise MalformedRequest(f"{request.op} needs an attribute")
         # Refuse what needs no instrument now, rather than after waiting in the queue.
         if request.op == "put":
+            spec = module.writable_spec(name)  # a missing or read-only target outranks a missing value
             if not request.has_value:
                 raise MalformedRequest("put needs a value")
-            module.writable_spec(name).validate(request.value)
+            spec.validate(request.value)
         elif name not in RESERVED_NAMES:
             module.spec(name)
         return await self._run(module, request)

@@ -1,58 +1,142 @@
-"""The OpenAPI paths of the lab's modules: one per attribute, with its type, unit, limits and doc.
+"""The lab's OpenAPI document: one path per module attribute, and every status each operation can answer.
 
-routes/docs.py serves `/openapi.json` as FastAPI's schema of the routes plus
-these paths, built from the backend's description of its modules.
+routes/docs.py serves `/openapi.json` as FastAPI's schema of the routes passed
+through `lab_schema`.  When the experiment process describes its modules, the
+templated `/{module}` and `/{module}/{attribute}` give way to one path per
+module and attribute, each with its own value schema: a write's body carries
+the type and limits the bridge enforces, so generated clients and fuzzers know
+what is valid.  Error answers, and the bearer scheme when tokens are configured,
+are documented by openapi_responses.py.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from labbridge.core.attribute import limits_text
+from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_errors, error_schema
 
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
+# The templates that the described modules' own paths replace.
+GENERIC_PATHS = ("/{module}", "/{module}/{attribute}")
+# Paths served without a token whatever is configured (probes need /health).
+OPEN_PATHS = frozenset({"/health"})
+_OBJECT = {"type": "object"}
+_REF = "#/components/schemas/"
+SCHEMAS: dict[str, Any] = {
+    "Attribute": {"type": "object", "required": ["type", "unit", "writable", "doc"], "properties": {
+        "type": {"type": "string"}, "unit": {"type": ["string", "null"]}, "writable": {"type": "boolean"},
+        "doc": {"type": "string"}, "min": {"type": "number"}, "max": {"type": "number"},
+        "choices": {"type": "array"}, "url": {"type": "string"}}},
+    "Module": {"type": "object", "required": ["class", "doc", "attributes"], "properties": {
+        "module": {"type": "string"}, "class": {"type": "string"}, "doc": {"type": "string"},
+        "attributes": {"type": "object", "additionalProperties": {"$ref": _REF + "Attribute"}},
+        "links": _OBJECT}},
+    "Modules": {"type": "object", "required": ["modules"], "properties": {
+        "modules": {"type": "object", "additionalProperties": {"$ref": _REF + "Module"}}}},
+    "Health": {"type": "object", "required": ["status", "frontend", "backend"], "properties": {
+        "status": {"enum": ["ok", "degraded", "down"]}, "frontend": {"type": "string"},
+        "backend": _OBJECT, "modules": _OBJECT}},
+}
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def value_schema(info: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema of an attribute's value, from its description."""
+# Success answers and error statuses of the routes FastAPI documents (by path, then method).
+_FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
+    "/": ({"200": {"description": "the dashboard for browsers, the modules as JSON otherwise", "content": {
+        "application/json": {"schema": {"$ref": _REF + "Modules"}}, "text/html": {"schema": {"type": "string"}}}}},
+        BACKEND),
+    "/modules": ({"200": _json("every module with its description", {"$ref": _REF + "Modules"})}, BACKEND),
+    "/health": ({"200": _json("the backend answers", {"$ref": _REF + "Health"}),
+                 "503": _json("the backend does not answer", {"$ref": _REF + "Health"})}, ()),
+    "/{module}": ({"200": _json("the module's description", {"$ref": _REF + "Module"})}, (404, *BACKEND)),
+    "/{module}/{attribute}": ({"200": _json("the value, or a module's summary", _OBJECT)},
+                              (404, 405, 409, 413, 422, 502, *BACKEND)),
+}
+
+
+def value_schema(info: dict[str, Any], *, limits: bool = True) -> dict[str, Any]:
+    """JSON Schema of an attribute's value; with `limits`, also its limits and choices (what a write must meet)."""
     kind = info["type"]
     schema: dict[str, Any] = {"type": _JSON_TYPES.get(kind, "array" if kind.startswith("list[") else "string")}
     if kind.startswith("list["):
         schema["items"] = {"type": _JSON_TYPES.get(kind[5:-1], "string")}
-    if "min" in info:
-        schema["minimum"] = info["min"]
-    if "max" in info:
-        schema["maximum"] = info["max"]
-    if "choices" in info:
-        schema["enum"] = info["choices"]
+    if limits:
+        for key, keyword in (("min", "minimum"), ("max", "maximum"), ("choices", "enum")):
+            if key in info:
+                schema[keyword] = info[key]
     return schema
 
 
+def _reading(info: dict[str, Any]) -> dict[str, Any]:
+    """A value as read: the declared type, or null (a reading the instrument could not make)."""
+    value = value_schema(info, limits=False)
+    return {"type": "object", "required": ["module", "attribute", "value", "unit"], "properties": {
+        "module": {"type": "string"}, "attribute": {"type": "string"},
+        "value": {"anyOf": [value, {"type": "null"}]}, "unit": {"type": ["string", "null"]}}}
+
+
+def _operation(module: str, operation_id: str, summary: str, description: str, ok: dict[str, Any],
+               statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {"tags": [module], "summary": summary, "description": description, "operationId": operation_id,
+            "responses": {"200": ok}, "x-statuses": statuses}
+
+
 def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
-    """One OpenAPI path per module attribute, GET always and PUT when writable."""
+    """One OpenAPI path per module and per module attribute, GET always and PUT when writable."""
     paths: dict[str, Any] = {}
     for module, description in modules.items():
+        paths[f"/{module}"] = {"get": _operation(
+            module, f"describe_{module}", f"Describe {module}", description.get("doc", ""),
+            _json("the module's description", {"$ref": _REF + "Module"}), (404, *BACKEND))}
+        for summary in ("attributes", "parameters"):
+            paths[f"/{module}/{summary}"] = {"get": _operation(
+                module, f"read_{module}_{summary}", f"Read {module}'s {summary}",
+                f"Every {'scalar' if summary == 'attributes' else 'writable'} attribute of {module} with its value.",
+                _json(f"the {summary} with their values", _OBJECT), (404, 502, *BACKEND))}
         for name, info in description["attributes"].items():
             unit = f" [{info['unit']}]" if info.get("unit") else ""
             limits = f" Limits: {limits_text(info.get('min'), info.get('max'), unit)}." if "min" in info or "max" in info else ""
             text = f"{info['doc']} Type: {info['type']}{unit}.{limits}"
-            reply = {"type": "object", "properties": {
-                "module": {"type": "string"}, "attribute": {"type": "string"},
-                "value": value_schema(info), "unit": {"type": ["string", "null"]}}}
-            operations: dict[str, Any] = {"get": {
-                "tags": [module], "summary": f"Read {module}.{name}{unit}", "description": text,
-                "operationId": f"read_{module}_{name}",
-                "responses": {"200": {"description": "the value", "content": {"application/json": {"schema": reply}}}},
-            }}
+            reply = _json("the value", _reading(info))
+            operations = {"get": _operation(module, f"read_{module}_{name}", f"Read {module}.{name}{unit}", text,
+                                            reply, (404, 502, *BACKEND))}
             if info["writable"]:
                 body = {"type": "object", "required": ["value"], "additionalProperties": False,
                         "properties": {"value": value_schema(info)}}
-                operations["put"] = {
-                    "tags": [module], "summary": f"Set {module}.{name}{unit}", "description": text,
-                    "operationId": f"set_{module}_{name}", "security": [{"HTTPBearer": []}],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                    "responses": {"200": {"description": "the value the instrument reports after the write",
-                                          "content": {"application/json": {"schema": reply}}}},
-                }
+                operations["put"] = _operation(
+                    module, f"set_{module}_{name}", f"Set {module}.{name}{unit}", text,
+                    _json("the value the instrument reports after the write", _reading(info)),
+                    (404, 409, 413, 422, 502, *BACKEND))
+                operations["put"]["requestBody"] = {"required": True,
+                                                    "content": {"application/json": {"schema": body}}}
             paths[f"/{module}/{name}"] = operations
     return paths
+
+
+def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: bool,
+               protect_reads: bool) -> dict[str, Any]:
+    """The served document: FastAPI's `base`, the modules' own paths when known, every error status,
+    and the bearer scheme where a token is needed with the configured tokens."""
+    schema = copy.deepcopy(base)
+    paths: dict[str, Any] = schema["paths"]
+    if modules is not None:
+        for generic in GENERIC_PATHS:
+            paths.pop(generic, None)
+        paths.update(module_paths(modules))
+    for path, operations in paths.items():
+        success, fixed_statuses = _FIXED.get(path, ({}, BACKEND))
+        for method, operation in operations.items():
+            statuses = operation.pop("x-statuses", fixed_statuses)
+            if success:
+                operation["responses"] = {**operation.get("responses", {}), **copy.deepcopy(success)}
+            needs_token = tokens and path not in OPEN_PATHS and (method != "get" or protect_reads)
+            add_errors(operation, statuses, needs_token=needs_token)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {}).update({**SCHEMAS, "Error": error_schema()})
+    components.pop("securitySchemes", None)
+    if tokens:
+        components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEME)
+    return schema

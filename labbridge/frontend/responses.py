@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from labbridge.core.errors import BridgeError, MalformedRequest
 
 log = logging.getLogger("uvicorn.error")
+# Codes of the errors that routing itself raises (any other HTTP error is `http_error`).
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -41,7 +43,7 @@ async def bridge_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 

@@ -43,7 +43,7 @@ def _has_all(requirements: str) -> bool:
 
     for line in (ROOT / requirements).read_text().splitlines():
         name = line.split("#")[0].split(";")[0].strip()
-        if not name or name.startswith("-r"):
+        if not name or name.startswith("-"):  # -r includes, -e local projects
             continue
         try:
             version(name.split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip())
@@ -64,5 +64,5 @@ def prepare(requirements: str, install: bool = True) -> str:
     if install:
         log.info("installing %s (quiet; first run downloads packages)", requirements)
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "-r", str(ROOT / requirements)], check=True)
+                        "-r", str(ROOT / requirements)], check=True, cwd=ROOT)  # paths in it (./client) are relative to ROOT
     return python

@@ -39,9 +39,12 @@ def dashboard_page() -> FileResponse:
 async def live_values(websocket: WebSocket) -> None:
     """Stream live values: the latest of every attribute first, then each new one."""
     bridge = bridge_of(websocket)
-    if bridge.auth.protect_reads:  # browsers cannot set headers on a WebSocket: the token comes as ?token=
+    if bridge.auth.protect_reads:
+        # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
+        # WebSocket, so the dashboard's token comes as ?token=.
+        authorization = websocket.headers.get("authorization") or f"Bearer {websocket.query_params.get('token', '')}"
         try:
-            bridge.auth.identify(f"Bearer {websocket.query_params.get('token', '')}", write=False)
+            bridge.auth.identify(authorization, write=False)
         except BridgeError:
             await websocket.close(code=1008)
             return

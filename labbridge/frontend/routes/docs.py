@@ -1,11 +1,11 @@
 """`/openapi.json` that documents the lab, and `/docs` and `/redoc` that work offline.
 
 `/openapi.json` is built when it is requested: FastAPI's schema of the routes,
-plus one path per module attribute (`/module_a/position`, ...) with its value
+with one path per module attribute (`/module_a/position`, ...) with its value
 type, unit, limits and doc line, taken from the backend's description of its
-modules (openapi.py).  A module configured since the frontend started shows up
-without a restart; while the backend is down the schema is still valid, only
-without the module paths.  Swagger UI and ReDoc load their JavaScript and CSS
+modules, and every status each operation can answer (openapi.py).  A module
+configured since the frontend started shows up without a restart; while the
+backend is down the schema is still valid, with the templated paths instead.  Swagger UI and ReDoc load their JavaScript and CSS
 from the app itself (the files ship in the fastapi-offline package), never
 from a CDN.
 """
@@ -13,7 +13,6 @@ from a CDN.
 from __future__ import annotations
 
 import asyncio
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 
 from labbridge.core.errors import BridgeError
-from labbridge.frontend.openapi import module_paths
+from labbridge.frontend.openapi import lab_schema
 from labbridge.frontend.state import bridge_of
 
 # Swagger UI's and ReDoc's files, served at /docs-static by the app.
@@ -43,14 +42,17 @@ async def openapi(request: Request) -> Response:
     if getattr(app.state, "openapi_base", None) is None:  # the routes never change: build their part once
         app.state.openapi_base = get_openapi(title=app.title, version=app.version, description=app.description,
                                              routes=app.routes)
-    schema: dict[str, Any] = copy.deepcopy(app.state.openapi_base)
+    bridge = bridge_of(request)
+    modules: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(DESCRIBE_WAIT):
-            described = orjson.loads(await bridge_of(request).backend.request("describe"))
+            modules = orjson.loads(await bridge.backend.request("describe"))["modules"]
     except (BridgeError, TimeoutError):
+        pass
+    schema = lab_schema(app.state.openapi_base, modules, tokens=bridge.auth.enabled,
+                        protect_reads=bridge.auth.protect_reads)
+    if modules is None:
         schema["info"]["description"] += "\n\nThe experiment process is not reachable: module paths are not listed."
-    else:
-        schema["paths"].update(module_paths(described["modules"]))
     return Response(orjson.dumps(schema), media_type="application/json")
 
 

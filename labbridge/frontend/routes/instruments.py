@@ -3,8 +3,10 @@
 A read is forwarded to the experiment process and its JSON reply returned as
 it came, without re-encoding.  A write's body must be exactly `{"value": ...}`
 and is read with a size limit; the backend validates the value against the
-attribute's declaration before anything reaches the instrument.  With an audit
-log configured, every write, accepted or refused, is recorded.
+attribute's declaration before anything reaches the instrument.  A bad body
+sent to a read-only or unknown attribute gets the 405 or 404 that the target
+deserves, and OPTIONS answers 405 with the attribute's own `Allow`.  With an
+audit log configured, every write, accepted or refused, is recorded.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from labbridge.core.errors import BridgeError, MalformedRequest, PayloadTooLarge
-from labbridge.frontend.responses import json_bytes, json_response
+from labbridge.core.errors import BridgeError, MalformedRequest, PayloadTooLarge, ReadOnlyAttribute
+from labbridge.frontend.responses import error_response, json_bytes, json_response
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -41,9 +43,41 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
         return json_bytes(await bridge.backend.request("get", module, attribute))
     if bridge.audit is None:
         bridge.auth.identify(authorization, write=True)
-        value = await read_value(request, bridge.settings.max_body_bytes)
+        value = await _put_value(bridge, request, module, attribute)
         return json_bytes(await bridge.backend.request("put", module, attribute, value))
     return await _audited_put(bridge, request, module, attribute)
+
+
+async def attribute_options(module: str, attribute: str, request: Request) -> Response:
+    """OPTIONS is not served; its 405 names the methods the attribute has: GET, and PUT when writable."""
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    try:
+        await _check_writable(bridge, module, attribute)
+        allow = "GET, PUT"
+    except ReadOnlyAttribute:
+        allow = "GET"
+    return error_response(405, "method_not_allowed", "Method Not Allowed", {"Allow": allow})
+
+
+async def _put_value(bridge: FrontendState, request: Request, module: str, attribute: str) -> Any:
+    """The value of a PUT; when the body is bad, a missing or read-only target is the error to report."""
+    try:
+        return await read_value(request, bridge.settings.max_body_bytes)
+    except MalformedRequest:
+        await _check_writable(bridge, module, attribute)
+        raise
+
+
+async def _check_writable(bridge: FrontendState, module: str, attribute: str) -> None:
+    """Raise UnknownModule, UnknownAttribute or ReadOnlyAttribute as a write of this attribute would.
+    Nothing runs: the backend refuses a put without a value, after checking its target."""
+    try:
+        await bridge.backend.request("put", module, attribute)
+    except MalformedRequest:
+        return
+    raise BridgeError(f"the experiment process accepted a put of {module}.{attribute} without a value")
 
 
 async def _audited_put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
@@ -51,7 +85,7 @@ async def _audited_put(bridge: FrontendState, request: Request, module: str, att
     identity, requested, before, after, outcome = None, None, None, None, "ok"
     try:
         identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
-        requested = await read_value(request, bridge.settings.max_body_bytes)
+        requested = await _put_value(bridge, request, module, attribute)
         reply = orjson.loads(await bridge.backend.request("put", module, attribute, requested, audit=True))
         before, after = reply.pop("before", None), reply["value"]
         return json_response(reply)
@@ -88,6 +122,8 @@ async def read_value(request: Request, limit: int) -> Any:
 
 
 router.add_api_route("/{module}/{attribute}", instrument_command, methods=["GET"], summary="Read an attribute")
-# The bearer scheme is declared in the schema rather than as a dependency: this is the hot path.
+# The bearer scheme is declared in the schema (openapi.py, when tokens are configured) rather than
+# as a dependency: this is the hot path.
 router.add_api_route("/{module}/{attribute}", instrument_command, methods=["PUT"], summary="Set an attribute",
-                     openapi_extra={"requestBody": PUT_BODY, "security": [{"HTTPBearer": []}]})
+                     openapi_extra={"requestBody": PUT_BODY})
+router.add_api_route("/{module}/{attribute}", attribute_options, methods=["OPTIONS"], include_in_schema=False)

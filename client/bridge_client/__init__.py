@@ -1,0 +1,57 @@
+"""bridge_client: use the instrument bridge from Python as if the instruments were local.
+
+    import bridge_client
+    lab = bridge_client.connect("http://localhost:8000")   # token: token=..., or $BRIDGE_TOKEN
+    lab.module_a.position = 10      # write; returns once the instrument confirmed
+    lab.module_a.position           # read -> 10.0
+    help(lab.module_a)              # every attribute: doc, type, unit, limits, access
+
+`AsyncBridge` is the same client for asyncio code; errors are BridgeError
+subclasses named after the bridge's error codes (errors.py).  Only httpx is
+required; numpy (arrays) and websockets (`watch()`) are optional extras.
+"""
+
+from __future__ import annotations
+
+from bridge_client.async_bridge import AsyncBridge, AsyncModule
+from bridge_client.bridge import Bridge, Module, connect
+from bridge_client.description import AttributeInfo, ModuleInfo
+from bridge_client.errors import (
+    BackendBusy,
+    BackendTimeout,
+    BackendUnavailable,
+    BridgeError,
+    BridgeUnreachable,
+    Busy,
+    DeadlineExceeded,
+    Forbidden,
+    InstrumentError,
+    InstrumentTimeout,
+    InstrumentUnreachable,
+    InternalError,
+    InvalidValue,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    OpenNetworkRefused,
+    PayloadTooLarge,
+    ReadOnly,
+    UnknownAttribute,
+    UnknownModule,
+)
+from bridge_client.watch import Event
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncBridge", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable", "Bridge",
+    "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden", "InstrumentError",
+    "InstrumentTimeout", "InstrumentUnreachable", "InternalError", "InvalidValue", "MalformedRequest",
+    "MethodNotAllowed", "Module", "ModuleInfo", "NotAuthenticated", "NotFound", "OpenNetworkRefused",
+    "PayloadTooLarge", "ReadOnly", "UnknownAttribute", "UnknownModule", "connect",
+]
+
+# Public names read as bridge_client.X in tracebacks and help(), wherever they are defined (as httpx does).
+for _name in __all__:
+    globals()[_name].__module__ = "bridge_client"

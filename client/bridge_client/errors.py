@@ -1,0 +1,180 @@
+"""The bridge's errors as Python exceptions: one class per error code, under BridgeError.
+
+The bridge answers every error as `{"error": code, "message": text}` with an
+HTTP status; `error_from_response` turns that into the class registered for
+the code, carrying `status`, `code` and `message` (the bridge's own words).  A
+code this client does not know (a newer bridge) becomes a plain BridgeError
+with that code, so `except BridgeError` always catches it.
+
+    BridgeError                      any error; unknown codes
+    ├── NotAuthenticated             401 not_authenticated
+    ├── Forbidden                    403 forbidden
+    │   └── OpenNetworkRefused       403 open_network_refused
+    ├── NotFound                     404 not_found
+    ├── UnknownModule                404 unknown_module     (also an AttributeError)
+    ├── UnknownAttribute             404 unknown_attribute  (also an AttributeError)
+    ├── ReadOnly                     405 read_only          (also an AttributeError)
+    ├── MethodNotAllowed             405 method_not_allowed
+    ├── Busy                         409 busy: a running action owns what was written
+    ├── PayloadTooLarge              413 payload_too_large
+    ├── MalformedRequest             422 malformed_request
+    ├── InvalidValue                 422 invalid_value      (also a ValueError)
+    ├── InternalError                500 internal_error
+    ├── InstrumentError              502 instrument_error
+    │   └── InstrumentUnreachable    502 instrument_unreachable
+    ├── BackendUnavailable           503 backend_unavailable
+    │   └── BackendBusy              503 backend_busy
+    ├── InstrumentTimeout            504 instrument_timeout
+    ├── BackendTimeout               504 backend_timeout
+    ├── DeadlineExceeded             504 deadline_exceeded: it never ran
+    └── BridgeUnreachable            no HTTP answer at all (the frontend is down, or the line broke)
+
+`outcome_unknown` is True when a write may or may not have happened (it timed
+out, or the connection broke after it was sent): read the value back before
+trying again.  The client never resends a write by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+# The bridge's words for "this write may or may not have happened".
+_UNKNOWN_OUTCOME = re.compile(r"outcome (is )?unknown")
+
+
+class BridgeError(Exception):
+    """An error the bridge reported (or that kept the client from reaching it)."""
+
+    default_code: ClassVar[str] = "bridge_error"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or self.default_code
+        self.outcome_unknown = outcome_unknown
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class NotAuthenticated(BridgeError):
+    default_code = "not_authenticated"
+
+
+class Forbidden(BridgeError):
+    default_code = "forbidden"
+
+
+class OpenNetworkRefused(Forbidden):
+    default_code = "open_network_refused"
+
+
+class NotFound(BridgeError):
+    default_code = "not_found"
+
+
+class UnknownModule(BridgeError, AttributeError):
+    default_code = "unknown_module"
+
+
+class UnknownAttribute(BridgeError, AttributeError):
+    default_code = "unknown_attribute"
+
+
+class ReadOnly(BridgeError, AttributeError):
+    default_code = "read_only"
+
+
+class MethodNotAllowed(BridgeError):
+    default_code = "method_not_allowed"
+
+
+class Busy(BridgeError):
+    default_code = "busy"
+
+
+class PayloadTooLarge(BridgeError):
+    default_code = "payload_too_large"
+
+
+class MalformedRequest(BridgeError):
+    default_code = "malformed_request"
+
+
+class InvalidValue(BridgeError, ValueError):
+    default_code = "invalid_value"
+
+
+class InternalError(BridgeError):
+    default_code = "internal_error"
+
+
+class InstrumentError(BridgeError):
+    default_code = "instrument_error"
+
+
+class InstrumentUnreachable(InstrumentError):
+    default_code = "instrument_unreachable"
+
+
+class BackendUnavailable(BridgeError):
+    default_code = "backend_unavailable"
+
+
+class BackendBusy(BackendUnavailable):
+    default_code = "backend_busy"
+
+
+class InstrumentTimeout(BridgeError):
+    default_code = "instrument_timeout"
+
+
+class BackendTimeout(BridgeError):
+    default_code = "backend_timeout"
+
+
+class DeadlineExceeded(BridgeError):
+    default_code = "deadline_exceeded"
+
+
+class BridgeUnreachable(BridgeError):
+    default_code = "bridge_unreachable"
+
+
+def _subclasses(cls: type[BridgeError]) -> list[type[BridgeError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[BridgeError]] = {cls.default_code: cls for cls in _subclasses(BridgeError)}
+# Errors after which a write may have been applied, whatever its message says.
+_WRITE_UNKNOWN_CODES = frozenset({"instrument_timeout", "backend_timeout"})
+
+
+def error_from_response(status: int, body: bytes, *, write: bool) -> BridgeError:
+    """The exception for an error answer; `write` says whether the request changed something."""
+    try:
+        data: Any = json.loads(body)
+        code, message = str(data["error"]), str(data["message"])
+    except (ValueError, TypeError, KeyError):
+        # Not the bridge's JSON (a proxy's page, say): keep what can be told.
+        code, message = "http_error", f"HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}"
+    unknown = write and (code in _WRITE_UNKNOWN_CODES or bool(_UNKNOWN_OUTCOME.search(message)))
+    return ERRORS_BY_CODE.get(code, BridgeError)(message, status=status, code=code, outcome_unknown=unknown)
+
+
+def unknown_module(name: str, known: Iterable[str]) -> UnknownModule:
+    """The error for a module name the bridge did not describe, in the bridge's words."""
+    return UnknownModule(f"no module named {name!r}; known: {', '.join(known) or 'none'}")
+
+
+def unknown_attribute(module: str, name: str, known: Iterable[str]) -> UnknownAttribute:
+    """The error for an attribute the module does not declare, in the bridge's words."""
+    return UnknownAttribute(f"module {module!r} has no attribute {name!r}; known: {', '.join(known) or 'none'}")
