@@ -108,13 +108,15 @@ class ScpiModule(BaseModule):
     # -- values as SCPI text ----------------------------------------------------------
 
     def to_scpi(self, spec: AttributeSpec[Any], value: Any) -> str:
-        """A checked value as SCPI text: 12.5, ON, a mnemonic from `choices`, or a quoted string."""
+        """A checked value as SCPI text: 12.5, ON, 1.5,2.0, a mnemonic from `choices`, or a quoted string."""
         if isinstance(value, bool):
             return self.bool_words[0] if value else self.bool_words[1]
         if isinstance(value, float) or spec.type is float:
             return format(Decimal(repr(float(value))), "f")  # no exponent: not every instrument parses 1e-05
         if isinstance(value, int):
             return str(value)
+        if isinstance(value, list):  # a list[float] or list[int]: comma-separated, as instruments answer them
+            return ",".join(format(Decimal(repr(item)), "f") for item in value)
         if spec.choices is not None and value in spec.choices:
             return str(value)  # a mnemonic such as VOLT or SIN, sent as it is
         text = str(value)
