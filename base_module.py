@@ -12,22 +12,26 @@ from labbridge import (
     Attribute,
     BaseModule,
     BridgeError,
+    HttpDialect,
     InstrumentError,
     InstrumentTimeout,
     InstrumentUnreachable,
     InvalidValue,
     ModuleSettings,
     Reading,
+    ScpiModule,
 )
 
 __all__ = [
     "Attribute",
     "BaseModule",
     "BridgeError",
+    "HttpDialect",
     "InstrumentError",
     "InstrumentTimeout",
     "InstrumentUnreachable",
     "InvalidValue",
     "ModuleSettings",
     "Reading",
+    "ScpiModule",
 ]

@@ -2,6 +2,8 @@
 
     python run_tests.py              # the whole suite, as CI runs it
     python run_tests.py -k config    # extra arguments go to pytest
+
+It also prepares .venv-labthings, from which tests serve a real LabThings-FastAPI Thing.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import logging
 import subprocess
 import sys
 
-from labbridge.tools.setup_env import ROOT, prepare
+from labbridge.tools.setup_env import ROOT, labthings_python, prepare
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     python = prepare("requirements-dev.txt")
+    labthings_python()  # a real LabThings-FastAPI server, in an environment of its own, for the tests
     sys.exit(subprocess.run([python, "-m", "pytest", *sys.argv[1:]], cwd=ROOT).returncode)

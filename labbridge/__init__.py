@@ -25,6 +25,8 @@ __version__ = "0.9.0"
 _PUBLIC = {
     "BaseModule": "labbridge.experiment.base_module",
     "Reading": "labbridge.experiment.base_module",
+    "ScpiModule": "labbridge.experiment.scpi_module",
+    "HttpDialect": "labbridge.experiment.drivers.http_dialect",
     "Attribute": "labbridge.core.attribute",
     "ModuleSettings": "labbridge.core.config",
     "BridgeError": "labbridge.core.errors",
@@ -35,8 +37,8 @@ _PUBLIC = {
 }
 
 __all__ = [
-    "Attribute", "BaseModule", "BridgeError", "InstrumentError", "InstrumentTimeout", "InstrumentUnreachable",
-    "InvalidValue", "ModuleSettings", "Reading",
+    "Attribute", "BaseModule", "BridgeError", "HttpDialect", "InstrumentError", "InstrumentTimeout",
+    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Reading", "ScpiModule",
 ]
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from labbridge.core.config import ModuleSettings
     from labbridge.core.errors import BridgeError, InstrumentError, InstrumentTimeout, InstrumentUnreachable, InvalidValue
     from labbridge.experiment.base_module import BaseModule, Reading
+    from labbridge.experiment.drivers.http_dialect import HttpDialect
+    from labbridge.experiment.scpi_module import ScpiModule
 
 
 def __getattr__(name: str) -> Any:

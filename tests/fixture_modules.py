@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 from base_module import Attribute, BaseModule
+from labthings_stage import LabThingsStage
 from module_a import ModuleA
+from psu import PowerSupply
 
 
 class WideActuator(ModuleA):
@@ -86,3 +89,63 @@ class Journal(BaseModule):
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {"value": self.current}
+
+
+class BlockingRecorder(BaseModule):
+    """A module whose driver blocks (plain `def` hooks, time.sleep standing in for a vendor call).
+
+    It records which thread ran each call, how many calls ever ran at once, and the writes it performed.
+    """
+
+    value: float = Attribute(minimum=-10, maximum=10, writable=True, doc="A setpoint.")
+    delay: float = Attribute(unit="s", minimum=0, maximum=10, writable=True, doc="Seconds each value call blocks.")
+    thread: str = Attribute(doc="The thread that ran this read.")
+    most_at_once: int = Attribute(doc="The most calls that ever ran at the same time.")
+    writes: list[float] = Attribute(doc="Values written to `value`, in the order the driver performed them.")
+
+    def start(self) -> None:
+        self.state: dict[str, Any] = {"value": 0.0, "delay": 0.0, "writes": []}
+        self.running = 0
+        self.peak = 0
+
+    def _call(self, name: str) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            if name == "value":
+                time.sleep(self.state["delay"])
+        finally:
+            self.running -= 1
+
+    def read(self, name: str) -> Any:
+        self._call(name)
+        if name == "thread":
+            return threading.current_thread().name
+        if name == "most_at_once":
+            return self.peak
+        return self.state[name]
+
+    def write(self, name: str, value: Any) -> Any:
+        self._call(name)
+        if name == "value":
+            self.state["writes"].append(value)
+        self.state[name] = value
+        return value
+
+
+class WidePowerSupply(PowerSupply):
+    """PowerSupply letting through voltages the (simulated) instrument refuses itself."""
+
+    voltage: float = Attribute(unit="V", minimum=0, maximum=100, writable=True, scpi="SOUR:VOLT", doc="Too wide.")
+
+
+class MutePowerSupply(PowerSupply):
+    """PowerSupply with an attribute whose query the instrument never answers."""
+
+    silent: float = Attribute(unit="V", scpi="SYST:NOPE", doc="A query the instrument does not know.")
+
+
+class WideLabThingsStage(LabThingsStage):
+    """LabThingsStage letting through positions the Thing refuses itself."""
+
+    position: float = Attribute(unit="mm", minimum=0, maximum=100, writable=True, doc="Too wide on purpose.")

@@ -111,8 +111,8 @@ def backend_endpoint(config: Path) -> str:
     return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
 
 
-def start_backend(config: Path, log: Path, root: Path = ROOT) -> Process:
-    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log, cwd=root)
+def start_backend(config: Path, log: Path, root: Path = ROOT, env: dict[str, str] | None = None) -> Process:
+    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log, env=env, cwd=root)
     endpoint = backend_endpoint(config)
     _wait_alive(proc, lambda: backend_answers(endpoint), "backend")
     return proc
@@ -130,10 +130,10 @@ def start_frontend(config: Path, log: Path, port: int | None = None, extra_args:
 
 
 @contextmanager
-def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None,
-                  root: Path = ROOT) -> Iterator[tuple[Process, Process, str]]:
+def running_stack(config: Path, logs: Path, env: dict[str, str] | None = None, root: Path = ROOT,
+                  backend_env: dict[str, str] | None = None) -> Iterator[tuple[Process, Process, str]]:
     """Backend and frontend on `config`, run from `root`, stopped afterwards: (backend, frontend, frontend URL)."""
-    backend = start_backend(config, logs / "backend.log", root)
+    backend = start_backend(config, logs / "backend.log", root, backend_env)
     try:
         frontend, url = start_frontend(config, logs / "frontend.log", env=env, root=root)
         try:

@@ -61,6 +61,12 @@ def test_reserved_or_badly_formed_names_are_refused(name: str) -> None:
         type("Bad", (BaseModule,), {"__annotations__": {name: float}, name: Attribute()})
 
 
+@pytest.mark.parametrize("name", ["name", "settings", "worker", "get", "start", "http", "session"])
+def test_a_name_the_module_itself_uses_is_refused(name: str) -> None:
+    with pytest.raises(TypeError, match=f"the module itself uses the name '{name}'"):
+        type("Bad", (BaseModule,), {"__annotations__": {name: float}, name: Attribute()})
+
+
 def test_limits_on_a_text_attribute_are_refused() -> None:
     with pytest.raises(TypeError, match="limits need a float or int"):
         class Bad(BaseModule):

@@ -31,9 +31,9 @@ def with_module(**changes: Any) -> dict[str, Any]:
     return {**GOOD, "modules": {"module_a": {k: v for k, v in module.items() if v is not None}}}
 
 
-def check(tmp_path: Path, data: Any) -> None:
+def check(tmp_path: Path, data: Any) -> Experiment:
     path = write(tmp_path, data)
-    Experiment.from_config(load_config(path), str(path))
+    return Experiment.from_config(load_config(path), str(path))
 
 
 def test_shipped_config_is_valid() -> None:
@@ -72,11 +72,32 @@ def test_schema_problems_name_file_key_and_problem(tmp_path: Path, data: Any, me
     assert str(info.value).startswith(str(tmp_path / "config.yml"))
 
 
-def test_two_modules_on_one_port_clash(tmp_path: Path) -> None:
-    data = {**GOOD, "modules": {"a": {"class": "module_a.ModuleA", "port": 9000},
-                                 "b": {"class": "module_a.ModuleA", "port": 9000}}}
+def test_two_simulators_on_one_port_clash(tmp_path: Path) -> None:
+    data = {**GOOD, "modules": {"a": {"class": "module_a.ModuleA", "port": 9000, "simulate": True},
+                                 "b": {"class": "module_a.ModuleA", "port": 9000, "simulate": True}}}
     with pytest.raises(ConfigError, match=r"modules\.b\.port: port 9000 is already used by modules\.a"):
         check(tmp_path, data)
+
+
+def test_modules_may_share_an_instrument_s_address(tmp_path: Path) -> None:
+    # One LabThings server holds many Things; one simulator may serve two modules.
+    data = {**GOOD, "modules": {"a": {"class": "module_a.ModuleA", "port": 9000, "simulate": True},
+                                 "b": {"class": "module_a.ModuleA", "port": 9000},
+                                 "c": {"class": "labthings_stage.LabThingsStage", "port": 9000,
+                                       "path": "/stage_c/{name}"}}}
+    experiment = check(tmp_path, data)
+    assert experiment.modules["c"].dialect.url("position") == "/stage_c/position"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"class": "psu.PowerSupply", "simulate": False, "port": None},
+     r"modules\.module_a\.resource: required key is missing"),
+    ({"path": "/stage/position"}, r"modules\.module_a\.path: .*pattern"),
+    ({"class": "psu.PowerSupply", "resource": "x" * 300}, r"modules\.module_a\.resource: .*at most 200"),
+])
+def test_instrument_keys_are_checked(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check(tmp_path, with_module(**changes))
 
 
 @pytest.mark.parametrize(("changes", "message"), [

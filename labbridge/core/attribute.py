@@ -40,9 +40,15 @@ _TYPE_NAMES = {float: "float", int: "int", str: "str", bool: "bool"}
 
 
 def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
-              choices: tuple[Any, ...] | None = None, writable: bool = False, doc: str = "") -> Any:
-    """Declare an attribute on a BaseModule subclass; the annotation gives its type."""
-    return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc)
+              choices: tuple[Any, ...] | None = None, writable: bool = False, doc: str = "",
+              scpi: str | None = None) -> Any:
+    """Declare an attribute on a BaseModule subclass; the annotation gives its type.
+
+    `scpi` is the command header of an attribute of a ScpiModule: "SOUR:VOLT"
+    is read with `SOUR:VOLT?` and written with `SOUR:VOLT <value>`.
+    """
+    return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc,
+                         scpi=scpi)
 
 
 def limits_text(minimum: float | None, maximum: float | None, unit: str = "") -> str:
@@ -71,6 +77,7 @@ class AttributeSpec(Generic[T]):
     choices: tuple[Any, ...] | None = None
     writable: bool = False
     doc: str = ""
+    scpi: str | None = None
     name: str = ""
     type: Any = None
     _strict: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)

@@ -105,6 +105,13 @@ class ModuleSettings(_Strict):
     limits: dict[str, LimitSettings] = {}
     poll: dict[str, Seconds] = {}  # attribute -> seconds between reads published as live values
     simulator: dict[str, Any] = {}
+    # An HTTP instrument: the path of one attribute, when it differs from what the class declares.
+    path: Annotated[str, Field(pattern=r"^/[^?#]*\{name\}", max_length=200)] | None = None
+    # A VISA instrument (ScpiModule): its resource name, else TCPIP::ip::port::SOCKET; line endings; serial speed.
+    resource: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    read_termination: Annotated[str, Field(max_length=4)] | None = None
+    write_termination: Annotated[str, Field(max_length=4)] | None = None
+    baud_rate: Annotated[int, Field(ge=50, le=10_000_000)] | None = None
 
 
 class FrontendSettings(_Strict):
@@ -143,8 +150,8 @@ class Config(_Strict):
                 raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")
             if name in RESERVED_MODULE_NAMES:
                 raise ValueError(f"modules.{name}: '{name}' is a path the frontend serves itself; choose another name")
-            if module.port is None:
-                continue
+            if module.port is None or not module.simulate:
+                continue  # an instrument's address, not a port the bridge binds: instruments may share one
             for other_key, other_name in taken.items():
                 if other_key[1] == module.port and _same_host(other_key[0], module.ip):
                     raise ValueError(f"modules.{name}.port: port {module.port} is already used by {other_name}")

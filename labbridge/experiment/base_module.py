@@ -7,23 +7,44 @@ unknown attribute, never a `getattr` on a request string.
 
 The bridge calls `get`, `put`, `read_attributes` and `read_parameters`; they
 validate and then call the driver hooks `read`, `write` and `read_many`.  Those
-default to the instrument's own HTTP API (`GET/PUT http://ip:port/<name>` with
-`{"value": ...}`, `GET /attributes`) through instrument_client.py.  A module
-that talks to its hardware another way overrides the three hooks.
+default to the instrument's own HTTP API, spoken in the class's `http` dialect
+(drivers/http_dialect.py; the bridge's own `GET/PUT http://ip:port/<name>` with
+`{"value": ...}` unless the class declares another).  A module that talks to
+its hardware another way overrides `read` and `write` (and `read_many` if the
+instrument can report several values at once; by default it reads them one at
+a time).  Hooks written with plain `def` block, and run on the module's own
+worker thread (worker.py); `async def` hooks run on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, get_type_hints
+from dataclasses import replace
+from typing import Any, ClassVar, NamedTuple, ParamSpec, get_type_hints
 
 import orjson
 
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.config import ModuleSettings
 from labbridge.core.errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
+from labbridge.experiment.drivers.http_dialect import HOME, HttpDialect, HttpDriver
 from labbridge.experiment.instrument_client import InstrumentClient
+from labbridge.experiment.worker import ModuleWorker
+
+P = ParamSpec("P")
+# What a module keeps on itself (ScpiModule its VISA `session`): an attribute of the same name would hide it.
+_INSTANCE_NAMES = frozenset({"name", "settings", "last_values", "specs", "dialect", "worker", "session"})
+
+
+def driver_hook(hook: Callable[P, Any]) -> Callable[P, Any]:
+    """Marks a driver hook a subclass may override with `async def` or, when its driver blocks, plain `def`.
+
+    At run time it is the function itself; for type checkers its answer becomes
+    Any, so either kind of override matches it.
+    """
+    return hook
+
 
 class Reading(NamedTuple):
     """What a `read` hook may return instead of a bare value: the value plus its JSON as sent."""
@@ -38,6 +59,8 @@ class BaseModule:
     attributes: ClassVar[dict[str, AttributeSpec[Any]]] = {}
     # Builds an ASGI app that imitates the instrument; `simulate: true` serves it.
     simulator: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
+    # How the instrument's HTTP API spells things, for the default hooks (config.yml `path` may override the path).
+    http: ClassVar[HttpDialect] = HOME
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -47,7 +70,12 @@ class BaseModule:
         for name, attribute in declared.items():
             if name not in hints:
                 raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
-            table[name] = attribute.bind(hints[name])
+            bound = attribute.bind(hints[name])
+            parent = cls.__mro__[1]
+            if name not in table and issubclass(parent, BaseModule) and parent.uses_name(name):
+                raise TypeError(f"{cls.__name__}.{name}: the module itself uses the name {name!r}; "
+                                "name the attribute otherwise")
+            table[name] = bound
             setattr(cls, name, table[name])
         cls.attributes = table
 
@@ -60,29 +88,45 @@ class BaseModule:
             attr: (spec.narrowed(lim.min, lim.max) if (lim := settings.limits.get(attr)) else spec)
             for attr, spec in self.attributes.items()
         }
-        self._client: InstrumentClient | None = None
+        self.dialect = replace(self.http, path=settings.path) if settings.path else self.http
+        # Runs this module's driver hooks: blocking ones on its own thread, in order.
+        self.worker = ModuleWorker(name)
+        self._http: HttpDriver | None = None
+
+    @classmethod
+    def uses_name(cls, name: str) -> bool:
+        """True if modules of this class use `name` themselves (an attribute of that name would hide it)."""
+        return name in _INSTANCE_NAMES or name in RESERVED_NAMES or hasattr(cls, name)
 
     @classmethod
     def speaks_http(cls) -> bool:
-        """True while any driver hook is still the default HTTP one (then ip:port are needed)."""
-        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write", "read_many"))
+        """True while `read` or `write` is still the default HTTP one (then ip:port are needed)."""
+        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write"))
+
+    @classmethod
+    def simulates_itself(cls) -> bool:
+        """True if `simulate: true` is handled inside the module (no `simulator` app to serve on a port)."""
+        return False
 
     @property
     def address(self) -> str:
         """Where the instrument is, for messages: its HTTP base URL, or "in process"."""
         return f"http://{self.settings.ip}:{self.settings.port}" if self.speaks_http() else "in process"
 
+    @driver_hook
     async def start(self) -> None:
         """Open the keep-alive HTTP client; a module with its own driver overrides this if it must connect."""
         if self.speaks_http():
-            self._client = InstrumentClient(self.name, self.address, timeout=self.settings.timeout,
-                                            connect_timeout=self.settings.connect_timeout)
-            await self._client.start()
+            client = InstrumentClient(self.name, self.address, timeout=self.settings.timeout,
+                                      connect_timeout=self.settings.connect_timeout, error_key=self.dialect.error_key)
+            await client.start()
+            self._http = HttpDriver(self.name, self.dialect, client)
 
+    @driver_hook
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._http is not None:
+            await self._http.client.close()
+            self._http = None
 
     # -- what the bridge calls -------------------------------------------------
 
@@ -95,7 +139,7 @@ class BaseModule:
 
     async def get(self, name: str) -> dict[str, Any]:
         spec = self.spec(name)
-        result = await self.read(name)
+        result = await self.worker.run(self.read, name)
         reading = result if isinstance(result, Reading) else Reading(result)
         value = spec.coerce_reading(reading.value, self.name)
         if spec.is_array:
@@ -120,7 +164,7 @@ class BaseModule:
     async def put(self, name: str, value: Any) -> dict[str, Any]:
         spec = self.writable_spec(name)
         checked = spec.validate(value)
-        reported = spec.coerce_reading(await self.write(name, checked), self.name)
+        reported = spec.coerce_reading(await self.worker.run(self.write, name, checked), self.name)
         self.last_values[name] = reported
         return {"module": self.name, "attribute": name, "value": reported, "unit": spec.unit}
 
@@ -153,7 +197,7 @@ class BaseModule:
         }
 
     async def _read_declared(self, names: list[str]) -> dict[str, Any]:
-        raw = await self.read_many(names)
+        raw = await self.worker.run(self.read_many, names)
         values = {}
         for n in names:
             if n not in raw:
@@ -164,28 +208,26 @@ class BaseModule:
 
     # -- driver hooks: the instrument's HTTP API by default ----------------------
 
+    @driver_hook
     async def read(self, name: str) -> Any:
-        reply = await self._instrument().request("GET", f"/{name}")
-        return Reading(_value_of(reply.data, f"GET /{name}", self.name), reply.value_json())
+        return Reading(*await self._driver().read(name))
 
+    @driver_hook
     async def write(self, name: str, value: Any) -> Any:
-        reply = await self._instrument().request("PUT", f"/{name}", {"value": value})
-        return _value_of(reply.data, f"PUT /{name}", self.name)
+        return await self._driver().write(name, value)
 
+    @driver_hook
     async def read_many(self, names: list[str]) -> dict[str, Any]:
-        return (await self._instrument().request("GET", "/attributes")).data
+        if type(self).read is not BaseModule.read:  # a driver of its own: one `read` per attribute
+            readings = {name: await self.worker.run(self.read, name) for name in names}
+            return {name: r.value if isinstance(r, Reading) else r for name, r in readings.items()}
+        return await self._driver().read_many(names)
 
-    def _instrument(self) -> InstrumentClient:
-        if self._client is None:
+    def _driver(self) -> HttpDriver:
+        if self._http is None:
             raise InstrumentError(f"module {self.name} is not started")
-        return self._client
+        return self._http
 
 
 def _drop(_: object) -> None:
     """Does nothing; calling it releases the last reference to its argument."""
-
-
-def _value_of(data: dict[str, Any], what: str, module: str) -> Any:
-    if "value" not in data:
-        raise InstrumentError(f"instrument of {module} answered {what} without a \"value\"")
-    return data["value"]

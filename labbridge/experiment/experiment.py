@@ -69,7 +69,8 @@ class Experiment:
         for name, settings in config.modules.items():
             where = f"{source}: modules.{name}"
             module_class = _import_module_class(settings.class_path, where)
-            if settings.port is None and (settings.simulate or module_class.speaks_http()):
+            serves_simulator = settings.simulate and not module_class.simulates_itself()
+            if settings.port is None and (serves_simulator or module_class.speaks_http()):
                 raise ConfigError(f"{where}.port: required key is missing ({module_class.__name__} talks HTTP to its instrument)")
             for key, names in (("limits", settings.limits), ("poll", settings.poll)):
                 for attr in names:
@@ -80,9 +81,11 @@ class Experiment:
                     raise ConfigError(f"{where}.poll.{attr}: arrays are read on demand, not pushed live")
             try:
                 modules[name] = module_class(name, settings)
+            except ConfigError as exc:  # the class checks its own keys (a ScpiModule needs a resource)
+                raise ConfigError(f"{where}.{exc}") from None
             except ValueError as exc:
                 raise ConfigError(f"{where}.limits: {exc}") from None
-            if settings.simulate:
+            if serves_simulator:
                 if module_class.simulator is None:
                     raise ConfigError(f"{where}.simulate: {module_class.__name__} has no simulator")
                 try:
@@ -93,7 +96,7 @@ class Experiment:
 
     async def start(self) -> None:
         for module in self.modules.values():
-            await module.start()
+            await module.worker.run(module.start)
 
     def start_polling(self) -> None:
         """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
@@ -116,9 +119,14 @@ class Experiment:
             task.cancel()
         for module in self.modules.values():
             try:
-                await module.close()
+                # A blocking driver stuck on a dead instrument must not hold up the shutdown.
+                async with asyncio.timeout(module.settings.timeout + module.settings.connect_timeout):
+                    await module.worker.run(module.close)
+            except TimeoutError:
+                log.warning("closing module %s did not finish in time", module.name)
             except Exception:  # one module failing to close must not keep the others open
                 log.exception("closing module %s failed", module.name)
+            module.worker.close()
 
     def describe(self) -> dict[str, Any]:
         return {"modules": {name: module.describe() for name, module in self.modules.items()}}

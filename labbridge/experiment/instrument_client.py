@@ -4,8 +4,11 @@ One keep-alive aiohttp session per module (never a client per call), with the
 module's connect timeout and one deadline per request.  Every way the
 instrument can fail becomes one of the bridge's errors naming the module:
 nothing listening is InstrumentUnreachable, no answer in time is
-InstrumentTimeout, an HTTP error status or a body that is not a JSON object is
-InstrumentError.  A write whose answer never came says its outcome is unknown.
+InstrumentTimeout, an HTTP error status is InstrumentError with the
+instrument's own message (taken from the reply's `error_key`: a string, or
+FastAPI's list of errors).  A write whose answer never came says its outcome is
+unknown.  What a successful reply must look like is the dialect's business
+(drivers/http_dialect.py).
 
 Two aiohttp behaviours are switched off, each guarded by
 tests/test_instrument_http.py.  Its `sock_read` timer is not used: aiohttp 3.14
@@ -31,12 +34,17 @@ import orjson
 from labbridge.core.errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTimeout, InstrumentUnreachable
 
 
+# An instrument's error message longer than this is cut: it goes into a reply to a client.
+MAX_MESSAGE_CHARS = 500
+
+
 @dataclass(frozen=True)
 class InstrumentReply:
-    """A JSON object the instrument answered, with the bytes it came in."""
+    """What the instrument answered: the parsed JSON (None if the body is empty or not JSON) and its bytes."""
 
-    data: dict[str, Any]
+    data: Any
     content: bytes
+    is_json: bool = True
 
     def value_json(self) -> bytes | None:
         """The JSON text of `value` as sent, when the reply is exactly `{"value": ...}`.
@@ -45,7 +53,7 @@ class InstrumentReply:
         it (a key that reads "value" cannot contain a literal colon), so the
         bytes between them are the value, ready to pass on without re-encoding.
         """
-        if len(self.data) != 1 or "value" not in self.data:
+        if not isinstance(self.data, dict) or len(self.data) != 1 or "value" not in self.data:
             return None
         return self.content[self.content.index(b":") + 1:self.content.rindex(b"}")]
 
@@ -53,8 +61,10 @@ class InstrumentReply:
 class InstrumentClient:
     """Talks JSON over HTTP to one instrument at `base_url`."""
 
-    def __init__(self, module: str, base_url: str, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, module: str, base_url: str, *, timeout: float, connect_timeout: float,
+                 error_key: str = "error") -> None:
         self.module, self.base_url = module, base_url
+        self.error_key = error_key  # where an error reply holds the instrument's message
         self.timeout = timeout
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -88,12 +98,20 @@ class InstrumentClient:
         except aiohttp.ClientError as exc:
             raise InstrumentError(f"{where} failed on {method} {path}: {exc or type(exc).__name__}{unknown}") from None
         try:
-            parsed = orjson.loads(content)
+            parsed, is_json = orjson.loads(content), True
         except orjson.JSONDecodeError:
-            parsed = None
+            parsed, is_json = None, False
         if status >= 400:
-            reason = parsed.get("error") if isinstance(parsed, dict) else None
+            reason = _message(parsed.get(self.error_key)) if isinstance(parsed, dict) else None
             raise InstrumentError(f"{where} refused {method} {path} with HTTP {status}" + (f": {reason}" if reason else ""))
-        if not isinstance(parsed, dict):
-            raise InstrumentError(f"{where} sent a reply to {method} {path} that is not a JSON object")
-        return InstrumentReply(parsed, content)
+        return InstrumentReply(parsed, content, is_json)
+
+
+def _message(found: Any) -> str | None:
+    """The instrument's error message: a string, or the `msg` of each error in FastAPI's list of them."""
+    if isinstance(found, list):
+        found = "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in found)
+    if found is None or found == "":
+        return None
+    text = found if isinstance(found, str) else orjson.dumps(found).decode()
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."

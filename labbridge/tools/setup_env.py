@@ -6,6 +6,11 @@ Pythons often refuse `pip install`), installs the requirements file into it,
 and returns that environment's interpreter.  Inside a virtual environment it
 installs into the current one.  Standard library only: it runs before anything
 is installed.
+
+`labthings_python()` makes a second environment, `.venv-labthings`, for the
+LabThings-FastAPI server that tests (and the benchmark) run as a real
+third-party instrument: labthings-fastapi pins FastAPI and pydantic versions
+other than the bridge's, so it cannot share `.venv`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: labbridge/tools/ is two levels down
 VENV = ROOT / ".venv"
+LABTHINGS_VENV = ROOT / ".venv-labthings"
+LABTHINGS_REQUIREMENTS = ROOT / "requirements-labthings.txt"
 log = logging.getLogger("setup_env")
 
 
@@ -26,8 +33,28 @@ def in_virtualenv() -> bool:
     return sys.prefix != sys.base_prefix or "CONDA_PREFIX" in os.environ
 
 
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def venv_python(venv_dir: Path = VENV) -> Path:
+    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def labthings_python() -> str:
+    """The interpreter of the LabThings-FastAPI environment, created and installed on first use.
+
+    It is reinstalled whenever requirements-labthings.txt changes (the file's
+    text at the last install is kept inside the environment).
+    """
+    python = venv_python(LABTHINGS_VENV)
+    installed = LABTHINGS_VENV / "installed-requirements.txt"
+    wanted = LABTHINGS_REQUIREMENTS.read_text(encoding="utf-8")
+    if not python.exists():
+        log.info("creating %s", LABTHINGS_VENV)
+        venv.EnvBuilder(with_pip=True, clear=True).create(LABTHINGS_VENV)
+    if not installed.exists() or installed.read_text(encoding="utf-8") != wanted:
+        log.info("installing %s (quiet)", LABTHINGS_REQUIREMENTS.name)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(LABTHINGS_REQUIREMENTS)], check=True)
+        installed.write_text(wanted, encoding="utf-8")
+    return str(python)
 
 
 def run_inside(requirements: str) -> None:
