@@ -123,7 +123,7 @@ def apply_retention(db: sqlite3.Connection, oldest: float, max_bytes: float) -> 
             db.execute("ROLLBACK")
         raise
     if deleted:
-        db.execute("PRAGMA incremental_vacuum")
+        db.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page: Python steps it once
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return deleted
 

@@ -13,7 +13,8 @@ const Plots = (() => {
   const COLOR = "#2457c5";
   const sparklines = {};  // "module/attribute" -> { plot, data }
   const arrays = {};  // "module/attribute" -> uPlot of an array attribute
-  let detail = null;  // the open larger plot: { key, plot, data, seconds (null for a fixed range), fetches }
+  // The open larger plot: { key, plot, data, view: [since, until] shown, seconds (null: a fixed range), fetches, loaded }
+  let detail = null;
 
   const now = () => Date.now() / 1000;
   const isNumber = (value) => typeof value === "number" && Number.isFinite(value);
@@ -70,9 +71,11 @@ const Plots = (() => {
       append(spark.data, t, [value], t - SPARK_SECONDS);
       spark.plot.setData(spark.data);
     }
-    if (detail && detail.key === key && detail.seconds !== null) {
+    if (detail && detail.key === key && detail.seconds !== null && detail.view) {
       append(detail.data, t, [value, value, value], t - detail.seconds);
-      detail.plot.setData(detail.data);
+      detail.view = [Math.max(detail.view[1], t) - detail.seconds, Math.max(detail.view[1], t)];
+      // Redrawing clears a selection being dragged: the new point waits for the drag to end.
+      if (detail.plot.select.width === 0) detail.plot.setData(detail.data);
     }
   }
 
@@ -104,14 +107,18 @@ const Plots = (() => {
     dialog.addEventListener("close", closeDetail);
     dialog.showModal();
     const data = [[], [], [], []];
-    const plot = new uPlot(plotOptions(Math.min(900, window.innerWidth - 80), 320, {
+    const options = plotOptions(Math.min(900, window.innerWidth - 80), 320, {
       cursor: { drag: { x: true, y: false, setScale: false } },
       series: [{}, { label: "mean", stroke: COLOR, width: 1.5 },
         { label: "min", stroke: "rgba(36,87,197,.35)" }, { label: "max", stroke: "rgba(36,87,197,.35)" }],
       bands: [{ series: [3, 2], fill: "rgba(36,87,197,.12)" }],
       hooks: { setSelect: [zoom] },
-    }), data, area);
-    detail = { key: `${module}/${name}`, module, name, dialog, plot, data, seconds: 600, fetches: 0 };
+    });
+    // The x axis spans the range chosen, however little of it holds data.
+    options.scales.x.range = (u, min, max) => (detail?.view ?? [min, max]);
+    const plot = new uPlot(options, data, area);
+    detail = { key: `${module}/${name}`, module, name, dialog, plot, data, seconds: 600, fetches: 0, loaded: 0,
+      view: null };
     show(600);
   }
 
@@ -128,8 +135,10 @@ const Plots = (() => {
     current.fetches += 1;
     const columns = await history(current.module, current.name, since, until);
     if (detail !== current) return;  // closed or reopened meanwhile
+    current.view = [since, until];
     columns.forEach((column, i) => current.data[i].splice(0, current.data[i].length, ...column));
     current.plot.setData(current.data);
+    current.loaded += 1;
   }
 
   function zoom(u) {
