@@ -32,7 +32,7 @@ METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"}
 UNKNOWN = "(unknown)"  # the module label of a request for a module the bridge does not know (no module is named so)
 
 # A `_created` series per histogram series doubles what is scraped and tells Prometheus nothing it needs.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class BridgeMetrics:
