@@ -82,4 +82,5 @@ def test_the_package_builds_as_a_wheel_with_its_static_files(tmp_path: Path) -> 
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True,
                            check=True).stdout
     assert "labbridge/frontend/static/app.js" in names and "labbridge/experiment/process.py" in names
+    assert "labbridge/frontend/static/vendor/uplot/uPlot.iife.min.js" in names  # the dashboard's plots
     assert "main.py" not in names.split() and "module_a.py" not in names

@@ -17,8 +17,8 @@ import yaml
 from tests.processes import ROOT, running_stack, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# Readings of simulated sensors: their digits vary, their presence and type do not.
-VARYING = {"force", "temperature"}
+# Readings of simulated sensors and recorded points: their digits vary, their presence and type do not.
+VARYING = {"force", "temperature", "points"}
 
 
 def blocks(language: str) -> list[str]:
@@ -35,6 +35,8 @@ def curl_examples() -> list[tuple[str, str]]:
 
 
 def same(expected: Any, actual: Any, key: str = "") -> bool:
+    if key in VARYING and isinstance(expected, list):
+        return isinstance(actual, list) and all(isinstance(p, list) for p in actual)
     if key in VARYING and isinstance(expected, dict):
         return isinstance(actual, dict) and set(expected) == set(actual) and all(
             isinstance(actual[k], type(expected[k])) for k in expected)
@@ -47,9 +49,10 @@ def same(expected: Any, actual: Any, key: str = "") -> bool:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("readme")
-    shipped = yaml.safe_load((ROOT / "config.yml").read_text())["modules"]
-    modules = {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
-    config = write_config(tmp / "config.yml", modules)  # the shipped modules, on free ports
+    shipped = yaml.safe_load((ROOT / "config.yml").read_text())
+    modules = {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped["modules"].items()}
+    # the shipped modules and history (into tmp/data), on free ports
+    config = write_config(tmp / "config.yml", modules, history=shipped["history"])
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 
