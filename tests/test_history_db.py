@@ -58,6 +58,18 @@ def test_buckets_page_through_a_range_in_order(db: sqlite3.Connection) -> None:
     assert newest == buckets[-2:]
 
 
+def test_bucket_pages_skip_empty_stretches_instead_of_paging_through_them(db: sqlite3.Connection) -> None:
+    channel = fill(db, [(T0, 1.0), (T0 + 0.5, 3.0), (T0 + 1e6, 5.0)])  # a lone point eleven days later
+    query, pages = HistoryQuery(page=3, every=1), []
+    while True:
+        page, cursor = history_db.read(db, channel, query)
+        pages.append(page)
+        if cursor is None:
+            break
+        query = HistoryQuery(page=3, every=1, after=cursor)
+    assert pages == [[[T0, 2.0, 1.0, 3.0]], [[T0 + 1e6, 5.0, 5.0, 5.0]], []]
+
+
 def test_values_keep_their_type_and_failed_reads_are_gaps(db: sqlite3.Connection) -> None:
     channel = fill(db, [(T0, 1), (T0 + 1, 2.5), (T0 + 2, "run 7"), (T0 + 3, True), (T0 + 4, None), (T0 + 5, [1, 2])])
     points, _ = history_db.read(db, channel, HistoryQuery())

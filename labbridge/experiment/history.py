@@ -188,11 +188,12 @@ def sample_of(event: dict[str, Any]) -> Sample | None:
     t = float(when) if isinstance(when, (int, float)) else time.time()
     invocation = event.get("invocation")
     if isinstance(invocation, dict):
-        if invocation.get("status") not in FINISHED:
+        module, action = invocation.get("module", event.get("module")), invocation.get("action")
+        if invocation.get("status") not in FINISHED or not isinstance(module, str) or not isinstance(action, str):
             return None
         finished = invocation.get("finished")
-        return (str(invocation.get("module", event.get("module"))), str(invocation.get("action")), None,
-                float(finished) if isinstance(finished, (int, float)) else t, history_db.stored(invocation))
+        return (module, action, None, float(finished) if isinstance(finished, (int, float)) else t,
+                history_db.stored(invocation))
     module, attribute = event.get("module"), event.get("attribute")
     if not isinstance(module, str) or not isinstance(attribute, str):
         return None

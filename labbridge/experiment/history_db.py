@@ -151,10 +151,7 @@ def read(db: sqlite3.Connection, channel: int, query: HistoryQuery) -> tuple[lis
     if after is None and query.limit is not None:
         after = _start_of_newest(db, channel, since, until, query.limit, query.every)
     if query.every is not None:
-        points = _buckets(db, channel, query.every, since, until, query.page, newest=False,
-                          after=None if after is None else after[1])
-        last = points[-1] if len(points) == query.page else None
-        return points, (None if last is None else (last[0], round(last[0] / query.every)))
+        return _bucket_page(db, channel, query.every, since, until, query.page, None if after is None else after[1])
     # (t, rowid) > (since, -1) is t >= since: the first page starts at `since` itself.
     rows = db.execute("SELECT t, rowid, value FROM samples WHERE channel = ? AND (t, rowid) > (?, ?) AND t <= ? "
                       "ORDER BY t, rowid LIMIT ?", (channel, *(after or (since, -1)), until, query.page)).fetchall()
@@ -163,19 +160,37 @@ def read(db: sqlite3.Connection, channel: int, query: HistoryQuery) -> tuple[lis
 
 
 def _buckets(db: sqlite3.Connection, channel: int, every: float, since: float, until: float, limit: int | None,
-             newest: bool, after: int | None = None) -> list[list[Any]]:
+             newest: bool, after: int | None = None, upto: int | None = None) -> list[list[Any]]:
     """[bucket start, mean, min, max] of the numbers in each bucket of `every` seconds that holds any
-    (bucket n holds the times from n * every up to (n + 1) * every); only buckets after bucket `after`."""
+    (bucket n holds the times from n * every up to (n + 1) * every), for buckets after `after` up to `upto`."""
+    # The time bounds let the index narrow the scan; the bucket numbers are the exact test.
     if after is not None:
-        since = max(since, after * every)  # narrows the index scan; the bucket test below is the exact one
+        since = max(since, after * every)
+    if upto is not None:
+        until = min(until, (upto + 1) * every)
     rows = db.execute(
         f"SELECT CAST(t / :every AS INTEGER) AS bucket, avg(value), min(value), max(value) FROM samples "
-        f"WHERE channel = :channel AND t >= :since AND t <= :until AND {_NUMERIC} AND bucket > :after "
+        f"WHERE channel = :channel AND t >= :since AND t <= :until AND {_NUMERIC} "
+        f"AND bucket > :after AND bucket <= :upto "
         f"GROUP BY bucket ORDER BY bucket {'DESC' if newest else ''} LIMIT :limit",
         {"every": every, "channel": channel, "since": since, "until": until, "limit": limit or -1,
-         "after": -(2**62) if after is None else after}).fetchall()
+         "after": -(2**62) if after is None else after, "upto": 2**62 if upto is None else upto}).fetchall()
     points = [[bucket * float(every), loaded(mean), loaded(low), loaded(high)] for bucket, mean, low, high in rows]
     return points[::-1] if newest else points
+
+
+def _bucket_page(db: sqlite3.Connection, channel: int, every: float, since: float, until: float, page: int,
+                 after: int | None) -> tuple[list[list[Any]], Cursor | None]:
+    """The buckets among the `page` bucket widths that start at the first point after bucket `after`:
+    each page reads only its own rows, however long the range and however sparse the data."""
+    start = since if after is None else max(since, (after + 1) * every)
+    first = db.execute("SELECT t FROM samples WHERE channel = ? AND t >= ? AND t <= ? ORDER BY t LIMIT 1",
+                       (channel, start, until)).fetchone()
+    if first is None:
+        return [], None
+    last = math.floor(first[0] / every) + page - 1  # the same rounding as SQLite's CAST for positive times
+    points = _buckets(db, channel, every, since, until, None, newest=False, after=after, upto=last)
+    return points, ((last * every, last) if (last + 1) * every <= until else None)
 
 
 def _start_of_newest(db: sqlite3.Connection, channel: int, since: float, until: float, limit: int,
