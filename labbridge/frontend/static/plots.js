@@ -23,10 +23,14 @@ const Plots = (() => {
   async function history(module, name, since, until) {
     const every = Math.max(0.001, (until - since) / BUCKETS);
     const query = new URLSearchParams({ since, until, every, limit: BUCKETS * 2 });
-    const response = await fetch(`/${module}/${name}/history?${query}`, { headers: headers(false) });
     const columns = [[], [], [], []];
-    if (!response.ok) return columns;  // history off or unreachable: the plot fills with live values only
-    for (const point of (await response.json()).points) point.forEach((v, i) => columns[i].push(v));
+    try {
+      const response = await fetch(`/${module}/${name}/history?${query}`, { headers: headers(false) });
+      if (!response.ok) return columns;  // history off or unreachable: the plot fills with live values only
+      for (const point of (await response.json()).points) point.forEach((v, i) => columns[i].push(v));
+    } catch (failure) {
+      console.warn(`history of ${module}.${name} not read: ${failure.message}`);
+    }
     return columns;
   }
 
