@@ -12,7 +12,8 @@ concurrency 1 and 32: (a) bridge + in-memory module, (b) bridge + simulated
 HTTP instrument, (c) the bare FastAPI floor, (d) the simulator hit directly;
 then the trace read bridged and direct, the fast module's latency while a slow
 module is kept busy, idle CPU and memory of each process, and each target as
-PASS or MISS.  Ratios compare figures from this same run only.
+PASS or MISS; last, what recording history costs (bench/recording.py).  Ratios
+compare figures from this same run only.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ if __name__ == "__main__":  # one command on a fresh machine: install what the b
 
 import httpx  # noqa: E402
 
+from bench.recording import recording_cost, recording_lines  # noqa: E402
 from tests.processes import (  # noqa: E402
     Process, free_port, http_answers, start_backend, start_frontend, wait_until, write_config,
 )
@@ -167,7 +169,9 @@ def main() -> int:
         finally:
             for process in (floor, frontend, backend):
                 process.stop()
+        figures["recording"] = recording_cost(Load(tool, args.duration, tmp), tmp)
     report(figures, tool)
+    sys.stdout.write("\n".join(recording_lines(figures["recording"])) + "\n")  # type: ignore[arg-type]
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=lambda r: r.__dict__))
     return 0

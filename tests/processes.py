@@ -47,7 +47,7 @@ def shipped_modules() -> dict[str, dict[str, Any]]:
 
 
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
-                 frontend: dict[str, Any] | None = None) -> Path:
+                 frontend: dict[str, Any] | None = None, history: dict[str, Any] | None = None) -> Path:
     """Write a config.yml with the given modules (each gets a free port unless it names one)."""
     data: dict[str, Any] = {
         "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port(), "events_port": free_port()},
@@ -55,6 +55,8 @@ def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port
     }
     if frontend:
         data["frontend"] = frontend
+    if history is not None:
+        data["history"] = history
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
@@ -111,8 +113,11 @@ def backend_endpoint(config: Path) -> str:
     return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
 
 
-def start_backend(config: Path, log: Path, root: Path = ROOT, env: dict[str, str] | None = None) -> Process:
-    proc = Process([sys.executable, "start_experiment.py", "--config", str(config)], log, env=env, cwd=root)
+def start_backend(config: Path, log: Path, root: Path = ROOT, env: dict[str, str] | None = None,
+                  wrapper: list[str] | None = None) -> Process:
+    """The experiment process, answering pings; `wrapper` runs it through a command such as setpriv."""
+    proc = Process([*(wrapper or []), sys.executable, "start_experiment.py", "--config", str(config)], log,
+                   env=env, cwd=root)
     endpoint = backend_endpoint(config)
     _wait_alive(proc, lambda: backend_answers(endpoint), "backend")
     return proc

@@ -26,4 +26,6 @@ def test_benchmark_runs_and_prints_the_whole_table(load: str) -> None:
                  "| bare uvicorn |", "Fast module while a slow module"):
         assert line in out
     assert out.count("| PASS |") + out.count("| MISS |") == 9
+    assert out.count("| recording off |") == out.count("| recording on |") == 4  # GET and PUT at c1 and c32
+    assert "| recording on / off |" in out
     assert ("load: wrk" if load == "wrk" else "load: bench/loadgen.py") in out

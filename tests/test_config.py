@@ -40,6 +40,7 @@ def test_shipped_config_is_valid() -> None:
     config = load_config(ROOT / "config.yml")
     assert config.experiment_socket.bind_endpoint == "tcp://127.0.0.1:5555"
     assert config.modules["module_a"].simulate
+    assert config.history is not None and config.history.path == "data/history.sqlite3"  # recording is on
 
 
 def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +66,9 @@ def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch
     ({**GOOD, "modules": {"Module A": GOOD["modules"]["module_a"]}}, r"lower_snake_case"),
     ("modules: [unclosed", r"not valid YAML"),
     ("- a list", r"expected a mapping"),
+    ({**GOOD, "history": {"interval": 0}}, r"history\.interval: .*greater than 0"),
+    ({**GOOD, "history": {"max_size_mb": -5}}, r"history\.max_size_mb: .*greater than 0"),
+    ({**GOOD, "history": {"keep": "forever"}}, r"history\.keep: unknown key"),
 ])
 def test_schema_problems_name_file_key_and_problem(tmp_path: Path, data: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:

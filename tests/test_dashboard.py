@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,9 @@ def test_websocket_catches_up_then_streams(lab: Lab) -> None:
 
     events = asyncio.run(scenario())
     assert any(e["module"] == "setpoint" and e["attribute"] == "value" and e["value"] == 5.0 for e in events)
-    assert {"module": "setpoint", "attribute": "label", "value": "run 7", "unit": None} in events
+    label = next(e for e in events if e["attribute"] == "label")
+    assert label == {"module": "setpoint", "attribute": "label", "value": "run 7", "unit": None, "time": label["time"]}
+    assert isinstance(label["time"], float) and abs(time.time() - label["time"]) < 60  # when it was written
     assert any(e["attribute"] == "force" for e in events)  # polled values stream too
 
 

@@ -83,4 +83,5 @@ def test_the_package_builds_as_a_wheel_with_its_static_files(tmp_path: Path) -> 
                            check=True).stdout
     assert "labbridge/frontend/static/app.js" in names and "labbridge/experiment/process.py" in names
     assert "labbridge/experiment/simulators/psu.yaml" in names  # the demo's simulated power supply
+    assert "labbridge/frontend/static/vendor/uplot/uPlot.iife.min.js" in names  # the dashboard's plots
     assert "main.py" not in names.split() and "module_a.py" not in names

@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from tests.processes import ROOT, running_stack, shipped_modules, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# Readings of simulated sensors: their digits vary, their presence and type do not.
-VARYING = {"force", "temperature"}
+# Readings of simulated sensors and recorded points: their digits vary, their presence and type do not.
+VARYING = {"force", "temperature", "points"}
 
 
 def blocks(language: str) -> list[str]:
@@ -34,6 +35,8 @@ def curl_examples() -> list[tuple[str, str]]:
 
 
 def same(expected: Any, actual: Any, key: str = "") -> bool:
+    if key in VARYING and isinstance(expected, list):
+        return isinstance(actual, list) and all(isinstance(p, list) for p in actual)
     if key in VARYING and isinstance(expected, dict):
         return isinstance(actual, dict) and set(expected) == set(actual) and all(
             isinstance(actual[k], type(expected[k])) for k in expected)
@@ -46,7 +49,9 @@ def same(expected: Any, actual: Any, key: str = "") -> bool:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("readme")
-    config = write_config(tmp / "config.yml", shipped_modules())  # the shipped modules, on free ports
+    shipped = yaml.safe_load((ROOT / "config.yml").read_text())
+    # the shipped modules and history (into tmp/data), on free ports
+    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped["history"])
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 

@@ -131,12 +131,22 @@ class FrontendSettings(_Strict):
     audit_log: str | None = None  # JSON Lines file, one record per PUT
 
 
+class HistorySettings(_Strict):
+    """Recording of every polled and written value into SQLite (labbridge/experiment/history.py)."""
+
+    path: str = "data/history.sqlite3"  # relative to config.yml's folder
+    interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches written; a crash loses at most this
+    max_age_days: Annotated[float, Field(gt=0, le=36500)] = 30.0  # older values are deleted
+    max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted
+
+
 class Config(_Strict):
     """The whole of config.yml."""
 
     experiment_socket: SocketSettings = SocketSettings()
     frontend: FrontendSettings = FrontendSettings()
     modules: dict[str, ModuleSettings]
+    history: HistorySettings | None = None  # absent: nothing is recorded
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:

@@ -12,6 +12,7 @@ so that one exception handler in main.py renders every error.
     │   └── OriginNotAllowed     403 origin_not_allowed
     ├── UnknownModule            404 unknown_module
     ├── UnknownAttribute         404 unknown_attribute
+    ├── HistoryOff               404 history_off
     ├── ReadOnlyAttribute        405 read_only
     ├── MalformedRequest         422 malformed_request
     ├── PayloadTooLarge          413 payload_too_large
@@ -21,6 +22,7 @@ so that one exception handler in main.py renders every error.
     ├── InstrumentTimeout        504 instrument_timeout
     ├── BackendUnavailable       503 backend_unavailable
     │   └── BackendBusy          503 backend_busy
+    ├── HistoryUnavailable       503 history_unavailable
     ├── BackendTimeout           504 backend_timeout
     └── DeadlineExceeded         504 deadline_exceeded
 """
@@ -128,6 +130,20 @@ class BackendUnavailable(BridgeError):
 
 class BackendBusy(BackendUnavailable):
     code = "backend_busy"
+
+
+class HistoryOff(BridgeError):
+    """Nothing is recorded: config.yml has no `history:` section."""
+
+    status = 404
+    code = "history_off"
+
+
+class HistoryUnavailable(BridgeError):
+    """The history database cannot be read just now."""
+
+    status = 503
+    code = "history_unavailable"
 
 
 class BackendTimeout(BridgeError):

@@ -2,14 +2,15 @@
 
 A request is one JSON frame::
 
-    {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping",
+    {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping" | "history",
      "module": "module_a", "attribute": "position", "value": 12.5,
      "deadline": 1764147600.25, "audit": true}
 
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
 on different machines).  `audit` (optional) asks a put to report the value
-before the write as `"before"` in its reply body.  A reply is two frames, a
+before the write as `"before"` in its reply body.  A `history` request
+carries a HistoryQuery (history_query.py) as its value.  A reply is two frames, a
 small JSON header and the JSON body, so the frontend can hand the body to the
 browser without re-encoding it::
 
@@ -31,8 +32,8 @@ from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
-Op = Literal["get", "put", "describe", "ping"]
-OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping"})
+Op = Literal["get", "put", "describe", "ping", "history"]
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"})
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 
 

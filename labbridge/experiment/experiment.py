@@ -27,13 +27,16 @@ from labbridge.core.errors import (
     BackendBusy,
     BridgeError,
     DeadlineExceeded,
+    HistoryOff,
     InstrumentError,
     InstrumentTimeout,
     MalformedRequest,
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
+from labbridge.core.history_query import HistoryQuery
 from labbridge.core.protocol import Request
+from labbridge.experiment.history import HistoryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class Experiment:
         self._pollers: list[asyncio.Task[None]] = []
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
+        self.history: HistoryRecorder | None = None  # records what is published (config.yml `history:`)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -136,7 +140,8 @@ class Experiment:
         if request.op == "ping":
             return {"time": time.time(), "modules": {
                 name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending}
-                for name, q in self._states.items()}}
+                for name, q in self._states.items()},
+                "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
             return self.describe()
         module = self.modules.get(request.module or "")
@@ -146,6 +151,8 @@ class Experiment:
         name = request.attribute
         if name is None:
             raise MalformedRequest(f"{request.op} needs an attribute")
+        if request.op == "history":  # answered from the database: the instrument is not asked
+            return await self._read_history(module, name, request)
         # Refuse what needs no instrument now, rather than after waiting in the queue.
         if request.op == "put":
             spec = module.writable_spec(name)  # a missing or read-only target outranks a missing value
@@ -155,6 +162,16 @@ class Experiment:
         elif name not in RESERVED_NAMES:
             module.spec(name)
         return await self._run(module, request)
+
+    async def _read_history(self, module: BaseModule, name: str, request: Request) -> Any:
+        if self.history is None:
+            raise HistoryOff("nothing is recorded: config.yml has no `history:` section")
+        spec = module.specs.get(name)
+        reply = await self.history.read(module.name, name, spec.unit if spec else None, spec is not None,
+                                        HistoryQuery.from_wire(request.value), request.deadline)
+        if reply is None:  # neither declared nor ever recorded
+            module.spec(name)  # raises UnknownAttribute naming the known ones
+        return reply
 
     async def _run(self, module: BaseModule, request: Request) -> Any:
         queue = self._states[module.name]

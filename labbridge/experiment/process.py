@@ -27,6 +27,7 @@ import zmq
 
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.experiment.experiment import Experiment
+from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.server import ExperimentServer
 
 log = logging.getLogger("start_experiment")
@@ -85,6 +86,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
     server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint,
                               curve=config.experiment_socket.curve, config_file=config_file,
                               events_endpoint=config.experiment_socket.events_bind_endpoint)
+    experiment.history = HistoryRecorder.from_config(config, config_file)
     try:
         for name, app in experiment.simulators.items():
             settings = config.modules[name]
@@ -98,6 +100,8 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         except zmq.ZMQError as exc:
             raise StartupError(f"experiment_socket cannot bind: {exc} (is another instance running?)") from None
         await experiment.start()
+        if experiment.history is not None:
+            experiment.history.start()
         experiment.start_polling()
         for name, module in experiment.modules.items():
             log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
@@ -109,6 +113,8 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
     finally:
         await server.close(grace=0.5)
         await experiment.close()
+        if experiment.history is not None:  # after the server: the last values published are written too
+            await asyncio.to_thread(experiment.history.close)
         for uv, task in simulators:
             uv.stop()
         if simulators:

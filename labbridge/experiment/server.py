@@ -4,7 +4,8 @@ One ROUTER socket, bound to the configured endpoint, receives requests from any
 number of frontends (each a DEALER, see backend_client.py).  Each request is
 answered in its own task, so a slow module never holds up the socket;
 Experiment decides what may run in parallel.  A PUB socket beside it carries
-live values (written and polled) to the frontends' dashboards.  Every request
+live values (written and polled, each stamped with its Unix time) to the
+frontends' dashboards, and each goes to the history recorder too.  Every request
 gets exactly one reply whatever happens inside, and on shutdown the requests
 still running get a short grace period, then a clear BackendUnavailable.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,10 @@ class ExperimentServer:
             self.experiment.publish = self._publish
 
     def _publish(self, event: dict[str, object]) -> None:
+        # Every event leaves through here: stamp it once, so live plots and the history share one clock.
+        event.setdefault("time", time.time())
+        if self.experiment.history is not None:
+            self.experiment.history.record(event)
         if self._events is not None:
             try:  # PUB never blocks: a subscriber that cannot keep up just misses values
                 self._events.send_multipart([str(event["module"]).encode(), orjson.dumps(event)], zmq.NOBLOCK)

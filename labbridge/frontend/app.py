@@ -18,7 +18,8 @@ from fastapi.staticfiles import StaticFiles
 from labbridge.core.config import Config
 from labbridge.frontend.hosts import AllowedHosts, HostGuard
 from labbridge.frontend.responses import add_error_handlers
-from labbridge.frontend.routes import dashboard, docs, health, instruments, modules
+from labbridge.frontend.request_metrics import RequestMetrics
+from labbridge.frontend.routes import dashboard, docs, health, history, instruments, metrics, modules
 from labbridge.frontend.state import FrontendState
 
 DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, '
@@ -42,8 +43,9 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
-    for router in (docs.router, dashboard.router, modules.router, health.router, modules.module_router,
-                   instruments.router):
+    for router in (docs.router, dashboard.router, modules.router, health.router, metrics.router,
+                   modules.module_router, instruments.router, history.router):
         app.include_router(router)
     add_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=app.state.bridge.metrics)
     return app

@@ -92,10 +92,11 @@ class BackendClient:
         return reply.result()  # matched to this request by its id in _deliver
 
     async def ping_modules(self) -> dict[str, Any]:
-        """Round trip to the backend, and each module's last instrument contact."""
+        """Round trip to the backend, each module's last instrument contact, and whether history is recorded."""
         start = time.perf_counter()
         reply = orjson.loads(await self.request("ping"))
-        return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "modules": reply["modules"]}
+        return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "modules": reply["modules"],
+                "history": reply.get("history")}
 
     def close(self) -> None:
         for task in self._tasks:

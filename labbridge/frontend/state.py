@@ -1,7 +1,7 @@
 """FrontendState: what the frontend's routes share, kept on `app.state.bridge`.
 
 One object per app holds the settings, the ZeroMQ client to the experiment
-process, token checks, the audit log and the live-value feed.  Routes reach it
+process, token checks, the audit log, the live-value feed and the metrics.  Routes reach it
 with `bridge_of(request)`, never through globals,
 so two apps in one process (as in tests) never share state.
 """
@@ -18,6 +18,7 @@ from labbridge.frontend.audit import AuditLog
 from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
 from labbridge.frontend.live import LiveFeed
+from labbridge.frontend.metrics import BridgeMetrics
 
 
 @dataclass
@@ -29,18 +30,21 @@ class FrontendState:
     auth: TokenAuth
     audit: AuditLog | None
     feed: LiveFeed
+    metrics: BridgeMetrics
     _network_ok: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> FrontendState:
         settings = config.frontend
         backend = BackendClient.from_config(config, config_file)
+        feed = LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve)
         return cls(
             settings=settings,
             backend=backend,
             auth=TokenAuth.from_settings(settings, config_file),
             audit=AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None,
-            feed=LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve),
+            feed=feed,
+            metrics=BridgeMetrics(feed),
         )
 
     def check_network(self, connection: HTTPConnection) -> None:

@@ -1,4 +1,5 @@
-"""`GET /health`: frontend up, backend reachable (with its round trip), each module's last contact and queue."""
+"""`GET /health`: frontend up, backend reachable (with its round trip), each module's last contact and queue,
+and whether history is being recorded (degraded when it should be and is not)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ async def health(request: Request) -> Response:
     except BridgeError as exc:
         return json_response({"status": "down", "frontend": "up",
                               "backend": {"reachable": False, "error": exc.code, "message": exc.detail}}, 503)
-    modules = rtt.pop("modules")
+    modules, history = rtt.pop("modules"), rtt.pop("history")
     status = "ok" if all(m["last_error"] is None for m in modules.values()) else "degraded"
-    return json_response({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules})
+    if history and history["enabled"] and not history["recording"]:
+        status = "degraded"
+    return json_response({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules,
+                          "history": history})

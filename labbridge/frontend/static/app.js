@@ -50,12 +50,14 @@ function row(module, name, info) {
   if (info.type.startsWith("list[")) {  // arrays are read on demand, not pushed into the page
     return el("tr", { dataset: { attribute: name } },
       el("th", { scope: "row", title: info.doc }, name, el("small", {}, info.doc)),
-      el("td", {}, el("a", { href: `/${module}/${name}` }, "read as JSON"), " ", el("span", { class: "unit" }, info.unit || "")));
+      el("td", {}, el("a", { href: `/${module}/${name}` }, "read as JSON"), " ", el("span", { class: "unit" }, info.unit || ""),
+        Plots.arrayChart(module, name, info)));
   }
   const value = el("span", { class: "value stale", id: `value-${id}` }, "–");
   const cell = el("td", {}, value, " ", el("span", { class: "unit" }, info.unit || ""),
     limits ? el("span", { class: "limits" }, ` (${limits})`) : null,
     el("span", { class: "read-error", id: `read-error-${id}`, hidden: true }));
+  if (info.type === "float" || info.type === "int") cell.append(Plots.sparkline(module, name, info));
   if (info.writable) cell.append(editor(module, name, info, id));
   return el("tr", { dataset: { attribute: name } },
     el("th", { scope: "row", title: info.doc }, name, el("small", {}, info.doc)), cell);
@@ -126,6 +128,7 @@ function showReadError(module, name, message) {
 
 function render(modules) {
   const root = $("#modules");
+  Plots.reset();
   root.replaceChildren();
   for (const [module, description] of Object.entries(modules)) {
     const rows = Object.entries(description.attributes).map(([name, info]) => row(module, name, info));
@@ -179,6 +182,7 @@ function connectLive() {
   const socket = new WebSocket(`${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`);
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
+    Plots.live(event);
     if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);
   };

@@ -1,0 +1,202 @@
+"""HistoryRecorder: every published event into the history database, off the event loop.
+
+The experiment process publishes each value it polls or writes (and each failed
+poll, and, with actions, each invocation's outcome) through
+`ExperimentServer._publish`, which hands the event to `record`: one append to
+a bounded queue, nothing else on the event loop.  A writer thread wakes every
+`history.interval` seconds, writes what has queued up in one transaction
+(history_db.py) and applies retention.  A process that crashes therefore loses
+at most the last interval's values.
+
+Nothing here may fail a request.  When the database cannot be written (a full
+disk, another program holding a lock, a read-only folder), the recorder logs
+one line, reports "not recording" (with the reason) in `/health`, keeps the
+newest values in memory (up to MAX_WAITING) and retries every interval; it
+logs once more when recording resumes.
+
+Reads (`read`) run on their own small thread pool with read-only connections,
+so a long range never holds up the event loop or the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from labbridge.core.config import Config, HistorySettings, resolve
+from labbridge.core.errors import HistoryUnavailable
+from labbridge.core.history_query import HistoryQuery
+from labbridge.experiment import history_db
+
+log = logging.getLogger(__name__)
+
+MAX_WAITING = 50_000  # events kept in memory while the database cannot be written (the oldest go first)
+# Invocation statuses that are an outcome (issue 11's actions): those are recorded, progress updates are not.
+FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
+Sample = tuple[str, str, "str | None", float, Any]  # module, attribute, unit, time, value as stored
+
+
+class HistoryRecorder:
+    """Records published events into SQLite in batches, and answers history queries."""
+
+    def __init__(self, path: Path, settings: HistorySettings) -> None:
+        self.path = path
+        self.settings = settings
+        self._waiting: deque[dict[str, Any]] = deque(maxlen=MAX_WAITING)  # appended on the loop, drained by the writer
+        self._unwritten: list[dict[str, Any]] = []  # the writer's last failed batch, retried first
+        self._channels: dict[tuple[str, str], tuple[int, str | None]] = {}  # the writer's cache of channel ids
+        self._db: sqlite3.Connection | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="history-read")
+        self.error: str | None = None
+        self.last_write: float | None = None
+        self._dropped_waiting = 0  # counted on the event loop
+        self._dropped_unwritten = 0  # counted by the writer
+
+    @classmethod
+    def from_config(cls, config: Config, config_file: Path) -> HistoryRecorder | None:
+        if config.history is None:
+            return None
+        return cls(resolve(config_file, config.history.path), config.history)
+
+    def start(self) -> None:
+        log.info("recording history to %s (a batch every %g s; kept %g days, up to %g MB)", self.path,
+                 self.settings.interval, self.settings.max_age_days, self.settings.max_size_mb)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Write what is waiting and stop (blocks: call it off the event loop)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2 * history_db.BUSY_TIMEOUT + 1)
+        self._readers.shutdown(wait=False, cancel_futures=True)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Queue one published event (called on the event loop: no work beyond the append)."""
+        if len(self._waiting) == MAX_WAITING:
+            self._dropped_waiting += 1
+        self._waiting.append(event)
+
+    def status(self) -> dict[str, Any]:
+        """For /health and /metrics: recording or not (and why), the last batch written, values lost."""
+        return {"enabled": True, "recording": self.error is None, "error": self.error, "last_write": self.last_write,
+                "waiting": len(self._waiting) + len(self._unwritten),
+                "dropped": self._dropped_waiting + self._dropped_unwritten}
+
+    async def read(self, module: str, attribute: str, unit: str | None, declared: bool, query: HistoryQuery,
+                   deadline: float) -> dict[str, Any] | None:
+        """The reply to a history request; None when `attribute` is neither declared nor ever recorded."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, self._read, module, attribute, unit, declared, query,
+                                              deadline)
+        except sqlite3.Error as exc:
+            raise HistoryUnavailable(f"the history of {module}.{attribute} cannot be read: {exc}") from None
+
+    def _read(self, module: str, attribute: str, unit: str | None, declared: bool, query: HistoryQuery,
+              deadline: float) -> dict[str, Any] | None:
+        db = history_db.open_for_reading(self.path, deadline)
+        points: list[list[Any]] = []
+        cursor = None
+        try:
+            found = history_db.find_channel(db, module, attribute) if db is not None else None
+            if found is not None and db is not None:
+                unit = unit if declared else found[1]
+                points, cursor = history_db.read(db, found[0], query)
+        finally:
+            if db is not None:
+                db.close()
+        if found is None and not declared:
+            return None
+        reply: dict[str, Any] = {"module": module, "attribute": attribute, "unit": unit, "points": points}
+        if query.every is not None:
+            reply["every"] = query.every
+        if query.page is not None:
+            reply["next"] = cursor
+        return reply
+
+    # -- the writer thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.interval):
+            self._write_waiting()
+        self._write_waiting()  # the last batch, on the way out
+        if self._db is not None:
+            self._db.close()
+        lost = len(self._waiting) + len(self._unwritten)
+        if lost:
+            log.error("history: %d values could not be recorded before stopping", lost)
+
+    def _write_waiting(self) -> None:
+        batch = self._unwritten + [self._waiting.popleft() for _ in range(len(self._waiting))]
+        try:
+            db = self._db or self._open()
+            rows = [(self._channel(db, s[0], s[1], s[2]), s[3], s[4]) for s in map(sample_of, batch) if s is not None]
+            if rows:
+                history_db.insert(db, rows)
+            batch = self._unwritten = []  # written: a failing retention below must not write it again
+            history_db.apply_retention(db, time.time() - self.settings.max_age_days * 86400,
+                                       self.settings.max_size_mb * 1e6)
+        except Exception as exc:  # whatever goes wrong, requests go on: log once, keep the newest, retry
+            self._unwritten = batch[-MAX_WAITING:]
+            self._dropped_unwritten += len(batch) - len(self._unwritten)
+            self._failed(exc)
+            return
+        self.last_write = time.time()
+        if self.error is not None:
+            log.warning("history: recording again to %s", self.path)
+            self.error = None
+
+    def _open(self) -> sqlite3.Connection:
+        self._db = history_db.open_for_writing(self.path)
+        self._channels.clear()
+        return self._db
+
+    def _channel(self, db: sqlite3.Connection, module: str, attribute: str, unit: str | None) -> int:
+        known = self._channels.get((module, attribute))
+        if known is None or known[1] != unit:
+            known = (history_db.channel_id(db, module, attribute, unit), unit)
+            self._channels[(module, attribute)] = known
+        return known[0]
+
+    def _failed(self, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (sqlite3.Error, OSError)) else str(exc)
+        if self.error is None:
+            log.error("history: not recording to %s: %s; requests are not affected, the newest %d values wait "
+                      "in memory and recording resumes when it can", self.path, reason, MAX_WAITING)
+        self.error = reason
+        if self._db is not None:  # open afresh next time: the file or its folder may have been fixed meanwhile
+            self._db.close()
+            self._db = None
+
+
+def sample_of(event: dict[str, Any]) -> Sample | None:
+    """What an event records: (module, attribute, unit, time, stored value), or None for nothing.
+
+    A value event records its value; a failed read records NULL (a gap); an event carrying an
+    "invocation" records the invocation under its action's name once it has finished.
+    """
+    when = event.get("time")
+    t = float(when) if isinstance(when, (int, float)) else time.time()
+    invocation = event.get("invocation")
+    if isinstance(invocation, dict):
+        module, action = invocation.get("module", event.get("module")), invocation.get("action")
+        if invocation.get("status") not in FINISHED or not isinstance(module, str) or not isinstance(action, str):
+            return None
+        finished = invocation.get("finished")
+        return (module, action, None, float(finished) if isinstance(finished, (int, float)) else t,
+                history_db.stored(invocation))
+    module, attribute = event.get("module"), event.get("attribute")
+    if not isinstance(module, str) or not isinstance(attribute, str):
+        return None
+    unit = event.get("unit")
+    return (module, attribute, unit if isinstance(unit, str) else None, t,
+            None if "error" in event else history_db.stored(event.get("value")))

@@ -1,0 +1,126 @@
+"""`GET /<module>/<attribute>/history`: recorded values, as JSON or as streamed CSV.
+
+The experiment process records them (labbridge/experiment/history.py); this
+route asks it with a protocol `history` request, so it works wherever the two
+processes run.  JSON holds the newest `limit` points of the range, passed on as
+the backend encoded them.  CSV (`Accept: text/csv` or `?format=csv`) holds every
+point of the range (or the newest `limit`), fetched and sent one page at a time,
+so a month of 1 Hz data leaves with flat memory.  `every=<seconds>` asks for
+buckets instead of points: [start, mean, min, max], computed by SQLite.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from labbridge.core.errors import MalformedRequest
+from labbridge.core.history_query import DEFAULT_LIMIT, MAX_EVERY, MAX_LIMIT, MIN_EVERY, PAGE_SIZE, HistoryQuery
+from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.state import FrontendState, bridge_of
+
+router = APIRouter()
+
+_TIME = "Unix seconds (1764151234.5) or ISO 8601 (2025-11-26T10:00:00Z; without a zone, the frontend's local time)."
+_RESPONSES: dict[int | str, dict[str, Any]] = {200: {
+    "description": "Oldest first: `[time, value]` points, or `[bucket start, mean, min, max]` with `every`.",
+    "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "module": {"type": "string"}, "attribute": {"type": "string"}, "unit": {"type": ["string", "null"]},
+        "points": {"type": "array", "items": {"type": "array"}}}}},
+        "text/csv": {"schema": {"type": "string"}, "example": "time,unix_time,value (mm)\n"}}}}
+
+
+@router.get("/{module}/{attribute}/history", summary="Recorded values of an attribute", responses=_RESPONSES)
+async def history(
+    module: str, attribute: str, request: Request,
+    since: Annotated[str | None, Query(max_length=40, description=f"From this time: {_TIME}")] = None,
+    until: Annotated[str | None, Query(max_length=40, description=f"Up to this time: {_TIME}")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT, description=(
+        f"The newest N points of the range (JSON: {DEFAULT_LIMIT} by default; CSV: all by default)."))] = None,
+    every: Annotated[float | None, Query(ge=MIN_EVERY, le=MAX_EVERY, allow_inf_nan=False, description=(
+        "Downsample: one [start, mean, min, max] per bucket of this many seconds."))] = None,
+    fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format", description=(
+        "csv streams CSV with a header (as does `Accept: text/csv`)."))] = None,
+) -> Response:
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None and end is not None and end < start:
+        raise MalformedRequest(f"until ({until}) is before since ({since})")
+    query = HistoryQuery(since=start, until=end, every=every)
+    if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", "")):
+        return await _csv_response(bridge, module, attribute, replace(query, limit=limit, page=PAGE_SIZE))
+    query = replace(query, limit=limit or DEFAULT_LIMIT)
+    return json_bytes(await bridge.backend.request("history", module, attribute, query.to_wire()))
+
+
+def parse_time(text: str | None, name: str) -> float | None:
+    """Unix seconds or ISO 8601 as Unix seconds; MalformedRequest naming the parameter otherwise."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = datetime.fromisoformat(text).timestamp()  # a time without a zone is local time
+        except (ValueError, OverflowError, OSError):
+            raise MalformedRequest(f"{name} must be Unix seconds or ISO 8601 like 2025-11-26T10:00:00Z; "
+                                   f"got {text!r}") from None
+    if not math.isfinite(value):
+        raise MalformedRequest(f"{name} must be a finite time; got {text!r}")
+    return value
+
+
+async def _csv_response(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery) -> Response:
+    # The first page is fetched before answering, so an unknown attribute is still a JSON 404.
+    first = orjson.loads(await bridge.backend.request("history", module, attribute, query.to_wire()))
+    filename = re.sub(r"[^\w.-]", "_", f"{module}-{attribute}.csv")
+    return StreamingResponse(_csv_pages(bridge, module, attribute, query, first), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery,
+                     page: dict[str, Any]) -> AsyncIterator[bytes]:
+    unit = f" ({page['unit']})" if page.get("unit") else ""
+    columns = ["mean", "min", "max"] if query.every is not None else ["value"]
+    yield _csv([["time", "unix_time", *(name + unit for name in columns)]])
+    remaining = query.limit
+    while True:
+        points = page["points"] if remaining is None else page["points"][:remaining]
+        yield _csv([_iso(p[0]), p[0], *map(_cell, p[1:])] for p in points)
+        if remaining is not None:
+            remaining -= len(points)
+        if page.get("next") is None or remaining == 0:
+            return
+        # A failure from here on raises: the client sees a cut-off download, never a silently short file.
+        cursor = page["next"]
+        following = replace(query, limit=None, after=(float(cursor[0]), int(cursor[1])))
+        page = orjson.loads(await bridge.backend.request("history", module, attribute, following.to_wire()))
+
+
+def _csv(rows: Any) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode()
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: numbers and text as they are, true/false, JSON for anything structured, empty for none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
+        return orjson.dumps(value).decode()
+    return value

@@ -1,0 +1,31 @@
+"""`GET /metrics`: the lab for Prometheus (and through it Grafana), in the Prometheus text format.
+
+What is exported is described in labbridge/frontend/metrics.py.  The backend is
+pinged at each scrape, so per-module figures are current; while it is down the
+answer is still 200, with `bridge_backend_up 0`, which is what an alert wants.
+With `auth_reads`, a scrape needs a token like any read.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from labbridge.core.errors import BridgeError
+from labbridge.frontend.state import bridge_of
+
+# Not in the OpenAPI schema: it is for Prometheus, not for API clients.
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    try:
+        ping = await bridge.backend.ping_modules()
+    except BridgeError:
+        ping = None
+    return Response(bridge.metrics.render(ping), media_type=CONTENT_TYPE_LATEST)
