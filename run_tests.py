@@ -4,15 +4,17 @@
     python run_tests.py -k config    # extra arguments go to pytest
 """
 
-from __future__ import annotations
-
 import logging
 import subprocess
 import sys
 
-from labbridge.tools.setup_env import ROOT, prepare
+from labbridge.tools.python_version import require_python
+
+require_python()  # before creating a .venv with a Python that cannot run the bridge
+
+from labbridge.tools.setup_env import ROOT, prepare  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     python = prepare("requirements-dev.txt")
-    sys.exit(subprocess.run([python, "-m", "pytest", *sys.argv[1:]], cwd=ROOT).returncode)
+    sys.exit(subprocess.run([python, "-m", "pytest"] + sys.argv[1:], cwd=ROOT).returncode)

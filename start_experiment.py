@@ -7,11 +7,13 @@ It loads config.yml, serves the built-in simulator for every module marked
 is done in labbridge/experiment/process.py.
 """
 
-from __future__ import annotations
-
 import sys
 
-from labbridge.experiment.process import main
+from labbridge.tools.python_version import require_python
+
+require_python()  # before anything a too-old Python cannot run
+
+from labbridge.experiment.process import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
