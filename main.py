@@ -21,6 +21,7 @@ from fastapi import FastAPI  # noqa: E402
 
 from labbridge.core.config import ConfigError, config_path, load_config  # noqa: E402
 from labbridge.frontend.app import create_app  # noqa: E402
+from labbridge.frontend.proxies import configure_importing_uvicorn  # noqa: E402
 from labbridge.frontend.serve import serve  # noqa: E402
 
 
@@ -33,6 +34,8 @@ def _app_or_exit() -> FastAPI:
 
 
 app = _app_or_exit()
+# Under `uvicorn main:app`, uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: tell it.
+configure_importing_uvicorn(app.state.bridge.settings.trusted_proxies)
 
 if __name__ == "__main__":
     sys.exit(serve(app))

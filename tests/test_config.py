@@ -99,6 +99,17 @@ def test_missing_file_says_how_to_point_elsewhere(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yml")
 
 
+def test_the_audit_log_key_moved_to_the_top_level(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"frontend.audit_log: moved: write `audit_log:` at the top level"):
+        load_config(write(tmp_path, {**GOOD, "frontend": {"audit_log": "audit.jsonl"}}))
+    assert load_config(write(tmp_path, {**GOOD, "audit_log": "audit.jsonl"})).audit_log == "audit.jsonl"
+
+
+def test_trusted_proxies_are_addresses(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"frontend.trusted_proxies: 'proxy.lan' is not an IP address or network"):
+        load_config(write(tmp_path, {**GOOD, "frontend": {"trusted_proxies": ["10.0.0.0/8", "proxy.lan"]}}))
+
+
 @pytest.mark.parametrize("command", [
     [sys.executable, "start_experiment.py"],
     [sys.executable, "-m", "uvicorn", "main:app", "--port", "0"],

@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 import zmq
 
+from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.server import ExperimentServer
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path)
         experiment = Experiment.from_config(config, str(path))
+        experiment.audit = AuditLog.from_config(config, path)
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         return EXIT_CONFIG

@@ -4,20 +4,22 @@ A read is forwarded to the experiment process and its JSON reply returned as
 it came, without re-encoding.  A write's body must be exactly `{"value": ...}`
 and is read with a size limit; the backend validates the value against the
 attribute's declaration before anything reaches the instrument.  With an audit
-log configured, every write, accepted or refused, is recorded.
+log configured, a write the frontend refuses itself (token, body, a client gone
+mid-body) is recorded here; the experiment process records the rest.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
-from labbridge.core.errors import BridgeError, MalformedRequest, PayloadTooLarge
-from labbridge.frontend.responses import json_bytes, json_response
+from labbridge.core.audit import WriteAttempt
+from labbridge.core.errors import BridgeError, ClientDisconnected, MalformedRequest, PayloadTooLarge
+from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -34,35 +36,27 @@ PUT_BODY = {
 async def instrument_command(module: str, attribute: str, request: Request) -> Response:
     """Read (GET) or set (PUT) one attribute of one module, via the experiment process."""
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    authorization = request.headers.get("authorization")
     if request.method == "GET":
-        bridge.auth.identify(authorization, write=False)
+        bridge.check_network(request)
+        bridge.auth.identify(request.headers.get("authorization"), write=False)
         return json_bytes(await bridge.backend.request("get", module, attribute))
-    if bridge.audit is None:
-        bridge.auth.identify(authorization, write=True)
-        value = await read_value(request, bridge.settings.max_body_bytes)
-        return json_bytes(await bridge.backend.request("put", module, attribute, value))
-    return await _audited_put(bridge, request, module, attribute)
+    return await _put(bridge, request, module, attribute)
 
 
-async def _audited_put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
-    assert bridge.audit is not None
-    identity, requested, before, after, outcome = None, None, None, None, "ok"
+async def _put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
+    """Forward a write; one the frontend refuses itself is recorded here, one it forwards by the experiment process."""
+    attempt = WriteAttempt("put", module, attribute, client=request.client.host if request.client else None)
     try:
-        identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
-        requested = await read_value(request, bridge.settings.max_body_bytes)
-        reply = orjson.loads(await bridge.backend.request("put", module, attribute, requested, audit=True))
-        before, after = reply.pop("before", None), reply["value"]
-        return json_response(reply)
+        bridge.check_network(request)
+        attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
+        attempt.requested = await read_value(request, bridge.settings.max_body_bytes)
+        outgoing = bridge.backend.prepare("put", module, attribute, attempt.requested,
+                                          client=attempt.client, identity=attempt.identity)
     except BridgeError as exc:
-        outcome = exc.code
+        if bridge.audit is not None:
+            await bridge.audit.record_refusal(attempt, exc.code)
         raise
-    finally:
-        # fsync can take a while on an SD card: wait for it without holding up other requests.
-        client = request.client.host if request.client else None
-        await asyncio.to_thread(bridge.audit.record, client=client, identity=identity, module=module,
-                                attribute=attribute, requested=requested, before=before, after=after, outcome=outcome)
+    return json_bytes(await bridge.backend.send(outgoing))
 
 
 async def read_value(request: Request, limit: int) -> Any:
@@ -71,10 +65,13 @@ async def read_value(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    except ClientDisconnect:
+        raise ClientDisconnected(f"the client went away after {len(body)} bytes of its body; nothing was sent") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
