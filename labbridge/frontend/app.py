@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from labbridge.core.config import Config
+from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.responses import add_error_handlers
 from labbridge.frontend.routes import dashboard, docs, health, instruments, modules
 from labbridge.frontend.state import FrontendState
@@ -37,6 +38,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app = FastAPI(title="Instrument bridge", description=DESCRIPTION, lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.bridge = FrontendState.from_config(config, config_file)
+    redact_tokens_in_logs()
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
