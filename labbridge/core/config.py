@@ -185,7 +185,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{file}: file not found (set {ENV_VAR} or pass --config)") from None
+        raise ConfigError(f"{file}: file not found{_where_config_comes_from(path)}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -196,6 +196,15 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{file}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+
+
+def _where_config_comes_from(explicit: str | os.PathLike[str] | None) -> str:
+    """How the missing file was chosen, and how to choose another: true for every entry point."""
+    if explicit:
+        return ""
+    if os.environ.get(ENV_VAR):
+        return f" (named by ${ENV_VAR})"
+    return f" in {Path.cwd()} (run from the folder that holds it, or set {ENV_VAR} to its path)"
 
 
 def _describe(err: Any) -> str:
