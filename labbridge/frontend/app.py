@@ -46,4 +46,5 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
                    instruments.router):
         app.include_router(router)
     add_error_handlers(app)
+    app.add_exception_handler(405, instruments.method_not_allowed)  # Allow: as the attribute allows
     return app

@@ -17,9 +17,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.audit import WriteAttempt
-from labbridge.core.errors import BridgeError, ClientDisconnected, MalformedRequest, PayloadTooLarge
-from labbridge.frontend.responses import json_bytes
+from labbridge.core.errors import (
+    BridgeError,
+    ClientDisconnected,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnknownAttribute,
+    UnknownModule,
+)
+from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -57,6 +65,40 @@ async def _put(bridge: FrontendState, request: Request, module: str, attribute: 
             await bridge.audit.record_refusal(attempt, exc.code)
         raise
     return json_bytes(await bridge.backend.send(outgoing))
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with the Allow header of the attribute asked for: `GET, PUT` when it is writable, `GET` when not.
+
+    Registered for status 405 by the app: the router's own answer would name the
+    methods of the first route that matched the path (only GET)."""
+    module, attribute = request.path_params.get("module"), request.path_params.get("attribute")
+    if module is None or attribute is None:
+        return await http_error(request, exc)
+    bridge = bridge_of(request)
+    try:
+        bridge.check_network(request)
+        bridge.auth.identify(request.headers.get("authorization"), write=False)  # writability is a detail of the lab
+        allowed = await _allowed_methods(bridge, module, attribute)
+    except BridgeError as error:
+        return await bridge_error(request, error)
+    return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /{module}/{attribute}; "
+                          f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
+
+
+async def _allowed_methods(bridge: FrontendState, module: str, attribute: str) -> list[str]:
+    try:
+        modules = orjson.loads(await bridge.backend.request("describe"))["modules"]
+    except BridgeError:
+        return ["GET", "PUT"]  # the experiment process cannot say: the methods this path has at all
+    if module not in modules:
+        raise UnknownModule(f"no module named {module!r}")
+    if attribute in RESERVED_NAMES:
+        return ["GET"]
+    found = modules[module]["attributes"].get(attribute)
+    if found is None:
+        raise UnknownAttribute(f"module {module!r} has no attribute {attribute!r}")
+    return ["GET", "PUT"] if found["writable"] else ["GET"]
 
 
 async def read_value(request: Request, limit: int) -> Any:
