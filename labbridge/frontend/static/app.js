@@ -177,7 +177,8 @@ function liveProtocols() {
   // The token rides in the handshake's Sec-WebSocket-Protocol header, never in the URL (access logs keep URLs).
   const token = localStorage.getItem("bridge-token");
   if (!token) return ["labbridge"];
-  const base64url = btoa(token).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const utf8 = String.fromCharCode(...new TextEncoder().encode(token));  // btoa takes bytes, a token may not be ASCII
+  const base64url = btoa(utf8).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   return ["labbridge", `bearer.${base64url}`];
 }
 
