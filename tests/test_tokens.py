@@ -41,8 +41,9 @@ TWICE = secrets.token_hex(16)
     (f"alice: {ALICE}\n", WEAK, "BRIDGE_TOKEN is too easy to guess"),
     (f"alice: {ALICE}\nenv: {ROBOT}\n", TWICE, "the identity 'env'"),
     (f"alice: {ALICE}\nbob: [{ROBOT}\n", None, "not valid YAML"),
+    (f"{ROBOT}: robot\n", None, "the token of an identity that looks like a token (the name goes first"),
 ], ids=["empty-mapping", "empty-file", "only-comments", "a-list", "nested", "same-token", "same-identity",
-        "8-random-bytes", "repetitive", "weak-env", "env-identity-taken", "broken-yaml"])
+        "8-random-bytes", "repetitive", "weak-env", "env-identity-taken", "broken-yaml", "written-backwards"])
 def test_a_token_file_that_does_not_protect_is_a_config_error(tmp_path: Path, tokens_yml: str, env: str | None,
                                                               message: str) -> None:
     (tmp_path / "tokens.yml").write_text(tokens_yml)

@@ -58,8 +58,8 @@ class TokenAuth:
         holders: dict[str, str] = {}
         for identity, token in tokens.items():
             if token in holders:
-                raise ConfigError(f"frontend.token_file: {holders[token]!r} and {identity!r} have the same token; "
-                                  "give each its own")
+                raise ConfigError(f"frontend.token_file: {_named(holders[token])} and {_named(identity)} have "
+                                  "the same token; give each its own")
             holders[token] = identity
         if settings.auth_reads and not tokens:
             raise ConfigError(f"frontend.auth_reads: true needs tokens: set frontend.token_file or ${ENV_TOKEN}")
@@ -93,7 +93,7 @@ def read_token_file(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read: {exc.strerror}") from None
     except _RepeatedKey as exc:
-        raise ConfigError(f"{where}: the identity {exc.key!r} appears twice (again on line {exc.line}); "
+        raise ConfigError(f"{where}: the identity {_named(exc.key)} appears twice (again on line {exc.line}); "
                           "give each person or script one line and one token") from None
     except yaml.MarkedYAMLError as exc:  # its own text would quote the line, and so perhaps a token
         line = f" (line {exc.problem_mark.line + 1})" if exc.problem_mark is not None else ""
@@ -106,20 +106,35 @@ def read_token_file(path: Path) -> dict[str, str]:
     tokens: dict[str, str] = {}
     for identity, token in loaded.items():
         if not isinstance(token, str):
-            raise ConfigError(f"{where}: the token of {identity!r} must be text, on the same line (`{identity}: <token>`)")
-        tokens[str(identity)] = check_token(token, f"{where}: the token of {identity!r}")
+            raise ConfigError(f"{where}: the token of {_named(identity)} must be text, on the same line "
+                              "(`alice: <token>`)")
+        tokens[str(identity)] = check_token(token, f"{where}: the token of {_named(identity)}")
     return tokens
 
 
 def check_token(token: str, what: str) -> str:
     """`token` if it holds at least TOKEN_BITS bits, judged by its length and alphabet; else ConfigError."""
-    alphabet = 16 if all(c in string.hexdigits for c in token) else 64 if all(c in _BASE64 for c in token) else 94
-    bits = len(token) * math.log2(alphabet)
-    if bits < TOKEN_BITS or len(set(token)) < MIN_DISTINCT:
-        raise ConfigError(f"{what} is too easy to guess ({len(token)} characters, about {bits:.0f} bits; "
+    if not _strong(token):
+        raise ConfigError(f"{what} is too easy to guess ({len(token)} characters, about {_bits(token):.0f} bits; "
                           f"{len(set(token))} different ones): a token needs {TOKEN_BITS // 8} random bytes, e.g. "
                           "`python -c \"import secrets; print(secrets.token_hex(16))\"`")
     return token
+
+
+def _bits(token: str) -> float:
+    alphabet = 16 if all(c in string.hexdigits for c in token) else 64 if all(c in _BASE64 for c in token) else 94
+    return len(token) * math.log2(alphabet)
+
+
+def _strong(token: str) -> bool:
+    return _bits(token) >= TOKEN_BITS and len(set(token)) >= MIN_DISTINCT
+
+
+def _named(identity: Any) -> str:
+    """An identity as messages show it: quoted, unless it looks like a token (a line written the wrong way round)."""
+    if isinstance(identity, str) and _strong(identity):
+        return "an identity that looks like a token (the name goes first: `alice: <token>`)"
+    return repr(identity)
 
 
 class _RepeatedKey(Exception):
