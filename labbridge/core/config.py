@@ -30,7 +30,9 @@ RESERVED_MODULE_NAMES = frozenset(
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.
-MOVED_KEYS = {"frontend.audit_log": "moved: write `audit_log:` at the top level of the file (both processes append to it now)"}
+MOVED_KEYS = {
+    "frontend.audit_log": "moved: write `audit_log:` at the top level of the file (both processes append to it now)",
+}
 
 
 class ConfigError(Exception):
