@@ -10,16 +10,19 @@ start_experiment.py; labbridge/frontend/app.py assembles the app.  This file
 only builds it from config.yml (`$EXPERIMENT_CONFIG`, else ./config.yml).
 """
 
-from __future__ import annotations
-
 import logging
 import sys
 
-from fastapi import FastAPI
+from labbridge.tools.python_version import require_python
 
-from labbridge.core.config import ConfigError, config_path, load_config
-from labbridge.frontend.app import create_app
-from labbridge.frontend.serve import serve
+require_python()  # before anything a too-old Python cannot run
+
+from fastapi import FastAPI  # noqa: E402
+
+from labbridge.core.config import ConfigError, config_path, load_config  # noqa: E402
+from labbridge.frontend.app import create_app  # noqa: E402
+from labbridge.frontend.proxies import configure_importing_uvicorn  # noqa: E402
+from labbridge.frontend.serve import serve  # noqa: E402
 
 
 def _app_or_exit() -> FastAPI:
@@ -31,6 +34,8 @@ def _app_or_exit() -> FastAPI:
 
 
 app = _app_or_exit()
+# Under `uvicorn main:app`, uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: tell it.
+configure_importing_uvicorn(app.state.bridge.settings.trusted_proxies)
 
 if __name__ == "__main__":
     sys.exit(serve(app))

@@ -6,16 +6,18 @@
 It also prepares .venv-labthings, from which tests serve a real LabThings-FastAPI Thing.
 """
 
-from __future__ import annotations
-
 import logging
 import subprocess
 import sys
 
-from labbridge.tools.setup_env import ROOT, labthings_python, prepare
+from labbridge.tools.python_version import require_python
+
+require_python()  # before creating a .venv with a Python that cannot run the bridge
+
+from labbridge.tools.setup_env import ROOT, labthings_python, prepare  # noqa: E402
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     python = prepare("requirements-dev.txt")
     labthings_python()  # a real LabThings-FastAPI server, in an environment of its own, for the tests
-    sys.exit(subprocess.run([python, "-m", "pytest", *sys.argv[1:]], cwd=ROOT).returncode)
+    sys.exit(subprocess.run([python, "-m", "pytest"] + sys.argv[1:], cwd=ROOT).returncode)

@@ -1,17 +1,20 @@
 """Start the experiment process: it owns the instruments and serves the web frontend over ZeroMQ.
 
-    python start_experiment.py [--config PATH] [--log-level INFO]
+    python start_experiment.py [--config PATH] [--log-level INFO] [--reload]
 
 It loads config.yml, serves the built-in simulator for every module marked
-`simulate: true`, and answers the frontend until Ctrl+C or SIGTERM.  The work
-is done in labbridge/experiment/process.py.
+`simulate: true`, and answers the frontend until Ctrl+C or SIGTERM.  With
+`--reload` it restarts whenever a module's code or config.yml changes (for
+development).  The work is done in labbridge/experiment/process.py.
 """
-
-from __future__ import annotations
 
 import sys
 
-from labbridge.experiment.process import main
+from labbridge.tools.python_version import require_python
+
+require_python()  # before anything a too-old Python cannot run
+
+from labbridge.experiment.process import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

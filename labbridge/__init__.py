@@ -14,8 +14,6 @@ first use, so `import labbridge.tools.setup_env` works before any requirement
 is installed.
 """
 
-from __future__ import annotations
-
 import importlib
 from typing import TYPE_CHECKING, Any
 

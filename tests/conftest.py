@@ -40,3 +40,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                           frontend={"request_timeout": 3.0, "max_body_bytes": 1024})
     with running_stack(config, tmp) as (backend, frontend, url):
         yield Stack(config, backend, frontend, url)
+
+
+def pytest_report_header() -> list[str]:
+    """Say before any test runs when the browser tests cannot pass (they fail, one line each, rather than skip)."""
+    from tests.browser import missing_chromium
+
+    problem = missing_chromium()
+    return [f"WARNING: {problem}"] if problem else []

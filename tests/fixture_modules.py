@@ -149,3 +149,34 @@ class WideLabThingsStage(LabThingsStage):
     """LabThingsStage letting through positions the Thing refuses itself."""
 
     position: float = Attribute(unit="mm", minimum=0, maximum=100, writable=True, doc="Too wide on purpose.")
+
+
+class SlowWriter(BaseModule):
+    """An in-memory setpoint whose writes take `seconds` (1 by default), noting in a file when each starts and ends.
+
+    A slow instrument whose progress a test can watch, to kill a process at the worst moment."""
+
+    value: float = Attribute(minimum=-1e9, maximum=1e9, writable=True, doc="A setpoint.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.current = 0.0
+        self.journal = self.settings.simulator["journal"]
+        self.seconds = float(self.settings.simulator.get("seconds", 1.0))
+
+    def _note(self, line: str) -> None:
+        with open(self.journal, "a", encoding="utf-8") as journal:
+            journal.write(line + "\n")
+
+    async def read(self, name: str) -> Any:
+        return self.current
+
+    async def write(self, name: str, value: Any) -> Any:
+        self._note(f"start {value!r}")
+        await asyncio.sleep(self.seconds)
+        self.current = value
+        self._note(f"done {value!r}")
+        return value
+
+    async def read_many(self, names: list[str]) -> dict[str, Any]:
+        return {"value": self.current}

@@ -47,16 +47,15 @@ def shipped_modules() -> dict[str, dict[str, Any]]:
 
 
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
-                 frontend: dict[str, Any] | None = None, history: dict[str, Any] | None = None) -> Path:
-    """Write a config.yml with the given modules (each gets a free port unless it names one)."""
+                 frontend: dict[str, Any] | None = None, **top_level: Any) -> Path:
+    """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys."""
     data: dict[str, Any] = {
         "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port(), "events_port": free_port()},
         "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
     }
     if frontend:
         data["frontend"] = frontend
-    if history is not None:
-        data["history"] = history
+    data.update(top_level)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 

@@ -119,9 +119,23 @@ def test_module_problems_name_the_key(tmp_path: Path, changes: dict[str, Any], m
         check(tmp_path, with_module(**changes))
 
 
-def test_missing_file_says_how_to_point_elsewhere(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"file not found \(set EXPERIMENT_CONFIG or pass --config\)"):
+def test_missing_file_says_how_to_point_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"nope.yml: file not found$"):  # named explicitly: nothing to add
         load_config(tmp_path / "nope.yml")
+    monkeypatch.setenv("EXPERIMENT_CONFIG", str(tmp_path / "gone.yml"))
+    with pytest.raises(ConfigError, match=r"gone.yml: file not found \(named by \$EXPERIMENT_CONFIG\)"):
+        load_config()
+
+
+def test_the_audit_log_key_moved_to_the_top_level(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"frontend.audit_log: moved: write `audit_log:` at the top level"):
+        load_config(write(tmp_path, {**GOOD, "frontend": {"audit_log": "audit.jsonl"}}))
+    assert load_config(write(tmp_path, {**GOOD, "audit_log": "audit.jsonl"})).audit_log == "audit.jsonl"
+
+
+def test_trusted_proxies_are_addresses(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"frontend.trusted_proxies: 'proxy.lan' is not an IP address or network"):
+        load_config(write(tmp_path, {**GOOD, "frontend": {"trusted_proxies": ["10.0.0.0/8", "proxy.lan"]}}))
 
 
 @pytest.mark.parametrize("command", [

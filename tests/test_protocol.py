@@ -21,6 +21,13 @@ def test_request_round_trip_keeps_every_field() -> None:
     assert 1.9 < got.deadline - time.time() <= 2.0
 
 
+def test_who_asked_for_a_write_travels_with_it() -> None:
+    sent = Request("put", "module_a", "position", 1.0, time.time() + 1, "id-1", client="192.0.2.7", identity="alice")
+    assert Request.decode(sent.encode()) == sent
+    with pytest.raises(MalformedRequest, match="'client' and 'identity' must be strings"):
+        Request.decode(orjson.dumps({"v": 1, "id": "x", "op": "put", "deadline": 1, "identity": ["alice"]}))
+
+
 def test_null_is_a_value_and_absence_is_not() -> None:
     assert Request.decode(Request.new("put", "m", "a", None, timeout=1).encode()).value is None
     assert not Request.decode(Request.new("get", "m", "a", timeout=1).encode()).has_value

@@ -23,7 +23,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     tmp = tmp_path_factory.mktemp("secured")
     (tmp / "tokens.yml").write_text(yaml.safe_dump({"alice": ALICE, "robot": ROBOT}))
     config = write_config(tmp / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
-                          frontend={"token_file": "tokens.yml", "audit_log": "audit/puts.jsonl"})
+                          frontend={"token_file": "tokens.yml"}, audit_log="audit/puts.jsonl")
     with running_stack(config, tmp) as (_, _, url):
         yield url, tmp / "audit" / "puts.jsonl"
 
@@ -61,12 +61,15 @@ def test_every_put_accepted_or_refused_is_in_the_audit_log(secured: tuple[str, P
     httpx.put(f"{url}/module_a/position", json={"value": 30}, headers=robot)
     httpx.put(f"{url}/module_a/position", json={"value": 300}, headers=robot)
     httpx.put(f"{url}/module_a/position", json={"value": 40})
-    accepted, refused, anonymous = audit_lines(log)[before:]
+    started, accepted, refused, anonymous = audit_lines(log)[before:]
+    assert (started["stage"], accepted["stage"], started["id"]) == ("started", "finished", accepted["id"])
     assert accepted["identity"] == "robot" and accepted["client"] == "127.0.0.1"
     assert (accepted["module"], accepted["attribute"]) == ("module_a", "position")
     assert (accepted["requested"], accepted["before"], accepted["after"], accepted["outcome"]) == (30, 20.0, 30.0, "ok")
-    assert (refused["requested"], refused["outcome"], refused["after"]) == (300, "invalid_value", None)
-    assert (anonymous["identity"], anonymous["outcome"]) == (None, "not_authenticated")
+    # Refused by the experiment process (the limits) and by the frontend (no token): never sent to the instrument.
+    assert (refused["stage"], refused["requested"], refused["outcome"], refused["identity"]) == (
+        "refused", 300, "invalid_value", "robot")
+    assert (anonymous["stage"], anonymous["identity"], anonymous["outcome"]) == ("refused", None, "not_authenticated")
     assert isinstance(accepted["time"], float)
 
 

@@ -10,13 +10,14 @@ experiment.py, which raises the same error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PATH = "config.yml"
 ENV_VAR = "EXPERIMENT_CONFIG"
@@ -28,6 +29,10 @@ RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Keys that moved: the old place gets a message naming the new one.
+MOVED_KEYS = {
+    "frontend.audit_log": "moved: write `audit_log:` at the top level of the file (both processes append to it now)",
+}
 
 
 class ConfigError(Exception):
@@ -128,7 +133,17 @@ class FrontendSettings(_Strict):
     token_file: str | None = None  # YAML mapping identity -> token (also: $BRIDGE_TOKEN)
     auth_reads: bool = False  # GETs need a token too
     allow_open_network: bool = False  # listen beyond loopback without any token
-    audit_log: str | None = None  # JSON Lines file, one record per PUT
+    trusted_proxies: list[str] = []  # addresses/networks whose X-Forwarded-For names the client (frontend/proxies.py)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_only(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ValueError(f"frontend.trusted_proxies: {proxy!r} is not an IP address or network") from None
+        return proxies
 
 
 class HistorySettings(_Strict):
@@ -147,6 +162,7 @@ class Config(_Strict):
     frontend: FrontendSettings = FrontendSettings()
     modules: dict[str, ModuleSettings]
     history: HistorySettings | None = None  # absent: nothing is recorded
+    audit_log: str | None = None  # JSON Lines file both processes append every write to (core/audit.py)
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:
@@ -191,7 +207,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{file}: file not found (set {ENV_VAR} or pass --config)") from None
+        raise ConfigError(f"{file}: file not found{_where_config_comes_from(path)}") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -204,10 +220,19 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: " + "; ".join(_describe(err) for err in exc.errors())) from None
 
 
+def _where_config_comes_from(explicit: str | os.PathLike[str] | None) -> str:
+    """How the missing file was chosen, and how to choose another: true for every entry point."""
+    if explicit:
+        return ""
+    if os.environ.get(ENV_VAR):
+        return f" (named by ${ENV_VAR})"
+    return f" in {Path.cwd()} (run from the folder that holds it, or set {ENV_VAR} to its path)"
+
+
 def _describe(err: Any) -> str:
     where = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
+        return f"{where}: " + MOVED_KEYS.get(where, "unknown key")
     if err["type"] == "missing":
         return f"{where}: required key is missing"
     if err["type"] == "value_error":

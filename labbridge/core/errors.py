@@ -15,6 +15,7 @@ so that one exception handler in main.py renders every error.
     ├── HistoryOff               404 history_off
     ├── ReadOnlyAttribute        405 read_only
     ├── MalformedRequest         422 malformed_request
+    ├── ClientDisconnected       400 client_disconnected (nobody hears it: for the audit log)
     ├── PayloadTooLarge          413 payload_too_large
     ├── InvalidValue             422 invalid_value
     ├── InstrumentError          502 instrument_error
@@ -94,6 +95,13 @@ class ReadOnlyAttribute(BridgeError):
 class MalformedRequest(BridgeError):
     status = 422
     code = "malformed_request"
+
+
+class ClientDisconnected(BridgeError):
+    """The client went away before its request body was complete; nothing was forwarded."""
+
+    status = 400
+    code = "client_disconnected"
 
 
 class PayloadTooLarge(BridgeError):

@@ -4,13 +4,13 @@ A request is one JSON frame::
 
     {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping" | "history",
      "module": "module_a", "attribute": "position", "value": 12.5,
-     "deadline": 1764147600.25, "audit": true}
+     "deadline": 1764147600.25, "client": "127.0.0.1", "identity": "alice"}
 
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
-on different machines).  `audit` (optional) asks a put to report the value
-before the write as `"before"` in its reply body.  A `history` request
-carries a HistoryQuery (history_query.py) as its value.  A reply is two frames, a
+on different machines).  `client` and `identity` (optional) say who asked for a
+write, for the experiment process's audit log.  A `history` request carries a
+HistoryQuery (history_query.py) as its value.  A reply is two frames, a
 small JSON header and the JSON body, so the frontend can hand the body to the
 browser without re-encoding it::
 
@@ -47,7 +47,8 @@ class Request:
     value: Any = MISSING
     deadline: float = 0.0
     id: str = ""
-    audit: bool = False  # a put also reports the value before the write, for the audit log
+    client: str | None = None  # who asked for a write (address, token identity): for the audit log
+    identity: str | None = None
 
     @classmethod
     def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
@@ -66,8 +67,10 @@ class Request:
             msg["attribute"] = self.attribute
         if self.has_value:
             msg["value"] = self.value
-        if self.audit:
-            msg["audit"] = True
+        if self.client is not None:
+            msg["client"] = self.client
+        if self.identity is not None:
+            msg["identity"] = self.identity
         try:
             return orjson.dumps(msg)
         except orjson.JSONEncodeError as exc:  # e.g. a value nested deeper than orjson's 254 levels
@@ -86,9 +89,10 @@ class Request:
         module, attribute = msg.get("module"), msg.get("attribute")
         if op not in OPS or not isinstance(ident, str) or not isinstance(deadline, (int, float)):
             raise MalformedRequest("request needs 'op', 'id' and 'deadline'")
-        if not all(x is None or isinstance(x, str) for x in (module, attribute)):
-            raise MalformedRequest("'module' and 'attribute' must be strings")
-        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, msg.get("audit") is True)
+        client, identity = msg.get("client"), msg.get("identity")
+        if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity)):
+            raise MalformedRequest("'module', 'attribute', 'client' and 'identity' must be strings")
+        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity)
 
 
 def request_id_of(frame: bytes) -> str:

@@ -7,7 +7,10 @@ key.  `Experiment.handle` answers one protocol request.  Requests for different
 modules run concurrently; requests for the same module run one at a time in
 arrival order (drivers are rarely thread-safe), with a bounded queue.  A request
 whose deadline has passed is dropped before it reaches the instrument, and
-whatever a module raises becomes an error naming that module.
+whatever a module raises becomes an error naming that module.  With an audit
+log configured, every write is recorded (core/audit.py): `started` on disk just
+before the driver is called, `finished` with its outcome after it, or `refused`
+when it never got that far.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.core.audit import AuditedWrite, AuditLog, WriteAttempt
 from labbridge.experiment.base_module import BaseModule
 from labbridge.core.config import Config, ConfigError
 from labbridge.core.errors import (
     BackendBusy,
+    BackendUnavailable,
     BridgeError,
     DeadlineExceeded,
     HistoryOff,
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # Time kept back from a request's deadline so the reply reaches the client before it gives up.
 REPLY_MARGIN = 0.05
+# Operations that change an instrument: recorded in the audit log.
+AUDITED_OPS = frozenset({"put"})
 
 
 @dataclass
@@ -65,6 +72,7 @@ class Experiment:
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
         self.history: HistoryRecorder | None = None  # records what is published (config.yml `history:`)
+        self.audit: AuditLog | None = None  # records every write (config.yml's audit_log)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -131,12 +139,31 @@ class Experiment:
             except Exception:  # one module failing to close must not keep the others open
                 log.exception("closing module %s failed", module.name)
             module.worker.close()
+        if self.audit is not None:
+            self.audit.close()
 
     def describe(self) -> dict[str, Any]:
         return {"modules": {name: module.describe() for name, module in self.modules.items()}}
 
     async def handle(self, request: Request) -> Any:
-        """Answer one request with a JSON-ready body, or raise a BridgeError."""
+        """Answer one request with a JSON-ready body, or raise a BridgeError; writes go in the audit log."""
+        if self.audit is None or request.op not in AUDITED_OPS:
+            return await self._dispatch(request)
+        write = self.audit.record_write(WriteAttempt(request.op, request.module, request.attribute,
+                                                    request.value if request.has_value else None,
+                                                    request.client, request.identity, request.id))
+        try:
+            return await self._dispatch(request, write)
+        except asyncio.CancelledError:  # shutting down: the reply says the outcome is unknown, and so does the log
+            if not write.is_done:
+                write.finished_soon(BackendUnavailable.code)
+            raise
+        except Exception as exc:  # refused before the module's turn (the outcome of a started write is recorded in _run)
+            if not write.is_done:
+                await write.finished(exc.code if isinstance(exc, BridgeError) else BridgeError.code)
+            raise
+
+    async def _dispatch(self, request: Request, write: AuditedWrite | None = None) -> Any:
         if request.op == "ping":
             return {"time": time.time(), "modules": {
                 name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending}
@@ -161,7 +188,7 @@ class Experiment:
             spec.validate(request.value)
         elif name not in RESERVED_NAMES:
             module.spec(name)
-        return await self._run(module, request)
+        return await self._run(module, request, write)
 
     async def _read_history(self, module: BaseModule, name: str, request: Request) -> Any:
         if self.history is None:
@@ -173,7 +200,7 @@ class Experiment:
             module.spec(name)  # raises UnknownAttribute naming the known ones
         return reply
 
-    async def _run(self, module: BaseModule, request: Request) -> Any:
+    async def _run(self, module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
         queue = self._states[module.name]
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
@@ -187,18 +214,27 @@ class Experiment:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
                 if remaining <= 0:  # the lock came free just before the deadline
                     raise _expired(module, request)
-                return await self._execute(module, request, queue, remaining)
+                answer = await self._execute(module, request, queue, remaining, write)
+            except BridgeError as exc:
+                if write is not None:  # recorded in the module's turn, so its lines never interleave with the next write's
+                    await write.finished(exc.code)
+                raise
+            else:
+                if write is not None:
+                    await write.finished("ok", after=answer.get("value"))
+                return answer
             finally:
                 queue.lock.release()
         finally:
             queue.pending -= 1
 
-    async def _execute(self, module: BaseModule, request: Request, queue: _ModuleState, remaining: float) -> Any:
+    async def _execute(self, module: BaseModule, request: Request, queue: _ModuleState, remaining: float,
+                       write: AuditedWrite | None = None) -> Any:
         """Run one request on its module (whose turn it is), turning whatever goes wrong into a BridgeError."""
         budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
         try:
             async with asyncio.timeout(budget):
-                answer = await self._call(module, request)
+                answer = await self._call(module, request, write)
         except TimeoutError:
             queue.last_error = InstrumentTimeout.code
             raise InstrumentTimeout(
@@ -227,12 +263,12 @@ class Experiment:
             self.publish({"module": module.name, "attribute": name, **reading})
 
     @staticmethod
-    async def _call(module: BaseModule, request: Request) -> Any:
+    async def _call(module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
         name = request.attribute or ""
         if request.op == "put":
-            before = (await module.get(name))["value"] if request.audit else None
-            answer = await module.put(name, request.value)
-            return {**answer, "before": before} if request.audit else answer
+            if write is not None:  # the value before, read in the same turn; the line is on disk before the write
+                await write.started(before=(await module.get(name))["value"])
+            return await module.put(name, request.value)
         if name == "attributes":
             return await module.read_attributes()
         if name == "parameters":

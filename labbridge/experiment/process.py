@@ -1,6 +1,6 @@
 """Start the experiment process: load config.yml, start the modules, answer on ZeroMQ.
 
-    python start_experiment.py [--config PATH] [--log-level INFO]
+    python start_experiment.py [--config PATH] [--log-level INFO] [--reload]
 
 It serves the built-in simulator for every module marked `simulate: true`, binds
 the configured ZeroMQ socket, and then waits on its sockets (no polling loop).
@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 import zmq
 
+from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.history import HistoryRecorder
@@ -145,13 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--reload", action="store_true",
+                        help="restart when a module's code or the config file changes (for development)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     path = config_path(args.config)
+    if args.reload:
+        from labbridge.tools.reloader import reload_on_changes
+
+        child_args = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--reload"]
+        return reload_on_changes(sys.argv[0], child_args, path)
     try:
         config = load_config(path)
         experiment = Experiment.from_config(config, str(path))
+        experiment.audit = AuditLog.from_config(config, path)
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         return EXIT_CONFIG

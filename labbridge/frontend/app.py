@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from labbridge.core.config import Config
 from labbridge.frontend.hosts import AllowedHosts, HostGuard
+from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.responses import add_error_handlers
 from labbridge.frontend.request_metrics import RequestMetrics
 from labbridge.frontend.routes import dashboard, docs, health, history, instruments, metrics, modules
@@ -40,6 +41,7 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.bridge = FrontendState.from_config(config, config_file)
     app.add_middleware(HostGuard, allowed=AllowedHosts(config.frontend.allowed_hosts, config.frontend.host))
+    redact_tokens_in_logs()
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
@@ -48,4 +50,5 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
         app.include_router(router)
     add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.bridge.metrics)
+    app.add_exception_handler(405, instruments.method_not_allowed)  # Allow: as the attribute allows
     return app

@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ from labbridge.core.errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavai
 from labbridge.core.protocol import MISSING, Chunk, Op, Reply, Request
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A request built and encoded, not sent yet (so a caller can tell "refused here" from "sent")."""
+
+    request: Request
+    frame: bytes
 
 
 class BackendClient:
@@ -70,22 +79,32 @@ class BackendClient:
         return self._curve
 
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
-                      value: Any = MISSING, *, audit: bool = False) -> Chunk:
+                      value: Any = MISSING) -> Chunk:
         """Send one request; return the JSON body of the reply or raise the reported error."""
+        return await self.send(self.prepare(op, module, attribute, value))
+
+    def prepare(self, op: Op, module: str | None = None, attribute: str | None = None, value: Any = MISSING, *,
+                client: str | None = None, identity: str | None = None) -> Outgoing:
+        """Build and encode a request without sending it: MalformedRequest if it cannot be encoded."""
         request = Request(op, module, attribute, value, time.time() + self.timeout,
-                          f"{self._prefix}{next(self._ids)}", audit)
+                          f"{self._prefix}{next(self._ids)}", client, identity)
+        return Outgoing(request, request.encode())
+
+    async def send(self, outgoing: Outgoing) -> Chunk:
+        """Send a prepared request; return the JSON body of the reply or raise the reported error."""
+        request = outgoing.request
         sock = self._connected_socket()
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = waiter
         try:
-            await self._send(sock, request)
+            await self._send(sock, outgoing)
             try:
                 async with asyncio.timeout_at(_loop_time(request.deadline)):
                     reply = await waiter
             except TimeoutError:
                 raise BackendTimeout(
-                    f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
-                    + (UNKNOWN_OUTCOME if op == "put" else "")
+                    f"the experiment process did not answer {request.op} {request.module}.{request.attribute} "
+                    f"within {self.timeout:g} s" + (UNKNOWN_OUTCOME if request.op == "put" else "")
                 ) from None
         finally:
             self._pending.pop(request.id, None)
@@ -106,8 +125,8 @@ class BackendClient:
             self._socket.close(linger=0)
             self._socket = None
 
-    async def _send(self, sock: zmq.asyncio.Socket, request: Request) -> None:
-        frame = request.encode()
+    async def _send(self, sock: zmq.asyncio.Socket, outgoing: Outgoing) -> None:
+        frame, request = outgoing.frame, outgoing.request
         give_up = min(time.time() + self.connect_timeout, request.deadline)
         while True:
             try:

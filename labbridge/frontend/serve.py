@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from labbridge.core.config import FrontendSettings
 from labbridge.frontend.auth import may_serve
+from labbridge.frontend.proxies import uvicorn_options
 from labbridge.frontend.state import FrontendState
 
 log = logging.getLogger("uvicorn.error")
@@ -30,5 +31,6 @@ def serve(app: FastAPI) -> int:
                   "or set frontend.allow_open_network: true", settings.host)
         return 2
     # Live-value connections are closed by uvicorn at shutdown; plain requests get 10 s to finish.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10,
+                **uvicorn_options(settings.trusted_proxies))  # X-Forwarded-For only from configured proxies
     return 0

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from starlette.requests import HTTPConnection
 
-from labbridge.core.config import Config, FrontendSettings, resolve
+from labbridge.core.audit import AuditLog
+from labbridge.core.config import Config, FrontendSettings
 from labbridge.core.errors import OpenNetworkRefused
-from labbridge.frontend.audit import AuditLog
 from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
 from labbridge.frontend.live import LiveFeed
@@ -42,7 +42,7 @@ class FrontendState:
             settings=settings,
             backend=backend,
             auth=TokenAuth.from_settings(settings, config_file),
-            audit=AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None,
+            audit=AuditLog.from_config(config, config_file),  # for the writes the frontend refuses itself
             feed=feed,
             metrics=BridgeMetrics(feed),
         )

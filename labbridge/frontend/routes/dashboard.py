@@ -4,12 +4,16 @@ A browser asking for `/` (Accept: text/html) gets static/index.html; API
 clients keep getting JSON.  The page reads `/modules`, shows every attribute
 with value, unit and limits, lets writable ones be edited in place, and keeps
 the values live over `/ws`, which streams LiveFeed's events (the latest value
-of every attribute first, so a reconnecting page catches up).  No build step
+of every attribute first, so a reconnecting page catches up).  With
+`auth_reads`, the socket needs the token, offered as a subprotocol (never in
+the URL, which access logs record).  No build step
 and no CDN: the files in labbridge/frontend/static/ are all there is.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
 import orjson
@@ -22,6 +26,23 @@ from labbridge.frontend.state import bridge_of
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
 router = APIRouter()
+
+# Browsers cannot set headers on a WebSocket, and a token in its URL would end up in access logs, so the
+# dashboard offers it as a subprotocol, as Kubernetes does: ["labbridge", "bearer.<token, base64url>"].
+SUBPROTOCOL = "labbridge"
+TOKEN_PREFIX = "bearer."
+
+
+def token_in_subprotocols(offered: list[str]) -> str:
+    """The token carried by a `bearer.<base64url>` subprotocol, or "" (a malformed one counts as none)."""
+    for protocol in offered:
+        if protocol.startswith(TOKEN_PREFIX):
+            encoded = protocol[len(TOKEN_PREFIX):]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return ""
+    return ""
 
 
 def wants_html(request: Request) -> bool:
@@ -39,16 +60,18 @@ def dashboard_page() -> FileResponse:
 async def live_values(websocket: WebSocket) -> None:
     """Stream live values: the latest of every attribute first, then each new one."""
     bridge = bridge_of(websocket)
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     if bridge.auth.protect_reads:
         # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
-        # WebSocket, so the dashboard's token comes as ?token=.
-        authorization = websocket.headers.get("authorization") or f"Bearer {websocket.query_params.get('token', '')}"
+        # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
+        authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
         try:
             bridge.auth.identify(authorization, write=False)
         except BridgeError:
             await websocket.close(code=1008)
             return
-    await websocket.accept()
+    # A browser drops a socket whose server picks none of the subprotocols it offered; never echo the token's.
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
         async with bridge.feed.subscribe() as events:
             while True:

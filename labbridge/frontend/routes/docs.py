@@ -5,9 +5,11 @@ with one path per module attribute (`/module_a/position`, ...) with its value
 type, unit, limits and doc line, taken from the backend's description of its
 modules, and every status each operation can answer (openapi.py).  A module
 configured since the frontend started shows up without a restart; while the
-backend is down the schema is still valid, with the templated paths instead.  Swagger UI and ReDoc load their JavaScript and CSS
-from the app itself (the files ship in the fastapi-offline package), never
-from a CDN.
+backend is down the schema is still valid, with the templated paths instead.
+Swagger UI and ReDoc load their JavaScript and CSS from the app itself (the
+files ship in the fastapi-offline package), never from a CDN.  With `auth_reads`, `/openapi.json` needs the token like any read;
+the `/docs` and `/redoc` pages hold nothing about the lab and fetch it with the
+token the dashboard keeps (static/api-docs.js).
 """
 
 from __future__ import annotations
@@ -19,30 +21,31 @@ from typing import Any
 import fastapi_offline
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.openapi import lab_schema
+from labbridge.frontend.routes.dashboard import STATIC
 from labbridge.frontend.state import bridge_of
 
 # Swagger UI's and ReDoc's files, served at /docs-static by the app.
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 # How long the schema waits for the backend's description before leaving the module paths out.
 DESCRIBE_WAIT = 0.5
-TITLE = "Instrument bridge: API"
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/openapi.json")
 async def openapi(request: Request) -> Response:
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)  # the lab's description is a read
     app = request.app
     if getattr(app.state, "openapi_base", None) is None:  # the routes never change: build their part once
         app.state.openapi_base = get_openapi(title=app.title, version=app.version, description=app.description,
                                              routes=app.routes)
-    bridge = bridge_of(request)
     modules: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(DESCRIBE_WAIT):
@@ -57,15 +60,10 @@ async def openapi(request: Request) -> Response:
 
 
 @router.get("/docs")
-async def swagger() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=TITLE,
-                               swagger_js_url="/docs-static/swagger-ui-bundle.js",
-                               swagger_css_url="/docs-static/swagger-ui.css",
-                               swagger_favicon_url="/docs-static/favicon.png")
+async def swagger() -> FileResponse:
+    return FileResponse(STATIC / "api-docs.html", media_type="text/html")
 
 
 @router.get("/redoc")
-async def redoc() -> HTMLResponse:
-    return get_redoc_html(openapi_url="/openapi.json", title=TITLE,
-                          redoc_js_url="/docs-static/redoc.standalone.js",
-                          redoc_favicon_url="/docs-static/favicon.png", with_google_fonts=False)
+async def redoc() -> FileResponse:
+    return FileResponse(STATIC / "redoc.html", media_type="text/html")

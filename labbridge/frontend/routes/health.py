@@ -1,5 +1,9 @@
 """`GET /health`: frontend up, backend reachable (with its round trip), each module's last contact and queue,
-and whether history is being recorded (degraded when it should be and is not)."""
+and whether history is being recorded (degraded when it should be and is not).
+
+Anyone gets the status (200 "ok"/"degraded", 503 "down"), so supervisors and
+probes need no token; with `auth_reads` the details need one, like any read.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,23 @@ router = APIRouter()
 
 @router.get("/health", summary="Frontend up, backend reachable, each module's last instrument contact and queue")
 async def health(request: Request) -> Response:
+    bridge = bridge_of(request)
     try:
-        rtt = await bridge_of(request).backend.ping_modules()
+        bridge.check_network(request)
+        bridge.auth.identify(request.headers.get("authorization"), write=False)
+        details = True
+    except BridgeError:  # reads need a token: a probe still gets the status, nothing about the lab
+        details = False
+    try:
+        rtt = await bridge.backend.ping_modules()
     except BridgeError as exc:
-        return json_response({"status": "down", "frontend": "up",
-                              "backend": {"reachable": False, "error": exc.code, "message": exc.detail}}, 503)
+        down = {"frontend": "up", "backend": {"reachable": False, "error": exc.code, "message": exc.detail}}
+        return json_response({"status": "down", **(down if details else {})}, 503)
     modules, history = rtt.pop("modules"), rtt.pop("history")
     status = "ok" if all(m["last_error"] is None for m in modules.values()) else "degraded"
     if history and history["enabled"] and not history["recording"]:
         status = "degraded"
+    if not details:
+        return json_response({"status": status})
     return json_response({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules,
                           "history": history})

@@ -5,21 +5,32 @@ it came, without re-encoding.  A write's body must be exactly `{"value": ...}`
 and is read with a size limit; the backend validates the value against the
 attribute's declaration before anything reaches the instrument.  A bad body
 sent to a read-only or unknown attribute gets the 405 or 404 that the target
-deserves, and OPTIONS answers 405 with the attribute's own `Allow`.  With an
-audit log configured, every write, accepted or refused, is recorded.
+deserves, and any other method a 405 naming the attribute's own `Allow`.  With
+an audit log configured, a write the frontend refuses itself (token, body, a
+client gone mid-body) is recorded here; the experiment process records the rest.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
-from labbridge.core.errors import BridgeError, MalformedRequest, PayloadTooLarge, ReadOnlyAttribute
-from labbridge.frontend.responses import error_response, json_bytes, json_response
+from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.core.audit import WriteAttempt
+from labbridge.core.errors import (
+    BridgeError,
+    ClientDisconnected,
+    MalformedRequest,
+    PayloadTooLarge,
+    ReadOnlyAttribute,
+    UnknownAttribute,
+    UnknownModule,
+)
+from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -36,67 +47,71 @@ PUT_BODY = {
 async def instrument_command(module: str, attribute: str, request: Request) -> Response:
     """Read (GET) or set (PUT) one attribute of one module, via the experiment process."""
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    authorization = request.headers.get("authorization")
     if request.method == "GET":
-        bridge.auth.identify(authorization, write=False)
+        bridge.check_network(request)
+        bridge.auth.identify(request.headers.get("authorization"), write=False)
         return json_bytes(await bridge.backend.request("get", module, attribute))
-    if bridge.audit is None:
-        bridge.auth.identify(authorization, write=True)
-        value = await _put_value(bridge, request, module, attribute)
-        return json_bytes(await bridge.backend.request("put", module, attribute, value))
-    return await _audited_put(bridge, request, module, attribute)
+    return await _put(bridge, request, module, attribute)
 
 
-async def attribute_options(module: str, attribute: str, request: Request) -> Response:
-    """OPTIONS is not served; its 405 names the methods the attribute has: GET, and PUT when writable."""
-    bridge = bridge_of(request)
-    bridge.check_network(request)
-    bridge.auth.identify(request.headers.get("authorization"), write=False)
+async def _put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
+    """Forward a write; one the frontend refuses itself is recorded here, one it forwards by the experiment process."""
+    attempt = WriteAttempt("put", module, attribute, client=request.client.host if request.client else None)
     try:
-        await _check_writable(bridge, module, attribute)
-        allow = "GET, PUT"
-    except ReadOnlyAttribute:
-        allow = "GET"
-    return error_response(405, "method_not_allowed", "Method Not Allowed", {"Allow": allow})
-
-
-async def _put_value(bridge: FrontendState, request: Request, module: str, attribute: str) -> Any:
-    """The value of a PUT; when the body is bad, a missing or read-only target is the error to report."""
-    try:
-        return await read_value(request, bridge.settings.max_body_bytes)
-    except MalformedRequest:
-        await _check_writable(bridge, module, attribute)
+        bridge.check_network(request)
+        attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
+        try:
+            attempt.requested = await read_value(request, bridge.settings.max_body_bytes)
+        except MalformedRequest:
+            await _check_writable(bridge, module, attribute)  # a missing or read-only target is the error to report
+            raise
+        outgoing = bridge.backend.prepare("put", module, attribute, attempt.requested,
+                                          client=attempt.client, identity=attempt.identity)
+    except BridgeError as exc:
+        if bridge.audit is not None:
+            await bridge.audit.record_refusal(attempt, exc.code)
         raise
+    return json_bytes(await bridge.backend.send(outgoing))
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with the Allow header of the attribute asked for: `GET, PUT` when it is writable, `GET` when not.
+
+    Registered for status 405 by the app: the router's own answer would name the
+    methods of the first route that matched the path (only GET)."""
+    module, attribute = request.path_params.get("module"), request.path_params.get("attribute")
+    if module is None or attribute is None:
+        return await http_error(request, exc)
+    bridge = bridge_of(request)
+    try:
+        bridge.check_network(request)
+        bridge.auth.identify(request.headers.get("authorization"), write=False)  # writability is a detail of the lab
+        allowed = await _allowed_methods(bridge, module, attribute)
+    except BridgeError as error:
+        return await bridge_error(request, error)
+    return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /{module}/{attribute}; "
+                          f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
 
 
 async def _check_writable(bridge: FrontendState, module: str, attribute: str) -> None:
-    """Raise UnknownModule, UnknownAttribute or ReadOnlyAttribute as a write of this attribute would.
-    Nothing runs: the backend refuses a put without a value, after checking its target."""
-    try:
-        await bridge.backend.request("put", module, attribute)
-    except MalformedRequest:
-        return
-    raise BridgeError(f"the experiment process accepted a put of {module}.{attribute} without a value")
+    """Raise UnknownModule, UnknownAttribute or ReadOnlyAttribute as a write of this attribute would."""
+    if "PUT" not in await _allowed_methods(bridge, module, attribute):
+        raise ReadOnlyAttribute(f"{module}.{attribute} is read-only")
 
 
-async def _audited_put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
-    assert bridge.audit is not None
-    identity, requested, before, after, outcome = None, None, None, None, "ok"
+async def _allowed_methods(bridge: FrontendState, module: str, attribute: str) -> list[str]:
     try:
-        identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
-        requested = await _put_value(bridge, request, module, attribute)
-        reply = orjson.loads(await bridge.backend.request("put", module, attribute, requested, audit=True))
-        before, after = reply.pop("before", None), reply["value"]
-        return json_response(reply)
-    except BridgeError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        # fsync can take a while on an SD card: wait for it without holding up other requests.
-        client = request.client.host if request.client else None
-        await asyncio.to_thread(bridge.audit.record, client=client, identity=identity, module=module,
-                                attribute=attribute, requested=requested, before=before, after=after, outcome=outcome)
+        modules = orjson.loads(await bridge.backend.request("describe"))["modules"]
+    except BridgeError:
+        return ["GET", "PUT"]  # the experiment process cannot say: the methods this path has at all
+    if module not in modules:
+        raise UnknownModule(f"no module named {module!r}")
+    if attribute in RESERVED_NAMES:
+        return ["GET"]
+    found = modules[module]["attributes"].get(attribute)
+    if found is None:
+        raise UnknownAttribute(f"module {module!r} has no attribute {attribute!r}")
+    return ["GET", "PUT"] if found["writable"] else ["GET"]
 
 
 async def read_value(request: Request, limit: int) -> Any:
@@ -105,10 +120,13 @@ async def read_value(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    except ClientDisconnect:
+        raise ClientDisconnected(f"the client went away after {len(body)} bytes of its body; nothing was sent") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -126,4 +144,3 @@ router.add_api_route("/{module}/{attribute}", instrument_command, methods=["GET"
 # as a dependency: this is the hot path.
 router.add_api_route("/{module}/{attribute}", instrument_command, methods=["PUT"], summary="Set an attribute",
                      openapi_extra={"requestBody": PUT_BODY})
-router.add_api_route("/{module}/{attribute}", attribute_options, methods=["OPTIONS"], include_in_schema=False)

@@ -176,10 +176,19 @@ async function checkHealth() {
   }
 }
 
+function liveProtocols() {
+  // The token rides in the handshake's Sec-WebSocket-Protocol header, never in the URL (access logs keep URLs).
+  const token = localStorage.getItem("bridge-token");
+  if (!token) return ["labbridge"];
+  const utf8 = String.fromCharCode(...new TextEncoder().encode(token));  // btoa takes bytes, a token may not be ASCII
+  const base64url = btoa(utf8).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return ["labbridge", `bearer.${base64url}`];
+}
+
 function connectLive() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const token = localStorage.getItem("bridge-token");
-  const socket = new WebSocket(`${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`);
+  const socket = new WebSocket(`${scheme}://${location.host}/ws`, liveProtocols());
+  state.socket = socket;
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
     Plots.live(event);
@@ -195,12 +204,21 @@ async function start() {
     render(state.modules);
     await refreshValues();
   } catch (failure) {
-    setBackend(false, failure.message);
+    if (failure.status === 401 || failure.status === 403) {  // reads need a token (auth_reads)
+      $("#token-box").hidden = false;
+      $("#modules").replaceChildren(el("p", { class: "module-error", role: "status" }, `${failure.message}: enter your token above.`));
+    } else {
+      setBackend(false, failure.message);
+    }
   }
 }
 
 $("#token").value = localStorage.getItem("bridge-token") || "";
-$("#token").addEventListener("change", (event) => localStorage.setItem("bridge-token", event.target.value));
+$("#token").addEventListener("change", (event) => {
+  localStorage.setItem("bridge-token", event.target.value);
+  start();
+  state.socket?.close();  // reconnects with the new token
+});
 start();
 checkHealth();
 connectLive();

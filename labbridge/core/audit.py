@@ -1,0 +1,164 @@
+"""AuditLog: every write that reaches an instrument is on disk first, and so is every write refused.
+
+config.yml's top-level `audit_log` names one JSON Lines file.  Both processes
+append to it, one `write()` per line on an O_APPEND descriptor, each line
+fsynced before the code goes on:
+
+- The experiment process owns the instruments, so it records every write that
+  reaches it: a `started` line before the driver is called, then a `finished`
+  line with the outcome once the driver is done.  A `started` line with no
+  `finished` line of the same `id` means the process died in between: whether
+  the instrument applied the value is unknown.  A write it turns down before
+  calling the driver (invalid value, read-only, queue full, expired) is one
+  `refused` line.
+- The frontend records the writes it turns down itself, before anything is
+  sent (no or wrong token, malformed or oversized body, a client gone
+  mid-body): one `refused` line each.
+
+Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
+`identity`, `module`, `attribute`, `requested`, `before`, `after`, `outcome`).
+A value whose JSON is over `MAX_VALUE_BYTES`, or that cannot be written as
+JSON at all, is recorded as `{"truncated": "<its start>", "bytes": <size>}`.
+Lines go through one writer thread per process, so they reach the file in the
+order they were recorded and fsync never blocks the event loop.
+
+To record another kind of write (an action, say): build a `WriteAttempt`, call
+`AuditLog.record_refusal` when it is turned down before it is sent, or
+`AuditLog.record_write` to get an `AuditedWrite` whose `started` is awaited
+just before the instrument is called and whose `finished` is awaited after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import reprlib
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from labbridge.core.config import Config, ConfigError, resolve
+
+# A recorded value's JSON is cut to this many bytes (with its full size noted).
+MAX_VALUE_BYTES = 4096
+# Module and attribute names come from the URL: cut them too.
+MAX_NAME_CHARS = 200
+
+
+@dataclass
+class WriteAttempt:
+    """Who asked for which write: the part every line of one write repeats."""
+
+    op: str
+    module: str | None
+    attribute: str | None
+    requested: Any = None
+    client: str | None = None  # the client's address, as the frontend saw it
+    identity: str | None = None  # the token's identity, when tokens are configured
+    id: str | None = None  # the request's id on the ZeroMQ hop (None for what the frontend refused)
+
+
+class AuditLog:
+    """Appends audit lines to one JSON Lines file, fsynced, in the order they are recorded."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+
+    @classmethod
+    def from_config(cls, config: Config, config_file: Path) -> AuditLog | None:
+        """The audit log config.yml names (relative to its folder), or None; ConfigError if it cannot be opened."""
+        if config.audit_log is None:
+            return None
+        path = resolve(config_file, config.audit_log)
+        try:
+            return cls(path)
+        except OSError as exc:
+            raise ConfigError(f"{config_file}: audit_log: cannot open {path}: {exc.strerror}") from None
+
+    async def record_refusal(self, attempt: WriteAttempt, outcome: str) -> None:
+        """Record a write turned down before anything was sent to the instrument; `outcome` is the error code."""
+        await self._append(self._line(attempt, "refused", outcome=outcome))
+
+    def record_write(self, attempt: WriteAttempt) -> AuditedWrite:
+        """The lines of one write that may reach the instrument: await `started`, then `finished`."""
+        return AuditedWrite(self, attempt)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)  # every line recorded so far reaches the file first
+        os.close(self._fd)
+
+    def _line(self, attempt: WriteAttempt, stage: str, *, before: Any = None, after: Any = None,
+              outcome: str | None = None) -> bytes:
+        return orjson.dumps({
+            "time": time.time(), "id": attempt.id, "op": attempt.op, "stage": stage, "client": attempt.client,
+            "identity": attempt.identity, "module": _name(attempt.module), "attribute": _name(attempt.attribute),
+            "requested": recordable(attempt.requested), "before": recordable(before), "after": recordable(after),
+            "outcome": outcome,
+        }, option=orjson.OPT_APPEND_NEWLINE)
+
+    def _submit(self, line: bytes) -> Future[None]:
+        return self._writer.submit(self._write, line)
+
+    async def _append(self, line: bytes) -> None:
+        # Shielded: a request cancelled meanwhile (a timeout, a shutdown) still gets its line written.
+        await asyncio.shield(asyncio.wrap_future(self._submit(line)))
+
+    def _write(self, line: bytes) -> None:
+        os.write(self._fd, line)  # one write per line: O_APPEND keeps lines of both processes whole
+        os.fsync(self._fd)
+
+
+class AuditedWrite:
+    """One write's lines: `started` just before the instrument is called, `finished` once the outcome is known."""
+
+    def __init__(self, log: AuditLog, attempt: WriteAttempt) -> None:
+        self._log, self.attempt = log, attempt
+        self._before: Any = None
+        self.is_started = False
+        self.is_done = False
+
+    async def started(self, before: Any = None) -> None:
+        """On disk before this returns: call it just before handing the value to the driver."""
+        self.is_started, self._before = True, before
+        await self._log._append(self._log._line(self.attempt, "started", before=before))
+
+    async def finished(self, outcome: str, after: Any = None) -> None:
+        """The outcome: "ok" (with the value the instrument reports) or the error code.  A write
+        that never started is recorded as refused."""
+        await self._log._append(self._final_line(outcome, after))
+
+    def finished_soon(self, outcome: str) -> None:
+        """`finished` for a task being cancelled: queued for the writer thread, not awaited."""
+        self._log._submit(self._final_line(outcome, None))
+
+    def _final_line(self, outcome: str, after: Any) -> bytes:
+        self.is_done = True
+        if not self.is_started:
+            return self._log._line(self.attempt, "refused", outcome=outcome)
+        return self._log._line(self.attempt, "finished", before=self._before, after=after, outcome=outcome)
+
+
+def recordable(value: Any) -> Any:
+    """`value` itself when its JSON is small, else `{"truncated": <start of its JSON or repr>, "bytes": <size>}`."""
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than JSON encoders go: keep a short, bounded repr
+        return {"truncated": _SHORT.repr(value), "bytes": None}
+    if len(encoded) <= MAX_VALUE_BYTES:
+        return value
+    return {"truncated": encoded[:MAX_VALUE_BYTES].decode("utf-8", errors="ignore"), "bytes": len(encoded)}
+
+
+def _name(name: str | None) -> str | None:
+    return name if name is None or len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + "..."
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 10, 10, 200, 200

@@ -1,0 +1,124 @@
+"""`python demo.py`: install the requirements, start both processes, say where to look once they answer.
+
+It installs the requirements (setup_env.py), checks that the frontend's port is
+free, starts the experiment process and the web frontend as child processes,
+and polls the frontend's `/health` until the experiment process answers
+through it; only then does it print the address to open.  Ctrl+C, SIGTERM,
+SIGHUP (and on Windows Ctrl+Break or closing the console) stop both children;
+so does either of them exiting, and then the demo exits with that child's code
+(2 for a bad config.yml, as the processes themselves).
+
+Standard library only: this runs before the requirements are installed, and
+afterwards uses them only through the child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from labbridge.tools.children import stop_children, stop_on_signals
+from labbridge.tools.setup_env import ROOT, prepare
+
+log = logging.getLogger("demo")
+
+READY_TIMEOUT = 60.0  # seconds for both processes to answer (the first start imports a lot)
+EXIT_FAILED = 1
+
+
+def backend_command(python: str) -> list[str]:
+    """The demo's experiment process."""
+    return [python, "start_experiment.py"]
+
+
+def frontend_command(python: str, port: int) -> list[str]:
+    """The demo's web frontend: the one place its command line is written."""
+    return [python, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python demo.py",
+                                     description="Run the simulated instrument, the backend and the frontend.")
+    parser.add_argument("--port", type=int, default=8000, help="port of the web frontend (default 8000)")
+    parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else config.yml)")
+    parser.add_argument("--no-install", action="store_true", help="skip installing requirements")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+    if not port_is_free(args.port):
+        log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
+                  "with `python demo.py --port %d`", args.port, args.port + 1)
+        return EXIT_FAILED
+    python = prepare("requirements.txt", install=not args.no_install)
+    env = dict(os.environ)
+    if args.config:
+        env["EXPERIMENT_CONFIG"] = os.path.abspath(args.config)
+    return run(python, args.port, env)
+
+
+def run(python: str, port: int, env: dict[str, str]) -> int:
+    """Run both processes until a signal or until one exits; the demo's exit code."""
+    stop = threading.Event()
+    restore = stop_on_signals(stop)
+    children = {"experiment process": subprocess.Popen(backend_command(python), cwd=ROOT, env=env)}
+    try:
+        children["frontend"] = subprocess.Popen(frontend_command(python, port), cwd=ROOT, env=env)
+        health = f"http://127.0.0.1:{port}/health"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _answers(health):
+            if stop.is_set():
+                return 0
+            if (code := _exited(children)) is not None:
+                return code
+            if time.monotonic() > deadline:
+                log.error("the demo did not answer at %s within %.0f s; stopping it", health, READY_TIMEOUT)
+                return EXIT_FAILED
+            stop.wait(0.2)
+        log.info("ready: open http://localhost:%d/ (or curl http://localhost:%d/module_a/position); Ctrl+C stops",
+                 port, port)
+        while not stop.wait(0.5):
+            if (code := _exited(children)) is not None:
+                return code
+        return 0
+    finally:
+        log.info("stopping")
+        stop_children(list(children.values()))
+        restore()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on host:port now (with the SO_REUSEADDR uvicorn uses on POSIX)."""
+    with socket.socket() as probe:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share the port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(url: str) -> bool:
+    """True once the frontend answers 200: it is up and reaches the experiment process."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _exited(children: dict[str, subprocess.Popen[bytes]]) -> int | None:
+    """The exit code to leave with when a child has exited (never 0: the demo did not finish), else None."""
+    for name, child in children.items():
+        code = child.poll()
+        if code is not None:
+            log.error("the %s exited with code %d (its message is above); stopping the demo", name, code)
+            return code if code > 0 else EXIT_FAILED
+    return None

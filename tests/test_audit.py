@@ -1,0 +1,217 @@
+"""The audit log tells the truth: every write that reaches an instrument is on disk whichever process is
+killed when, a refused write is recorded with its real reason, and the client's address cannot be forged."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+from labbridge.core.audit import AuditLog
+from labbridge.core.config import ModuleSettings
+from labbridge.core.errors import DeadlineExceeded, InstrumentTimeout, InvalidValue
+from labbridge.core.protocol import Request
+from labbridge.experiment.experiment import Experiment
+from labbridge.tools.launcher import frontend_command
+from tests.fixture_modules import SlowWriter
+from tests.processes import Process, free_port, running_stack, start_backend, start_frontend, wait_until, write_config
+
+SLOW = {"class": "tests.fixture_modules.SlowWriter", "port": None}
+SETPOINT = {"class": "setpoint.Setpoint", "port": None}
+
+
+def audited_config(tmp: Path, modules: dict[str, dict[str, Any]], frontend: dict[str, Any] | None = None) -> Path:
+    journal = {"simulator": {"journal": str(tmp / "journal.txt")}}
+    return write_config(tmp / "config.yml", {name: {**spec, **journal} for name, spec in modules.items()},
+                        frontend=frontend, audit_log="audit.jsonl")
+
+
+def audit_lines(tmp: Path) -> list[dict[str, Any]]:
+    path = tmp / "audit.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def journal(tmp: Path) -> list[str]:
+    path = tmp / "journal.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def put_in_background(url: str, value: Any) -> tuple[threading.Thread, list[httpx.Response | Exception]]:
+    answers: list[httpx.Response | Exception] = []
+
+    def put() -> None:
+        try:
+            answers.append(httpx.put(f"{url}/slow/value", json={"value": value}, timeout=10))
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=put)
+    thread.start()
+    return thread, answers
+
+
+def test_a_write_in_flight_when_the_frontend_is_killed_is_recorded_with_its_outcome(tmp_path: Path) -> None:
+    config = audited_config(tmp_path, {"slow": SLOW})
+    with running_stack(config, tmp_path) as (_, frontend, url):
+        thread, _ = put_in_background(url, 7)
+        wait_until(lambda: "start 7.0" in journal(tmp_path), 10, "the write reaching the instrument")
+        frontend.signal(signal.SIGKILL)  # the instrument is applying the value, nobody waits for the answer
+        thread.join(10)
+        wait_until(lambda: "done 7.0" in journal(tmp_path), 10, "the instrument finishing the write")
+        wait_until(lambda: any(line["stage"] == "finished" for line in audit_lines(tmp_path)), 10,
+                   "the write's outcome in the audit log")
+    started, finished = audit_lines(tmp_path)
+    assert started["stage"] == "started" and finished["id"] == started["id"]
+    assert (started["module"], started["attribute"], started["requested"], started["before"]) == ("slow", "value", 7, 0.0)
+    assert started["client"] == "127.0.0.1" and started["op"] == "put"
+    assert (finished["after"], finished["outcome"]) == (7.0, "ok")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
+def test_a_write_cut_short_by_killing_the_experiment_process_is_visibly_unknown(tmp_path: Path) -> None:
+    config = audited_config(tmp_path, {"slow": SLOW})
+    with running_stack(config, tmp_path) as (backend, _, url):
+        thread, answers = put_in_background(url, 8)
+        wait_until(lambda: "start 8.0" in journal(tmp_path), 10, "the write reaching the instrument")
+        backend.signal(signal.SIGKILL)  # between "sent to the instrument" and "its answer"
+        thread.join(10)
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response) and answer.status_code == 503
+    assert "outcome is unknown" in answer.json()["message"]
+    (started,) = audit_lines(tmp_path)  # on disk before the instrument was called; no outcome after it
+    assert (started["stage"], started["requested"], started["outcome"]) == ("started", 8, None)
+
+
+def test_a_value_too_deep_to_forward_is_422_and_recorded(tmp_path: Path) -> None:
+    config = audited_config(tmp_path, {"slow": SLOW})
+    with running_stack(config, tmp_path) as (_, _, url):
+        body = '{"value": ' + "[" * 300 + "]" * 300 + "}"
+        response = httpx.put(f"{url}/slow/value", content=body)
+        assert response.status_code == 422 and response.json()["error"] == "malformed_request"
+        huge = httpx.put(f"{url}/slow/value", json={"value": [1.5] * 100_000})
+        assert huge.status_code == 422 and huge.json()["error"] == "invalid_value"
+    deep, large = audit_lines(tmp_path)
+    assert (deep["stage"], deep["outcome"]) == ("refused", "malformed_request")
+    assert deep["requested"]["truncated"].startswith("[[[[")
+    assert (large["stage"], large["outcome"]) == ("refused", "invalid_value")  # refused by the experiment process
+    assert large["requested"]["bytes"] == len(orjson.dumps([1.5] * 100_000))
+    assert len(orjson.dumps(large)) < 5000
+    assert journal(tmp_path) == []
+
+
+def test_a_client_gone_mid_body_is_recorded_as_such_and_nothing_is_sent(tmp_path: Path) -> None:
+    config = audited_config(tmp_path, {"slow": SLOW})
+    with running_stack(config, tmp_path) as (_, _, url):
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port)) as sock:
+            sock.sendall(b"PUT /slow/value HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"value\": 5")
+        wait_until(lambda: len(audit_lines(tmp_path)) == 1, 10, "the audit line of the abandoned write")
+        assert httpx.get(f"{url}/slow/value").json()["value"] == 0.0
+    (line,) = audit_lines(tmp_path)
+    assert (line["stage"], line["outcome"], line["module"]) == ("refused", "client_disconnected", "slow")
+    assert journal(tmp_path) == []
+
+
+def start_main_py(config: Path, log: Path, port: int) -> tuple[Process, str]:
+    proc = Process([sys.executable, "main.py"], log, env={"EXPERIMENT_CONFIG": str(config)})
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: not proc.alive() or _answers(url), 15, "python main.py serving")
+    assert proc.alive(), proc.output
+    return proc, url
+
+
+def start_demo_frontend(config: Path, log: Path, port: int) -> tuple[Process, str]:
+    proc = Process(frontend_command(sys.executable, port), log, env={"EXPERIMENT_CONFIG": str(config)})
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: not proc.alive() or _answers(url), 15, "demo.py's frontend serving")
+    assert proc.alive(), proc.output
+    return proc, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/static/style.css", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("started_as", ["uvicorn main:app", "python main.py", "demo.py"])
+def test_x_forwarded_for_is_believed_only_from_a_configured_proxy(tmp_path: Path, started_as: str) -> None:
+    port = free_port()
+    config = audited_config(tmp_path, {"setpoint": SETPOINT}, frontend={"port": port})
+    # The same stack and audit log, with 127.0.0.1 declared a proxy.
+    trusting = tmp_path / "trusting.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings["frontend"]["trusted_proxies"] = ["127.0.0.1", "::1"]
+    trusting.write_text(yaml.safe_dump(settings))
+    start = {"uvicorn main:app": lambda cfg, log: start_frontend(cfg, log, port=port),
+             "python main.py": lambda cfg, log: start_main_py(cfg, log, port),
+             "demo.py": lambda cfg, log: start_demo_frontend(cfg, log, port)}[started_as]
+    backend = start_backend(config, tmp_path / "backend.log")
+    try:
+        for cfg in (config, trusting):
+            frontend, url = start(cfg, tmp_path / f"{cfg.stem}.log")
+            try:
+                forged = {"X-Forwarded-For": "203.0.113.9"}
+                assert httpx.put(f"{url}/setpoint/value", json={"value": 3}, headers=forged).status_code == 200
+                assert httpx.put(f"{url}/setpoint/value", content=b"{", headers=forged).status_code == 422
+            finally:
+                frontend.stop()
+    finally:
+        backend.stop()
+    clients = [(line["stage"], line["client"]) for line in audit_lines(tmp_path)]
+    # A loopback client's X-Forwarded-For is ignored: the log has its real address, in both processes' lines ...
+    assert clients[:3] == [("started", "127.0.0.1"), ("finished", "127.0.0.1"), ("refused", "127.0.0.1")]
+    # ... unless 127.0.0.1 is a proxy config.yml trusts: then the address it forwards is the client's.
+    assert clients[3:] == [("started", "203.0.113.9"), ("finished", "203.0.113.9"), ("refused", "203.0.113.9")]
+
+
+def slow_writer(tmp: Path, seconds: float) -> SlowWriter:
+    settings = ModuleSettings.model_validate({"class": "tests.fixture_modules.SlowWriter", "timeout": 0.3,
+                                              "connect_timeout": 0.1,
+                                              "simulator": {"journal": str(tmp / "journal.txt"), "seconds": seconds}})
+    return SlowWriter("slow", settings)
+
+
+def put(value: Any, timeout: float = 5.0) -> Request:
+    return Request.new("put", "slow", "value", value, timeout=timeout)
+
+
+def test_every_way_a_write_can_end_is_recorded_by_the_experiment_process(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        experiment = Experiment({"slow": slow_writer(tmp_path, 5.0)})  # each write outlasts the module's timeout
+        experiment.audit = AuditLog(tmp_path / "audit.jsonl")
+        with pytest.raises(InvalidValue):
+            await experiment.handle(put(2e9))  # refused at once: the line says so
+        with pytest.raises(InstrumentTimeout):
+            await experiment.handle(put(1.0))  # reached the instrument, which did not answer in time
+        hanging = asyncio.create_task(experiment.handle(put(2.0)))
+        while "start 2.0" not in journal(tmp_path):
+            await asyncio.sleep(0.01)
+        with pytest.raises(DeadlineExceeded):
+            await experiment.handle(put(3.0, timeout=0.1))  # waited in the queue behind it until its client gave up
+        hanging.cancel()  # the process shutting down mid-write
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+        experiment.audit.close()  # every line recorded is on disk once it returns
+
+    asyncio.run(scenario())
+    lines = [(line["stage"], line["requested"], line["outcome"]) for line in audit_lines(tmp_path)]
+    assert lines == [
+        ("refused", 2e9, "invalid_value"),
+        ("started", 1.0, None), ("finished", 1.0, "instrument_timeout"),
+        ("started", 2.0, None),
+        ("refused", 3.0, "deadline_exceeded"),
+        ("finished", 2.0, "backend_unavailable"),
+    ]
