@@ -39,6 +39,8 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": ["ok", "degraded", "down"]}, "frontend": {"type": "string"},
         "backend": _OBJECT, "modules": _OBJECT}},
 }
+
+
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -54,6 +56,8 @@ _FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "/{module}": ({"200": _json("the module's description", {"$ref": _REF + "Module"})}, (404, *BACKEND)),
     "/{module}/{attribute}": ({"200": _json("the value, or a module's summary", _OBJECT)},
                               (404, 405, 409, 413, 422, 502, *BACKEND)),
+    # Its success answers (JSON, CSV) are declared by routes/history.py itself.
+    "/{module}/{attribute}/history": ({}, (404, 422, *BACKEND)),
 }
 
 
