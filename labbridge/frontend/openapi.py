@@ -25,6 +25,8 @@ def value_schema(info: dict[str, Any]) -> dict[str, Any]:
         schema["maximum"] = info["max"]
     if "choices" in info:
         schema["enum"] = info["choices"]
+    if "max_length" in info:
+        schema["maxLength"] = info["max_length"]
     return schema
 
 
