@@ -36,8 +36,7 @@ def main() -> int:
     if args.config:
         env["EXPERIMENT_CONFIG"] = os.path.abspath(args.config)
     backend = subprocess.Popen([python, "start_experiment.py"], cwd=ROOT, env=env)
-    frontend = subprocess.Popen([python, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
-                                 "--port", str(args.port)], cwd=ROOT, env=env)
+    frontend = subprocess.Popen([python, "main.py", "--host", "127.0.0.1", "--port", str(args.port)], cwd=ROOT, env=env)
     log.info("open http://localhost:%d/ (or curl http://localhost:%d/module_a/position); Ctrl+C stops", args.port, args.port)
     processes = [backend, frontend]
     try:

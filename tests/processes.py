@@ -114,9 +114,10 @@ def start_backend(config: Path, log: Path, root: Path = ROOT) -> Process:
 
 def start_frontend(config: Path, log: Path, port: int | None = None, extra_args: list[str] | None = None,
                    env: dict[str, str] | None = None, root: Path = ROOT) -> tuple[Process, str]:
+    """`python main.py` (as demo.py and deploy/ run it) on a free loopback port; `extra_args` go to main.py."""
     port = port or free_port()
-    proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
-                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})}, cwd=root)
+    proc = Process([sys.executable, "main.py", "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])],
+                   log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})}, cwd=root)
     url = f"http://127.0.0.1:{port}"
     # A static file: answered without asking the backend, so readiness does not depend on it.
     _wait_alive(proc, lambda: http_answers(url + "/static/style.css"), "frontend")

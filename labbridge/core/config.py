@@ -119,6 +119,9 @@ class FrontendSettings(_Strict):
     auth_reads: bool = False  # GETs need a token too
     allow_open_network: bool = False  # listen beyond loopback without any token
     audit_log: str | None = None  # JSON Lines file, one record per PUT
+    # Enforced by `python main.py` (serve.py), not by a bare `uvicorn main:app`:
+    client_timeout: Seconds = 10.0  # to send a whole request, or take an answer; idle connections close after it
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # open at once; past it 503 (see server_limits.py)
 
 
 class Config(_Strict):

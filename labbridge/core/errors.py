@@ -13,12 +13,14 @@ so that one exception handler in main.py renders every error.
     ├── ReadOnlyAttribute        405 read_only
     ├── MalformedRequest         422 malformed_request
     ├── PayloadTooLarge          413 payload_too_large
+    ├── HeadersTooLarge          431 headers_too_large
     ├── InvalidValue             422 invalid_value
     ├── InstrumentError          502 instrument_error
     │   └── InstrumentUnreachable 502 instrument_unreachable
     ├── InstrumentTimeout        504 instrument_timeout
     ├── BackendUnavailable       503 backend_unavailable
     │   └── BackendBusy          503 backend_busy
+    ├── TooManyConnections       503 too_many_connections
     ├── BackendTimeout           504 backend_timeout
     └── DeadlineExceeded         504 deadline_exceeded
 """
@@ -88,6 +90,11 @@ class PayloadTooLarge(BridgeError):
     code = "payload_too_large"
 
 
+class HeadersTooLarge(BridgeError):
+    status = 431
+    code = "headers_too_large"
+
+
 class InvalidValue(BridgeError):
     status = 422
     code = "invalid_value"
@@ -117,6 +124,16 @@ class BackendUnavailable(BridgeError):
 
 class BackendBusy(BackendUnavailable):
     code = "backend_busy"
+
+
+class TooManyConnections(BridgeError):
+    """The frontend holds `max_connections` busy connections (server_limits.py)."""
+
+    status = 503
+    code = "too_many_connections"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class BackendTimeout(BridgeError):

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from labbridge.core.errors import BridgeError, MalformedRequest, PayloadTooLarge
 from labbridge.frontend.responses import json_bytes, json_response
@@ -71,10 +72,13 @@ async def read_value(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    except ClientDisconnect:  # gone, or closed by the frontend for taking too long (server_limits.py)
+        raise MalformedRequest("the connection closed before the whole body was sent") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
