@@ -42,9 +42,12 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
 
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
                  frontend: dict[str, Any] | None = None) -> Path:
-    """Write a config.yml with the given modules (each gets a free port unless it names one)."""
+    """Write a config.yml with the given modules (each gets a free port unless it names one).
+
+    The experiment socket is the default transport (a private local socket, TCP on Windows); its ports
+    are free ones, for TCP."""
     data: dict[str, Any] = {
-        "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port(), "events_port": free_port()},
+        "experiment_socket": {"port": backend_port or free_port(), "events_port": free_port()},
         "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
     }
     if frontend:
@@ -101,8 +104,11 @@ def copy_repository(dest: Path) -> Path:
 
 
 def backend_endpoint(config: Path) -> str:
-    """The ZeroMQ endpoint of the experiment process that `config` describes."""
-    return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    """The ZeroMQ endpoint of the experiment process that `config` describes (where the frontend connects)."""
+    from labbridge.core.config import load_config
+    from labbridge.core.transport import connect_endpoints
+
+    return connect_endpoints(load_config(config).experiment_socket, config).requests
 
 
 def start_backend(config: Path, log: Path, root: Path = ROOT) -> Process:

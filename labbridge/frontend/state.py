@@ -14,6 +14,8 @@ from starlette.requests import HTTPConnection
 
 from labbridge.core.config import Config, FrontendSettings, resolve
 from labbridge.core.errors import OpenNetworkRefused
+from labbridge.core.message_limits import max_reply_bytes
+from labbridge.core.transport import connect_endpoints
 from labbridge.frontend.audit import AuditLog
 from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
@@ -40,7 +42,8 @@ class FrontendState:
             backend=backend,
             auth=TokenAuth.from_settings(settings, config_file),
             audit=AuditLog(resolve(config_file, settings.audit_log)) if settings.audit_log else None,
-            feed=LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve),
+            feed=LiveFeed(connect_endpoints(config.experiment_socket, config_file).events, backend.curve,
+                          max_event_bytes=max_reply_bytes(config)),
         )
 
     def check_network(self, connection: HTTPConnection) -> None:
