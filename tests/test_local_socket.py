@@ -144,7 +144,10 @@ def test_tcp_beyond_loopback_needs_curve(tmp_path: Path) -> None:
     data["experiment_socket"]["host"] = "0.0.0.0"
     config.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="experiment_socket.host: 0.0.0.0 lets other machines"):
-        load_config(config)
+        backend_of(config)
+    result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "0.0.0.0 lets other machines" in result.stderr and "Traceback" not in result.stderr
 
 
 @POSIX_ONLY

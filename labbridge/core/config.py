@@ -29,7 +29,6 @@ RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ConfigError(Exception):
@@ -150,10 +149,6 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:
         socket = self.experiment_socket
-        if socket.host is not None and socket.host not in LOOPBACK and socket.curve is None:
-            raise ValueError(f"experiment_socket.host: {socket.host} lets other machines send requests that skip "
-                             "tokens and the audit log; configure experiment_socket.curve (python -m labbridge keys "
-                             "keys/), or remove host to use the private local socket")
         taken: dict[tuple[str, int], str] = {}
         if socket.uses_tcp:
             if socket.live_port == socket.port or socket.live_port > 65535:

@@ -21,6 +21,7 @@ requests: `ExperimentLock` makes it fail with a clear message instead.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import stat
 import sys
@@ -52,6 +53,7 @@ class Endpoints:
 def bind_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
     """Where the experiment process binds."""
     if settings.uses_tcp:
+        _check_tcp(settings, config_file)
         return Endpoints(settings.bind_endpoint, settings.events_bind_endpoint)
     return _ipc_endpoints(settings, config_file)
 
@@ -59,8 +61,26 @@ def bind_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
 def connect_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
     """Where the frontend connects."""
     if settings.uses_tcp:
+        _check_tcp(settings, config_file)
         return Endpoints(settings.connect_endpoint, settings.events_connect_endpoint)
     return _ipc_endpoints(settings, config_file)
+
+
+def _check_tcp(settings: SocketSettings, config_file: Path) -> None:
+    """Beyond loopback, only CurveZMQ keeps other machines from sending requests."""
+    if settings.curve is None and not is_loopback(settings.tcp_host):
+        raise ConfigError(f"{config_file}: experiment_socket.host: {settings.tcp_host} lets other machines send "
+                          "requests that skip tokens and the audit log; configure experiment_socket.curve "
+                          "(python -m labbridge keys keys/), or remove host to use the private local socket")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _ipc_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
