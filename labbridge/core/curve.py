@@ -60,6 +60,7 @@ class AuthorizedKeys:
     """
 
     RECHECK = 1.0  # seconds between looks at the folder on the path of requests
+    QUIET = 10.0  # seconds between warnings about refused handshakes: a stranger's retries must not fill the log
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -67,6 +68,7 @@ class AuthorizedKeys:
         self._keys: frozenset[bytes] = frozenset()
         self._checked = float("-inf")
         self._loads = 0
+        self._refused, self._warned = 0, float("-inf")
 
     def current(self, max_age: float = 0.0) -> frozenset[bytes]:
         """The authorized keys (Z85), from a look at the folder at most `max_age` seconds old."""
@@ -83,7 +85,11 @@ class AuthorizedKeys:
         """ZAP: may the frontend with this public key (Z85) connect?"""
         if key in self.current():
             return True
-        log.warning("refused a CurveZMQ handshake: key %s... is not in %s", key[:8].decode(), self.folder)
+        self._refused += 1
+        if time.monotonic() - self._warned >= self.QUIET:
+            log.warning("refused %d CurveZMQ handshake(s) with keys not in %s (the last: %s...)", self._refused,
+                        self.folder, key[:8].decode())
+            self._refused, self._warned = 0, time.monotonic()
         return False
 
     def admits(self, user_id: str | None) -> bool:

@@ -3,7 +3,7 @@
 One ROUTER socket, bound to the configured endpoint, receives requests from any
 number of frontends (each a DEALER, see backend_client.py).  Each request is
 answered in its own task, so a slow module never holds up the socket;
-Experiment decides what may run in parallel.  An XPUB socket beside it
+Experiment decides what may run in parallel.  A second socket beside it
 (events.py) carries live values (written and polled) to the frontends'
 dashboards.  Both sockets refuse messages over their size limits
 (message_limits.py), and a reply over `max_reply_bytes` becomes an error
@@ -104,10 +104,10 @@ class ExperimentServer:
         if self._keys is None:
             return frames
         sender = frames[-1].get("User-Id")
-        plain = [frame.bytes for frame in frames]
+        as_bytes = [frame.bytes for frame in frames]
         if self._keys.admits(sender):
-            return plain
-        self._send(plain[:-1], encode_error(request_id_of(plain[-1]), Forbidden(
+            return as_bytes
+        self._send(as_bytes[:-1], encode_error(request_id_of(as_bytes[-1]), Forbidden(
             "this frontend's CurveZMQ key is no longer in the experiment's authorized_clients")))
         return None
 

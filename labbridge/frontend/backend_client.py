@@ -164,16 +164,20 @@ class BackendClient:
         # Senders wait on `_connected` rather than polling the socket themselves.  A
         # backend that dies takes every request it was holding with it: tell their
         # clients now (503) instead of letting each wait for its timeout.
+        refused_before = False
         try:
             while True:
                 event = parse_monitor_message(await monitor.recv_multipart())["event"]
                 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     self._connected.set()
+                    refused_before = False
                     continue
                 if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                     # libzmq never retries a refused key by itself; the key may be authorized later.
-                    log.warning("the experiment process refused this frontend's CurveZMQ key; trying again in %g s",
-                                REFUSED_KEY_RETRY)
+                    if not refused_before:  # said once until it is let in, not every second
+                        log.warning("the experiment process refused this frontend's CurveZMQ key; trying again "
+                                    "every %g s", REFUSED_KEY_RETRY)
+                    refused_before = True
                     asyncio.get_running_loop().call_later(REFUSED_KEY_RETRY, self._reconnect)
                     continue
                 self._connected.clear()

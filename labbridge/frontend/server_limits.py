@@ -106,7 +106,7 @@ class GuardedHttp(HttpToolsProtocol):
         if self._refused:
             return  # the answer is out; what the client still sends is read and dropped
         super().data_received(data)
-        if self._head_bytes is not None:  # the head is still unfinished after this data
+        if self._head_bytes is not None and not self.transport.is_closing():  # the head is still unfinished
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(HeadersTooLarge(f"the request line and headers are over {MAX_HEAD_BYTES} bytes"))
