@@ -1,6 +1,7 @@
 """`python main.py`: run the frontend on uvicorn where config.yml's `frontend:` says.
 
     python main.py [--host HOST] [--port PORT]    # both default to config.yml's frontend: host/port
+                   [--log-level LEVEL] [--no-access-log]   # as uvicorn's options of those names
 
 It refuses to listen on a non-loopback address while no token is configured
 (unless `allow_open_network: true` says that is intended), raises the limit of
@@ -34,6 +35,8 @@ def serve(app: FastAPI, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py", description="Run the web frontend of the bridge.")
     parser.add_argument("--host", default=settings.host, help=f"address to listen on (config.yml: {settings.host})")
     parser.add_argument("--port", type=int, default=settings.port, help=f"port (config.yml: {settings.port})")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not may_serve(args.host, bridge.auth, settings.allow_open_network):
@@ -42,6 +45,6 @@ def serve(app: FastAPI, argv: list[str] | None = None) -> int:
         return 2
     guard = ConnectionGuard.from_settings(settings, raise_open_file_limit())
     # Live-value connections are closed by uvicorn at shutdown; plain requests get 10 s to finish.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10,
-                **uvicorn_options(guard))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
+                timeout_graceful_shutdown=10, **uvicorn_options(guard))
     return 0
