@@ -23,14 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import uvloop  # noqa: E402
-import yaml  # noqa: E402
 import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
 
 from labbridge.frontend.backend_client import BackendClient  # noqa: E402
 from labbridge.core.errors import BackendTimeout, BackendUnavailable  # noqa: E402
 from labbridge.core.protocol import Request, decode_reply  # noqa: E402
-from tests.processes import start_backend, write_config  # noqa: E402
+from tests.processes import backend_endpoint, start_backend, write_config  # noqa: E402
 
 
 class ReqPoolClient:
@@ -93,7 +92,7 @@ def main() -> None:
     tmp = Path(f"/tmp/zmq-clients-{time.time_ns()}")
     tmp.mkdir()
     config = write_config(tmp / "config.yml", {"setpoint": {"class": "setpoint.Setpoint"}})
-    endpoint = f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    endpoint = backend_endpoint(config)
     backend = start_backend(config, tmp / "backend.log")
     rows = []
     try:

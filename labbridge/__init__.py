@@ -1,7 +1,8 @@
 """labbridge: the machinery of the instrument bridge, one folder per process.
 
     core/         imported by both processes: the wire protocol, the config.yml
-                  schema, the errors, attribute declarations, CurveZMQ keys
+                  schema, the errors, attribute declarations, CurveZMQ keys,
+                  where the processes meet and how large their messages may be
     frontend/     runs in the web process (main.py): the FastAPI app and its
                   routes, the ZeroMQ client, tokens, audit log, dashboard
     experiment/   runs in the experiment process (start_experiment.py): the

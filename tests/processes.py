@@ -48,9 +48,12 @@ def shipped_modules() -> dict[str, dict[str, Any]]:
 
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
                  frontend: dict[str, Any] | None = None, **top_level: Any) -> Path:
-    """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys."""
+    """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys.
+
+    The experiment socket is the default transport (a private local socket, TCP on Windows); its ports
+    are free ones, for TCP."""
     data: dict[str, Any] = {
-        "experiment_socket": {"host": "127.0.0.1", "port": backend_port or free_port(), "events_port": free_port()},
+        "experiment_socket": {"port": backend_port or free_port(), "events_port": free_port()},
         "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
     }
     if frontend:
@@ -108,8 +111,11 @@ def copy_repository(dest: Path) -> Path:
 
 
 def backend_endpoint(config: Path) -> str:
-    """The ZeroMQ endpoint of the experiment process that `config` describes."""
-    return f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+    """The ZeroMQ endpoint of the experiment process that `config` describes (where the frontend connects)."""
+    from labbridge.core.config import load_config
+    from labbridge.core.transport import connect_endpoints
+
+    return connect_endpoints(load_config(config).experiment_socket, config).requests
 
 
 def start_backend(config: Path, log: Path, root: Path = ROOT, env: dict[str, str] | None = None,
@@ -124,9 +130,10 @@ def start_backend(config: Path, log: Path, root: Path = ROOT, env: dict[str, str
 
 def start_frontend(config: Path, log: Path, port: int | None = None, extra_args: list[str] | None = None,
                    env: dict[str, str] | None = None, root: Path = ROOT) -> tuple[Process, str]:
+    """`python main.py` (as demo.py and deploy/ run it) on a free loopback port; `extra_args` go to main.py."""
     port = port or free_port()
-    proc = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
-                    *(extra_args or [])], log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})}, cwd=root)
+    proc = Process([sys.executable, "main.py", "--host", "127.0.0.1", "--port", str(port), *(extra_args or [])],
+                   log, env={"EXPERIMENT_CONFIG": str(config), **(env or {})}, cwd=root)
     url = f"http://127.0.0.1:{port}"
     # A static file: answered without asking the backend, so readiness does not depend on it.
     _wait_alive(proc, lambda: http_answers(url + "/static/style.css"), "frontend")

@@ -110,6 +110,26 @@ def test_choices_are_enforced() -> None:
         Switch.attributes["mode"].validate("medium")
 
 
+def test_text_is_limited_to_max_length_both_ways() -> None:
+    class Labelled(BaseModule):
+        label: str = Attribute(writable=True)
+        note: str = Attribute(writable=True, max_length=10)
+
+    label, note = Labelled.attributes["label"], Labelled.attributes["note"]
+    assert label.max_length == 4096 and label.describe()["max_length"] == 4096
+    assert label.validate("x" * 4096) == "x" * 4096
+    with pytest.raises(InvalidValue, match="^label must be at most 4096 characters; got 100000000$"):
+        label.validate("x" * 100_000_000)
+    with pytest.raises(InvalidValue, match="^note must be at most 10 characters; got 11$"):
+        note.validate("x" * 11)
+    with pytest.raises(InstrumentError, match="sent 11 characters for note, over its max_length of 10"):
+        note.coerce_reading("x" * 11, "lab")
+    with pytest.raises(InvalidValue, match=r"got \['xxxxx.*\.\.\. \(1000004 characters\)"):  # never quoted whole
+        Labelled.attributes["note"].validate(["x" * 1_000_000])
+    with pytest.raises(TypeError, match="max_length needs the str type"):
+        type("Bad", (BaseModule,), {"__annotations__": {"level": float}, "level": Attribute(max_length=3)})
+
+
 def test_config_narrows_limits_per_instance() -> None:
     module = ModuleA("module_a", settings(limits={"position": {"max": 50}}))
     assert module.specs["position"].maximum == 50

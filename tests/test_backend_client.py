@@ -8,11 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from labbridge.frontend.backend_client import BackendClient
 from labbridge.core.errors import BackendTimeout, BackendUnavailable, UnknownModule
-from tests.processes import free_port, start_backend, write_config
+from tests.processes import backend_endpoint, free_port, start_backend, write_config
 
 MODULES = {"rec": {"class": "tests.fixture_modules.Recorder"}}
 
@@ -23,7 +22,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = write_config(tmp / "config.yml", MODULES)
     backend = start_backend(config, tmp / "backend.log")
     try:
-        yield f"tcp://127.0.0.1:{yaml.safe_load(config.read_text())['experiment_socket']['port']}"
+        yield backend_endpoint(config)
     finally:
         backend.stop()
 

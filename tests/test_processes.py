@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.processes import Process, free_port, start_backend, start_frontend, wait_until, write_config
 
@@ -120,9 +121,12 @@ def test_idle_backend_uses_no_cpu(tmp_path: Path) -> None:
         backend.stop()
 
 
-def test_backend_binds_loopback_only_by_default(tmp_path: Path) -> None:
+def test_backend_on_tcp_binds_loopback_only(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path / "config.yml", MODULES, backend_port=port)
+    data = yaml.safe_load(config.read_text())
+    data["experiment_socket"]["host"] = "127.0.0.1"  # TCP, as on Windows (the default elsewhere is a local socket)
+    config.write_text(yaml.safe_dump(data))
     backend = start_backend(config, tmp_path / "backend.log")
     try:
         listening = Path("/proc/net/tcp").read_text() if Path("/proc/net/tcp").exists() else ""

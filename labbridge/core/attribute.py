@@ -14,6 +14,11 @@ through that table.  `AttributeSpec.validate` checks a value a client wants to
 write (strict type, finite, within limits or choices) before anything is sent
 to the instrument; `AttributeSpec.coerce_reading` checks what the instrument sent back.
 
+A `str` attribute holds at most `max_length` characters (DEFAULT_MAX_LENGTH
+unless declared), in both directions: a longer value is refused before it
+reaches the instrument, and a longer reading is an instrument error, so no
+oversized value is kept, published live or replayed to dashboards.
+
 Writes are checked with pydantic in strict mode (its messages name the problem
 for the client).  Readings, on the path of every GET, are converted with
 msgspec, which checks a 100,000-sample trace about four times faster.
@@ -37,18 +42,27 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Names that the module itself answers (GET /<module>/attributes, /parameters).
 RESERVED_NAMES = frozenset({"attributes", "parameters"})
 _TYPE_NAMES = {float: "float", int: "int", str: "str", bool: "bool"}
+DEFAULT_MAX_LENGTH = 4096  # characters of a str attribute: a label, a mode, a serial number
+_SHOWN = 60  # characters of a refused value quoted back in a message
 
 
 def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
               choices: tuple[Any, ...] | None = None, writable: bool = False, doc: str = "",
-              scpi: str | None = None) -> Any:
+              scpi: str | None = None, max_length: int | None = None) -> Any:
     """Declare an attribute on a BaseModule subclass; the annotation gives its type.
 
     `scpi` is the command header of an attribute of a ScpiModule: "SOUR:VOLT"
-    is read with `SOUR:VOLT?` and written with `SOUR:VOLT <value>`.
+    is read with `SOUR:VOLT?` and written with `SOUR:VOLT <value>`.  `max_length`
+    bounds a `str` attribute (DEFAULT_MAX_LENGTH characters when not given).
     """
     return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc,
-                         scpi=scpi)
+                         scpi=scpi, max_length=max_length)
+
+
+def shown(value: Any) -> str:
+    """A value as quoted in an error message, cut short: a refused value may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
 
 
 def limits_text(minimum: float | None, maximum: float | None, unit: str = "") -> str:
@@ -78,6 +92,7 @@ class AttributeSpec(Generic[T]):
     writable: bool = False
     doc: str = ""
     scpi: str | None = None
+    max_length: int | None = None  # str only; DEFAULT_MAX_LENGTH when not declared
     name: str = ""
     type: Any = None
     _strict: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)
@@ -108,8 +123,15 @@ class AttributeSpec(Generic[T]):
             raise TypeError(f"attribute {self.name!r}: limits need a float or int type, not {annotation!r}")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise TypeError(f"attribute {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}")
+        max_length = self.max_length
+        if annotation is str:
+            max_length = DEFAULT_MAX_LENGTH if max_length is None else max_length
+            if max_length < 1:
+                raise TypeError(f"attribute {self.name!r}: max_length must be at least 1, not {max_length}")
+        elif max_length is not None:
+            raise TypeError(f"attribute {self.name!r}: max_length needs the str type, not {annotation!r}")
         strict_type: Any = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
-        return replace(self, type=annotation, _strict=TypeAdapter(strict_type))
+        return replace(self, type=annotation, max_length=max_length, _strict=TypeAdapter(strict_type))
 
     def narrowed(self, minimum: float | None, maximum: float | None) -> AttributeSpec[T]:
         """Return a copy with tighter limits (config.yml may narrow, never widen)."""
@@ -132,6 +154,9 @@ class AttributeSpec(Generic[T]):
             return _TYPE_NAMES[self.type]
         return str(self.type) if get_origin(self.type) else getattr(self.type, "__name__", str(self.type))
 
+    def too_long(self, value: Any) -> bool:
+        return isinstance(value, str) and self.max_length is not None and len(value) > self.max_length
+
     def within_limits(self, value: float) -> bool:
         return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
@@ -145,9 +170,11 @@ class AttributeSpec(Generic[T]):
             checked = self._strict.validate_python(value, strict=True)
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
-            raise InvalidValue(f"{self.name} must be a {self.type_name}; got {value!r} ({reason})") from None
+            raise InvalidValue(f"{self.name} must be a {self.type_name}; got {shown(value)} ({reason})") from None
+        if self.too_long(checked):
+            raise InvalidValue(f"{self.name} must be at most {self.max_length} characters; got {len(checked)}")
         if self.choices is not None and checked not in self.choices:
-            raise InvalidValue(f"{self.name} must be one of {list(self.choices)}; got {checked!r}")
+            raise InvalidValue(f"{self.name} must be one of {list(self.choices)}; got {shown(checked)}")
         if isinstance(checked, (int, float)) and not self.within_limits(checked):
             raise InvalidValue(f"{self.name} must be {self.limits_text()}; got {value!r}")
         return checked  # type: ignore[no-any-return]
@@ -160,8 +187,11 @@ class AttributeSpec(Generic[T]):
             checked = msgspec.convert(value, self.type, strict=False)
         except msgspec.ValidationError:
             raise InstrumentError(
-                f"instrument of {module} sent {value!r} for {self.name}, expected a {self.type_name}"
+                f"instrument of {module} sent {shown(value)} for {self.name}, expected a {self.type_name}"
             ) from None
+        if self.too_long(checked):
+            raise InstrumentError(f"instrument of {module} sent {len(checked)} characters for {self.name}, "
+                                  f"over its max_length of {self.max_length}")
         if isinstance(checked, float) and math.isnan(checked):
             return None  # type: ignore[return-value]  # JSON has no NaN; an unmeasured value reads as null
         return checked  # type: ignore[no-any-return]
@@ -175,4 +205,6 @@ class AttributeSpec(Generic[T]):
             info["max"] = self.maximum
         if self.choices is not None:
             info["choices"] = list(self.choices)
+        if self.max_length is not None:
+            info["max_length"] = self.max_length
         return info

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,16 +58,30 @@ class CurveSettings(_Strict):
 
 
 class SocketSettings(_Strict):
-    """Where the experiment process listens for the frontend (ZeroMQ over TCP)."""
+    """Where the experiment process listens for the frontend (see transport.py).
 
-    host: str = "127.0.0.1"
+    Without `host`, a private local socket (ipc://, this OS user only); with it, or
+    on Windows, TCP on host:port (between machines, with `curve`).
+    """
+
+    host: str | None = None  # set only for TCP: another machine's frontend, or Windows
     port: Port = 5555
     events_port: Port | None = None  # live values (ZeroMQ PUB); default: port + 1
+    socket_dir: str | None = None  # folder of the private local sockets (default: $TMPDIR/labbridge-<uid>)
+    max_reply_bytes: Annotated[int, Field(ge=1024 * 1024, le=1024 ** 3)] = 64 * 1024 * 1024  # replies and live values
     curve: CurveSettings | None = None
 
     @property
+    def uses_tcp(self) -> bool:
+        return self.host is not None or sys.platform == "win32"
+
+    @property
+    def tcp_host(self) -> str:
+        return self.host or "127.0.0.1"
+
+    @property
     def bind_endpoint(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
+        return f"tcp://{self.tcp_host}:{self.port}"
 
     @property
     def connect_endpoint(self) -> str:
@@ -78,7 +93,7 @@ class SocketSettings(_Strict):
 
     @property
     def events_bind_endpoint(self) -> str:
-        return f"tcp://{self.host}:{self.live_port}"
+        return f"tcp://{self.tcp_host}:{self.live_port}"
 
     @property
     def events_connect_endpoint(self) -> str:
@@ -87,7 +102,7 @@ class SocketSettings(_Strict):
     @property
     def _reachable_host(self) -> str:
         # A backend bound to every interface is still reached over loopback locally.
-        return "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
+        return "127.0.0.1" if self.tcp_host in ("0.0.0.0", "*") else self.tcp_host
 
 
 class LimitSettings(_Strict):
@@ -134,6 +149,9 @@ class FrontendSettings(_Strict):
     auth_reads: bool = False  # GETs need a token too
     allow_open_network: bool = False  # listen beyond loopback without any token
     trusted_proxies: list[str] = []  # addresses/networks whose X-Forwarded-For names the client (frontend/proxies.py)
+    # Enforced by `python main.py` (serve.py), not by a bare `uvicorn main:app`:
+    client_timeout: Seconds = 10.0  # to send a whole request, or take an answer; idle connections close after it
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # open at once; past it 503 (see server_limits.py)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -167,10 +185,12 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:
         socket = self.experiment_socket
-        taken: dict[tuple[str, int], str] = {(socket.host, socket.port): "experiment_socket"}
-        if socket.live_port == socket.port or socket.live_port > 65535:
-            raise ValueError(f"experiment_socket.events_port: {socket.live_port} is not a free port beside port {socket.port}")
-        taken[(socket.host, socket.live_port)] = "experiment_socket (events)"
+        taken: dict[tuple[str, int], str] = {}
+        if socket.uses_tcp:
+            if socket.live_port == socket.port or socket.live_port > 65535:
+                raise ValueError(f"experiment_socket.events_port: {socket.live_port} is not a free port beside port {socket.port}")
+            taken[(socket.tcp_host, socket.port)] = "experiment_socket"
+            taken[(socket.tcp_host, socket.live_port)] = "experiment_socket (events)"
         for name, module in self.modules.items():
             if not _MODULE_NAME.match(name):
                 raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")

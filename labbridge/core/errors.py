@@ -17,6 +17,7 @@ so that one exception handler in main.py renders every error.
     ├── MalformedRequest         422 malformed_request
     ├── ClientDisconnected       400 client_disconnected (nobody hears it: for the audit log)
     ├── PayloadTooLarge          413 payload_too_large
+    ├── HeadersTooLarge          431 headers_too_large
     ├── InvalidValue             422 invalid_value
     ├── InstrumentError          502 instrument_error
     │   └── InstrumentUnreachable 502 instrument_unreachable
@@ -24,6 +25,7 @@ so that one exception handler in main.py renders every error.
     ├── BackendUnavailable       503 backend_unavailable
     │   └── BackendBusy          503 backend_busy
     ├── HistoryUnavailable       503 history_unavailable
+    ├── TooManyConnections       503 too_many_connections
     ├── BackendTimeout           504 backend_timeout
     └── DeadlineExceeded         504 deadline_exceeded
 """
@@ -109,6 +111,11 @@ class PayloadTooLarge(BridgeError):
     code = "payload_too_large"
 
 
+class HeadersTooLarge(BridgeError):
+    status = 431
+    code = "headers_too_large"
+
+
 class InvalidValue(BridgeError):
     status = 422
     code = "invalid_value"
@@ -152,6 +159,16 @@ class HistoryUnavailable(BridgeError):
 
     status = 503
     code = "history_unavailable"
+
+
+class TooManyConnections(BridgeError):
+    """The frontend holds `max_connections` busy connections (server_limits.py)."""
+
+    status = 503
+    code = "too_many_connections"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class BackendTimeout(BridgeError):

@@ -35,6 +35,9 @@ Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history"]
 OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"})
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
+# Live values: on the events socket a frontend sends this after each handshake, then
+# receives [module, event JSON] frames (experiment/events.py, frontend/live.py).
+SUBSCRIBE = b"subscribe"
 
 
 @dataclass(frozen=True)

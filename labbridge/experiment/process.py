@@ -27,6 +27,9 @@ import zmq
 
 from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, ConfigError, config_path, load_config
+from labbridge.core.file_limit import raise_open_file_limit
+from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
+from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.server import ExperimentServer
@@ -84,9 +87,11 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
     _install_signal_handlers(stop)
 
     simulators: list[tuple[_EmbeddedServer, asyncio.Task[None]]] = []
-    server = ExperimentServer(experiment, config.experiment_socket.bind_endpoint,
-                              curve=config.experiment_socket.curve, config_file=config_file,
-                              events_endpoint=config.experiment_socket.events_bind_endpoint)
+    endpoints = bind_endpoints(config.experiment_socket, config_file)
+    lock = ExperimentLock(endpoints)
+    server = ExperimentServer(experiment, endpoints.requests, curve=config.experiment_socket.curve,
+                              config_file=config_file, events_endpoint=endpoints.events,
+                              max_request_bytes=max_request_bytes(config), max_reply_bytes=max_reply_bytes(config))
     experiment.history = HistoryRecorder.from_config(config, config_file)
     try:
         for name, app in experiment.simulators.items():
@@ -96,10 +101,17 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
             uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
             simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
             log.info("simulating %s at http://%s:%d", name, settings.ip, settings.port)
+        if not lock.acquire():
+            raise StartupError(f"experiment_socket cannot bind: another experiment process is serving "
+                               f"{config_file} on {endpoints.requests}")
         try:
             server.bind()
         except zmq.ZMQError as exc:
             raise StartupError(f"experiment_socket cannot bind: {exc} (is another instance running?)") from None
+        restrict(endpoints)
+        if config.experiment_socket.uses_tcp and config.experiment_socket.curve is None:
+            log.warning("experiment_socket is TCP without CurveZMQ: any local user can send requests that skip "
+                        "tokens and the audit log (see README, Security)")
         await experiment.start()
         if experiment.history is not None:
             experiment.history.start()
@@ -113,6 +125,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         serving.cancel()
     finally:
         await server.close(grace=0.5)
+        lock.release()
         await experiment.close()
         if experiment.history is not None:  # after the server: the last values published are written too
             await asyncio.to_thread(experiment.history.close)
@@ -165,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("invalid configuration: %s", exc)
         return EXIT_CONFIG
     log.info("loaded %s: %d module(s): %s", path, len(config.modules), ", ".join(config.modules))
+    raise_open_file_limit()
     try:
         _run_loop(run(config, experiment, path))
     except StartupError as exc:

@@ -3,9 +3,12 @@
 One ROUTER socket, bound to the configured endpoint, receives requests from any
 number of frontends (each a DEALER, see backend_client.py).  Each request is
 answered in its own task, so a slow module never holds up the socket;
-Experiment decides what may run in parallel.  A PUB socket beside it carries
-live values (written and polled, each stamped with its Unix time) to the
-frontends' dashboards, and each goes to the history recorder too.  Every request
+Experiment decides what may run in parallel.  A second socket beside it
+(events.py) carries live values (written and polled, each stamped with its
+Unix time) to the frontends' dashboards, and each goes to the history recorder
+too.  Both sockets refuse messages over their size limits (message_limits.py),
+and a reply over `max_reply_bytes` becomes an error rather than a message the
+frontend would refuse.  Every request
 gets exactly one reply whatever happens inside, and on shutdown the requests
 still running get a short grace period, then a clear BackendUnavailable.
 """
@@ -18,14 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from labbridge.core.config import ConfigError, CurveSettings
-from labbridge.core.curve import secure_server
-from labbridge.core.errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError
+from labbridge.core.curve import AuthorizedKeys, secure_server
+from labbridge.core.errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError, Forbidden, InstrumentError
+from labbridge.core.message_limits import limit_incoming
+from labbridge.experiment.events import EventPublisher
 from labbridge.experiment.experiment import Experiment
 from labbridge.core.protocol import Request, encode_error, encode_reply, request_id_of
 
@@ -37,29 +41,32 @@ class ExperimentServer:
 
     def __init__(self, experiment: Experiment, endpoint: str, context: zmq.asyncio.Context | None = None,
                  curve: CurveSettings | None = None, config_file: Path = Path("config.yml"),
-                 events_endpoint: str | None = None) -> None:
+                 events_endpoint: str | None = None, max_request_bytes: int = -1, max_reply_bytes: int = -1) -> None:
         self.experiment = experiment
         self.endpoint = endpoint
         self.events_endpoint = events_endpoint
-        self._events: zmq.Socket[bytes] | None = None
+        self._events: EventPublisher | None = None
+        self._max_request_bytes, self._max_reply_bytes = max_request_bytes, max_reply_bytes  # -1: no limit
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: zmq.asyncio.Socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._curve, self._config_file = curve, config_file
         self._authenticator: AsyncioAuthenticator | None = None
+        self._keys: AuthorizedKeys | None = None  # with CurveZMQ: whose requests may run
 
     def bind(self) -> None:
         """Bind now, so a port in use is reported before anything else starts."""
         sock = self._context.socket(zmq.ROUTER)
-        # Live values go out on a PUB socket, with the same CurveZMQ keys as the requests.
-        events: zmq.Socket[bytes] | None = None
-        if self.events_endpoint is not None:
-            events = zmq.Socket.shadow(self._context.socket(zmq.PUB))
-        sockets: list[zmq.Socket[Any]] = [s for s in (sock, events) if s is not None]
+        limit_incoming(sock, self._max_request_bytes)
+        # Live values go out on their own socket, with the same CurveZMQ keys as the requests.
+        events = EventPublisher(self._context) if self.events_endpoint is not None else None
+        sockets: list[zmq.Socket[Any]] = [sock] if events is None else [sock, events.socket]
         try:
             for s in sockets:
                 s.linger = 0
-            self._authenticator = secure_server(sockets, self._curve, self._config_file, self._context)
+            secured = secure_server(sockets, self._curve, self._config_file, self._context)
+            if secured is not None:
+                self._authenticator, self._keys = secured
             sock.bind(self.endpoint)
             if events is not None:
                 events.bind(self.events_endpoint or "")
@@ -77,27 +84,42 @@ class ExperimentServer:
         if self.experiment.history is not None:
             self.experiment.history.record(event)
         if self._events is not None:
-            try:  # PUB never blocks: a subscriber that cannot keep up just misses values
-                self._events.send_multipart([str(event["module"]).encode(), orjson.dumps(event)], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                log.debug("live value not published: %s", exc)
+            self._events.publish(event)
 
     async def serve(self) -> None:
         """Answer requests until cancelled."""
         if self._socket is None:
             self.bind()
         assert self._socket is not None
+        if self._events is not None:
+            self._events.start()
         plain: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket)  # synchronous view, used only while no asyncio receive is pending
+        copy = self._keys is None  # with CurveZMQ, frames come as zmq.Frame, which tell their sender's key
         while True:
-            frames = await self._socket.recv_multipart()
+            frames = await self._socket.recv_multipart(copy=copy)
             while True:
-                task = asyncio.create_task(self._answer(frames))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                admitted = self._admitted(frames)
+                if admitted is not None:
+                    task = asyncio.create_task(self._answer(admitted))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
                 try:  # take every request already here without another trip through the event loop
-                    frames = plain.recv_multipart(zmq.NOBLOCK)
+                    frames = plain.recv_multipart(zmq.NOBLOCK, copy=copy)
                 except zmq.Again:
                     break
+            del frames, admitted  # hold no request while waiting for the next: it may be megabytes
+
+    def _admitted(self, frames: list[Any]) -> list[bytes] | None:
+        """The frames as bytes, or None for a request refused here: its sender's key is no longer authorized."""
+        if self._keys is None:
+            return frames
+        sender = frames[-1].get("User-Id")
+        as_bytes = [frame.bytes for frame in frames]
+        if self._keys.admits(sender):
+            return as_bytes
+        self._send(as_bytes[:-1], encode_error(request_id_of(as_bytes[-1]), Forbidden(
+            "this frontend's CurveZMQ key is no longer in the experiment's authorized_clients")))
+        return None
 
     async def close(self, grace: float = 0.5) -> None:
         """Let running requests finish for `grace` seconds, cancel the rest, close the socket.
@@ -117,7 +139,7 @@ class ExperimentServer:
             self._socket.close(linger=0)
             self._socket = None
         if self._events is not None:
-            self._events.close(linger=0)
+            self._events.close()
             self._events = None
             self.experiment.publish = lambda event: None
         if self._authenticator is not None:
@@ -146,6 +168,10 @@ class ExperimentServer:
             request = Request.decode(payload)
             request_id = request.id
             reply = encode_reply(request_id, await self.experiment.handle(request))
+            if 0 <= self._max_reply_bytes < len(reply[1]):
+                raise InstrumentError(f"the answer to {request.op} {request.module}.{request.attribute} is "
+                                      f"{len(reply[1])} bytes, over experiment_socket.max_reply_bytes "
+                                      f"({self._max_reply_bytes})")
         except BridgeError as exc:
             reply = encode_error(request_id or request_id_of(payload), exc)
         except asyncio.CancelledError:

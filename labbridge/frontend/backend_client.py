@@ -11,6 +11,9 @@ Pirate pattern; bench/zmq_clients.py measured the DEALER at 1.8x its
 requests/s at concurrency 32, and 1.2x at concurrency 1.)
 Requests are never resent, so a PUT cannot happen twice.
 
+Replies over `max_reply_bytes` drop the connection (message_limits.py), and a
+request too large for the backend to accept is refused here with a 413.
+
 The socket uses ZMQ_IMMEDIATE: a message is only queued to a backend that is
 actually connected, so while the backend is down nothing piles up to be run
 later, and "not connected within connect_timeout" is a quick 503.
@@ -19,6 +22,7 @@ later, and "not connected within connect_timeout" is a quick 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -34,10 +38,13 @@ from zmq.utils.monitor import parse_monitor_message
 
 from labbridge.core.config import Config
 from labbridge.core.curve import client_keys
-from labbridge.core.errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError
+from labbridge.core.errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError, PayloadTooLarge
+from labbridge.core.message_limits import limit_incoming, max_reply_bytes, max_request_bytes
 from labbridge.core.protocol import MISSING, Chunk, Op, Reply, Request
+from labbridge.core.transport import connect_endpoints
 
 log = logging.getLogger(__name__)
+REFUSED_KEY_RETRY = 1.0  # seconds before a frontend whose CurveZMQ key was refused tries again
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,10 @@ class BackendClient:
     """Sends protocol requests to the experiment process and returns reply bodies."""
 
     def __init__(self, endpoint: str, *, timeout: float = 5.0, connect_timeout: float = 1.0,
-                 curve: tuple[bytes, bytes, bytes] | None = None, context: zmq.asyncio.Context | None = None) -> None:
+                 curve: tuple[bytes, bytes, bytes] | None = None, context: zmq.asyncio.Context | None = None,
+                 max_request_bytes: int = -1, max_reply_bytes: int = -1) -> None:
         self.endpoint = endpoint
+        self.max_request_bytes, self.max_reply_bytes = max_request_bytes, max_reply_bytes  # -1: no limit
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._context = context or zmq.asyncio.Context.instance()
@@ -69,9 +78,10 @@ class BackendClient:
     def from_config(cls, config: Config, config_file: Path) -> BackendClient:
         """A client for the backend in config.yml, with CurveZMQ keys when configured."""
         settings = config.frontend
-        return cls(config.experiment_socket.connect_endpoint, timeout=settings.request_timeout,
+        return cls(connect_endpoints(config.experiment_socket, config_file).requests, timeout=settings.request_timeout,
                    connect_timeout=settings.connect_timeout,
-                   curve=client_keys(config.experiment_socket.curve, config_file))
+                   curve=client_keys(config.experiment_socket.curve, config_file),
+                   max_request_bytes=max_request_bytes(config), max_reply_bytes=max_reply_bytes(config))
 
     @property
     def curve(self) -> tuple[bytes, bytes, bytes] | None:
@@ -85,19 +95,25 @@ class BackendClient:
 
     def prepare(self, op: Op, module: str | None = None, attribute: str | None = None, value: Any = MISSING, *,
                 client: str | None = None, identity: str | None = None) -> Outgoing:
-        """Build and encode a request without sending it: MalformedRequest if it cannot be encoded."""
+        """Build and encode a request without sending it: MalformedRequest if it cannot be encoded,
+        PayloadTooLarge if it is over what the experiment process takes."""
         request = Request(op, module, attribute, value, time.time() + self.timeout,
                           f"{self._prefix}{next(self._ids)}", client, identity)
-        return Outgoing(request, request.encode())
+        frame = request.encode()
+        if 0 <= self.max_request_bytes < len(frame):
+            raise PayloadTooLarge(f"the value is {len(frame)} bytes once encoded for the experiment process, "
+                                  f"over its limit of {self.max_request_bytes}")
+        return Outgoing(request, frame)
 
     async def send(self, outgoing: Outgoing) -> Chunk:
         """Send a prepared request; return the JSON body of the reply or raise the reported error."""
         request = outgoing.request
         sock = self._connected_socket()
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[request.id] = waiter
         try:
             await self._send(sock, outgoing)
+            # Waiting for the reply from here: sent, with no await since, so no reply can have come yet.
+            self._pending[request.id] = waiter
             try:
                 async with asyncio.timeout_at(_loop_time(request.deadline)):
                     reply = await waiter
@@ -153,25 +169,38 @@ class BackendClient:
             sock.sndhwm = 100_000  # with IMMEDIATE, a refused send then means "no backend", not "queue full"
             sock.reconnect_ivl = 100  # ms; no backoff, so a restarted backend is found within ~0.1 s
             sock.reconnect_ivl_max = 0
+            limit_incoming(sock, self.max_reply_bytes)
             if self._curve is not None:
                 sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+            # Watched from before connecting: the first handshake may come (or be refused) at once.
+            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            monitor = sock.get_monitor_socket(events)
             sock.connect(self.endpoint)
             self._socket = sock
             loop = asyncio.get_running_loop()
-            events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
             self._tasks = [loop.create_task(self._read_replies(sock, zmq.Socket.shadow(sock))),
-                           loop.create_task(self._watch_connection(sock.get_monitor_socket(events)))]
+                           loop.create_task(self._watch_connection(monitor))]
         return self._socket
 
     async def _watch_connection(self, monitor: zmq.asyncio.Socket) -> None:
         # Senders wait on `_connected` rather than polling the socket themselves.  A
         # backend that dies takes every request it was holding with it: tell their
         # clients now (503) instead of letting each wait for its timeout.
+        refused_before = False
         try:
             while True:
                 event = parse_monitor_message(await monitor.recv_multipart())["event"]
                 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     self._connected.set()
+                    refused_before = False
+                    continue
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    # libzmq never retries a refused key by itself; the key may be authorized later.
+                    if not refused_before:  # said once until it is let in, not every second
+                        log.warning("the experiment process refused this frontend's CurveZMQ key; trying again "
+                                    "every %g s", REFUSED_KEY_RETRY)
+                    refused_before = True
+                    asyncio.get_running_loop().call_later(REFUSED_KEY_RETRY, self._reconnect)
                     continue
                 self._connected.clear()
                 lost = [waiter for waiter in self._pending.values() if not waiter.done()]
@@ -183,6 +212,10 @@ class BackendClient:
                     log.warning("backend disconnected with %d request(s) in flight", len(lost))
         finally:
             monitor.close(linger=0)
+
+    def _reconnect(self) -> None:
+        if self._socket is not None:
+            reconnect(self._socket, self.endpoint)
 
     async def _read_replies(self, sock: zmq.asyncio.Socket, plain: zmq.Socket[bytes]) -> None:
         # `plain` is a synchronous view of the same socket, used only while no
@@ -197,6 +230,7 @@ class BackendClient:
                     frames = plain.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
+            del frames  # hold no reply while waiting for the next: it may be megabytes
 
     def _deliver(self, frames: list[zmq.Frame]) -> None:
         try:
@@ -208,6 +242,13 @@ class BackendClient:
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
         # else: the request already timed out or was cancelled; its late reply is dropped
+
+
+def reconnect(sock: zmq.Socket[Any], endpoint: str) -> None:
+    """Connect `sock` to `endpoint` afresh (after libzmq gave up on it: a refused CurveZMQ key)."""
+    with contextlib.suppress(zmq.ZMQError):  # the refused connection may already be gone
+        sock.disconnect(endpoint)
+    sock.connect(endpoint)
 
 
 def _loop_time(deadline: float) -> float:

@@ -1,7 +1,8 @@
 """LiveFeed: the frontend's fan-out of live values to every connected browser.
 
 The experiment process publishes each value it reads or writes (and each
-failed poll) on a ZeroMQ PUB socket.  LiveFeed subscribes once, keeps the latest
+failed poll) on its events socket (experiment/events.py).  LiveFeed subscribes
+there, again after each reconnection, keeps the latest
 event per attribute, and hands every event to every subscriber's queue; a
 browser that connects (or reconnects) first gets the latest value of every
 attribute, so it catches up at once.  A subscriber that cannot keep up loses
@@ -19,6 +20,11 @@ from typing import Any
 import orjson
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from labbridge.core.message_limits import limit_incoming
+from labbridge.core.protocol import SUBSCRIBE
+from labbridge.frontend.backend_client import REFUSED_KEY_RETRY, reconnect
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
@@ -28,8 +34,9 @@ class LiveFeed:
     """Subscribes to the backend's live values and fans them out."""
 
     def __init__(self, endpoint: str, curve: tuple[bytes, bytes, bytes] | None = None,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None, max_event_bytes: int = -1) -> None:
         self.endpoint = endpoint
+        self.max_event_bytes = max_event_bytes  # larger messages drop the connection; -1: no limit
         self._curve = curve
         self._context = context or zmq.asyncio.Context.instance()
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -60,18 +67,38 @@ class LiveFeed:
             self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
-        sock = self._context.socket(zmq.SUB)
+        sock = self._context.socket(zmq.DEALER)
         sock.linger = 0
+        limit_incoming(sock, self.max_event_bytes)
         if self._curve is not None:
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
-        sock.subscribe(b"")
+        # Watched from before connecting: the first handshake may come (or be refused) at once.
+        events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        watching = asyncio.create_task(self._subscribe_on_handshake(sock, sock.get_monitor_socket(events)))
         sock.connect(self.endpoint)
         try:
             while True:
                 _, payload = await sock.recv_multipart()
                 self._deliver(orjson.loads(payload))
         finally:
+            watching.cancel()
             sock.close(linger=0)
+
+    async def _subscribe_on_handshake(self, sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:
+        # The backend knows a subscriber by its connection: subscribe again on each one.
+        try:
+            while True:
+                event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    try:
+                        await sock.send(SUBSCRIBE, zmq.NOBLOCK)
+                    except zmq.ZMQError as exc:  # not expected: a DEALER queues what it cannot send yet
+                        log.warning("could not subscribe to live values: %s", exc)
+                else:  # libzmq never retries a refused CurveZMQ key by itself; it may be authorized later
+                    await asyncio.sleep(REFUSED_KEY_RETRY)
+                    reconnect(sock, self.endpoint)
+        finally:
+            monitor.close(linger=0)
 
     def _deliver(self, event: dict[str, Any]) -> None:
         self.latest[(event["module"], event["attribute"])] = event

@@ -71,6 +71,8 @@ def value_schema(info: dict[str, Any], *, limits: bool = True) -> dict[str, Any]
         for key, keyword in (("min", "minimum"), ("max", "maximum"), ("choices", "enum")):
             if key in info:
                 schema[keyword] = info[key]
+    if "max_length" in info:
+        schema["maxLength"] = info["max_length"]
     return schema
 
 

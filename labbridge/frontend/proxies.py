@@ -7,7 +7,7 @@ therefore pose as any address in the audit log, and the app cannot undo it
 afterwards: the peer's own address is gone.  So the frontend sets uvicorn up
 itself, whichever way it is started:
 
-- `python main.py` (and the service units): serve.py passes `uvicorn_options`
+- `python main.py` (and the service units): serve.py passes `proxy_options`
   to `uvicorn.run`;
 - `uvicorn main:app` (and demo.py, and the tests): uvicorn's Config is importing
   main.py at that moment and wraps the app only once the import returns;
@@ -26,13 +26,13 @@ from typing import Any
 log = logging.getLogger("uvicorn.error")
 
 
-def uvicorn_options(trusted: list[str]) -> dict[str, Any]:
+def proxy_options(trusted: list[str]) -> dict[str, Any]:
     """uvicorn's settings that apply X-Forwarded-For from `trusted` peers only."""
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
 
 
 def configure_importing_uvicorn(trusted: list[str]) -> bool:
-    """If uvicorn is importing the app right now (`uvicorn main:app`), apply `uvicorn_options` to its Config.
+    """If uvicorn is importing the app right now (`uvicorn main:app`), apply `proxy_options` to its Config.
 
     Its Config is the `self` of a frame up the stack (`Config.load`), which reads
     these two settings after the import returns.  True if one was found."""
@@ -42,7 +42,7 @@ def configure_importing_uvicorn(trusted: list[str]) -> bool:
     while frame is not None:
         config = frame.f_locals.get("self")
         if isinstance(config, uvicorn.Config):
-            for name, value in uvicorn_options(trusted).items():
+            for name, value in proxy_options(trusted).items():
                 setattr(config, name, value)
             log.info("X-Forwarded-For is %s", f"trusted from {', '.join(trusted)}" if trusted else "ignored")
             return True

@@ -1,36 +1,52 @@
 """`python main.py`: run the frontend on uvicorn where config.yml's `frontend:` says.
 
+    python main.py [--host HOST] [--port PORT]    # both default to config.yml's frontend: host/port
+                   [--log-level LEVEL] [--no-access-log]   # as uvicorn's options of those names
+
 It refuses to listen on a non-loopback address while no token is configured
-(unless `allow_open_network: true` says that is intended), and gives requests
+(unless `allow_open_network: true` says that is intended), raises the limit of
+open files, bounds connections (server_limits.py: idle and half-sent ones are
+closed, a cap with a clear 503, small WebSocket messages), and gives requests
 in flight time to finish when it is stopped.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from fastapi import FastAPI
 
 from labbridge.core.config import FrontendSettings
+from labbridge.core.file_limit import raise_open_file_limit
 from labbridge.frontend.auth import may_serve
-from labbridge.frontend.proxies import uvicorn_options
+from labbridge.frontend.proxies import proxy_options
+from labbridge.frontend.server_limits import ConnectionGuard, uvicorn_options
 from labbridge.frontend.state import FrontendState
 
 log = logging.getLogger("uvicorn.error")
 
 
-def serve(app: FastAPI) -> int:
+def serve(app: FastAPI, argv: list[str] | None = None) -> int:
     """Run `app` on uvicorn with the settings it was made from; the exit code."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bridge: FrontendState = app.state.bridge
     settings: FrontendSettings = bridge.settings
-    if not may_serve(settings.host, bridge.auth, settings.allow_open_network):
+    parser = argparse.ArgumentParser(prog="python main.py", description="Run the web frontend of the bridge.")
+    parser.add_argument("--host", default=settings.host, help=f"address to listen on (config.yml: {settings.host})")
+    parser.add_argument("--port", type=int, default=settings.port, help=f"port (config.yml: {settings.port})")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not may_serve(args.host, bridge.auth, settings.allow_open_network):
         log.error("refusing to listen on %s without a token: configure frontend.token_file (or $BRIDGE_TOKEN), "
-                  "or set frontend.allow_open_network: true", settings.host)
+                  "or set frontend.allow_open_network: true", args.host)
         return 2
+    guard = ConnectionGuard.from_settings(settings, raise_open_file_limit())
     # Live-value connections are closed by uvicorn at shutdown; plain requests get 10 s to finish.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10,
-                **uvicorn_options(settings.trusted_proxies))  # X-Forwarded-For only from configured proxies
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
+                timeout_graceful_shutdown=10, **uvicorn_options(guard),
+                **proxy_options(settings.trusted_proxies))  # X-Forwarded-For only from configured proxies
     return 0

@@ -15,6 +15,8 @@ from starlette.requests import HTTPConnection
 from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, FrontendSettings
 from labbridge.core.errors import OpenNetworkRefused
+from labbridge.core.message_limits import max_reply_bytes
+from labbridge.core.transport import connect_endpoints
 from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
 from labbridge.frontend.live import LiveFeed
@@ -37,7 +39,8 @@ class FrontendState:
     def from_config(cls, config: Config, config_file: Path) -> FrontendState:
         settings = config.frontend
         backend = BackendClient.from_config(config, config_file)
-        feed = LiveFeed(config.experiment_socket.events_connect_endpoint, backend.curve)
+        feed = LiveFeed(connect_endpoints(config.experiment_socket, config_file).events, backend.curve,
+                        max_event_bytes=max_reply_bytes(config))
         return cls(
             settings=settings,
             backend=backend,

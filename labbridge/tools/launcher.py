@@ -39,8 +39,11 @@ def backend_command(python: str) -> list[str]:
 
 
 def frontend_command(python: str, port: int) -> list[str]:
-    """The demo's web frontend: the one place its command line is written."""
-    return [python, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+    """The demo's web frontend: the one place its command line is written.
+
+    `python main.py` rather than `uvicorn main:app`: it runs uvicorn with the
+    frontend's connection limits and timeouts (labbridge/frontend/serve.py)."""
+    return [python, "main.py", "--host", "127.0.0.1", "--port", str(port)]
 
 
 def main(argv: list[str] | None = None) -> int:

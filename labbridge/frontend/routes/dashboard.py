@@ -12,9 +12,12 @@ and no CDN: the files in labbridge/frontend/static/ are all there is.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -72,9 +75,29 @@ async def live_values(websocket: WebSocket) -> None:
             return
     # A browser drops a socket whose server picks none of the subprotocols it offered; never echo the token's.
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    async with bridge.feed.subscribe() as events:
+        await stream_events(websocket, events)
+
+
+async def stream_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
+    """Send each event until the page goes away, reading (and dropping) whatever the page sends.
+
+    Reading is what frees a message the server has taken in, and it notices a
+    closed page at once rather than at the next value.
+    """
+    sending = asyncio.create_task(_send_events(websocket, events))
     try:
-        async with bridge.feed.subscribe() as events:
-            while True:
-                await websocket.send_text(orjson.dumps(await events.get()).decode())
-    except WebSocketDisconnect:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+
+
+async def _send_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
+    try:
+        while True:
+            await websocket.send_text(orjson.dumps(await events.get()).decode())
+    except (WebSocketDisconnect, RuntimeError):  # the page went away while a value was on its way
         pass

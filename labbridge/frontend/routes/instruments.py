@@ -125,7 +125,7 @@ async def read_value(request: Request, limit: int) -> Any:
             body += chunk
             if len(body) > limit:
                 raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-    except ClientDisconnect:
+    except ClientDisconnect:  # gone, or closed by the frontend for taking too long (server_limits.py)
         raise ClientDisconnected(f"the client went away after {len(body)} bytes of its body; nothing was sent") from None
     try:
         data = orjson.loads(body)

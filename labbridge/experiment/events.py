@@ -1,0 +1,86 @@
+"""EventPublisher: the experiment process's live values, sent to each frontend that asks for them.
+
+ZeroMQ's PUB and XPUB sockets store every topic a peer subscribes to, in a tree
+that grows with each character and does not shrink: 20,000 subscriptions of
+1 KiB grew the process by 950 MiB, and ZMQ_XPUB_MANUAL stores them all the
+same (to unsubscribe them when the peer leaves).  The only subscriber we have,
+a frontend, wants everything anyway.  So live values go out on a ROUTER
+socket: a frontend (live.py, a DEALER) says SUBSCRIBE after each handshake, and
+from then on gets every event.  What a peer sends costs no memory (anything but
+SUBSCRIBE is dropped, and a message over SUBSCRIBE_BYTES drops its connection);
+what a subscriber does not read is bounded by QUEUE events (ZMQ_SNDHWM; past
+it, that subscriber misses values, the others do not) and by MAX_SUBSCRIBERS.
+A subscriber whose connection is gone is forgotten at the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Any
+
+import orjson
+import zmq
+import zmq.asyncio
+
+from labbridge.core.message_limits import SUBSCRIPTION_BYTES, limit_incoming
+from labbridge.core.protocol import SUBSCRIBE
+
+log = logging.getLogger(__name__)
+
+QUEUE = 200  # events waiting for one subscriber (several of each attribute); more are dropped for it
+MAX_SUBSCRIBERS = 100  # frontends at once; one is usual
+
+
+class EventPublisher:
+    """Publishes live values to every frontend that subscribed."""
+
+    def __init__(self, context: zmq.asyncio.Context) -> None:
+        self.socket: zmq.asyncio.Socket = context.socket(zmq.ROUTER)
+        self.socket.linger = 0
+        self.socket.sndhwm = QUEUE
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone subscriber is an error, so it can be forgotten
+        limit_incoming(self.socket, SUBSCRIPTION_BYTES)
+        self._subscribers: dict[bytes, None] = {}  # routing ids, in the order they subscribed
+        self._reader: asyncio.Task[None] | None = None
+        self._full = False
+
+    def bind(self, endpoint: str) -> None:
+        self.socket.bind(endpoint)
+
+    def start(self) -> None:
+        """Start taking subscriptions (needs the running event loop)."""
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._take_subscriptions())
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Send `event` to every subscriber, never waiting: one that cannot keep up misses it."""
+        frames = [str(event["module"]).encode(), orjson.dumps(event)]
+        for subscriber in list(self._subscribers):
+            # Sent through the asyncio socket itself (its future is done at once), which keeps its pending receive awake.
+            sent = asyncio.ensure_future(self.socket.send_multipart([subscriber, *frames], flags=zmq.NOBLOCK))
+            failure = sent.exception() if sent.done() else None
+            if isinstance(failure, zmq.ZMQError) and failure.errno == errno.EHOSTUNREACH:
+                del self._subscribers[subscriber]  # its connection is gone
+            elif failure is not None:
+                log.debug("live value not sent to a subscriber: %s", failure)
+
+    async def _take_subscriptions(self) -> None:
+        while True:
+            frames = await self.socket.recv_multipart()
+            if len(frames) != 2 or frames[1] != SUBSCRIBE or frames[0] in self._subscribers:
+                continue
+            if len(self._subscribers) >= MAX_SUBSCRIBERS:
+                if not self._full:  # said once, not once per refusal: a flood must not fill the log
+                    log.warning("refusing live-value subscribers: %d already subscribed", MAX_SUBSCRIBERS)
+                self._full = True
+                continue
+            self._full = False
+            self._subscribers[frames[0]] = None
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        self.socket.close(linger=0)

@@ -1,0 +1,141 @@
+"""Connections that never finish: idle and half-sent ones are closed, a full frontend answers 503, and a
+thousand idle connections on a 1024-descriptor limit do not stop the next request."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from tests.processes import ROOT, Process, free_port, http_answers, running_stack, start_backend, wait_until, write_config
+
+SETPOINT = {"setpoint": {"class": "setpoint.Setpoint"}}
+POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="sets the open-file limit with the shell's ulimit")
+
+
+@contextmanager
+def frontend_with_file_limit(config: Path, log: Path, files: int) -> Iterator[tuple[Process, str]]:
+    """`python main.py` started with soft and hard open-file limits of `files` (it cannot raise them)."""
+    port = free_port()
+    command = f"ulimit -n {files} && exec {shlex.quote(sys.executable)} main.py --host 127.0.0.1 --port {port}"
+    proc = Process(["sh", "-c", command], log, env={"EXPERIMENT_CONFIG": str(config)}, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: not proc.alive() or http_answers(url + "/static/style.css"), 15, "frontend")
+        assert proc.alive(), proc.output
+        yield proc, url
+    finally:
+        proc.stop()
+
+
+def open_connection(port: int, send: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    if send:
+        sock.sendall(send)
+    sock.setblocking(False)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        while sock.recv(65536):  # an answer (a 503 or 431) may come before the end
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+HALF_SENT = [
+    b"",  # idle: nothing at all
+    b"GET /setpoint/value HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # headers that never end
+    b"PUT /setpoint/value HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"value\"",  # a body that never ends
+]
+
+
+@POSIX_ONLY
+def test_1100_idle_and_half_sent_connections_on_1024_descriptors(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", SETPOINT, frontend={"client_timeout": 2.0})
+    backend = start_backend(config, tmp_path / "backend.log")
+    sockets: list[socket.socket] = []
+    try:
+        with frontend_with_file_limit(config, tmp_path / "frontend.log", 1024) as (frontend, url):
+            port = int(url.rsplit(":", 1)[1])
+            opened = time.monotonic()
+            sockets = [open_connection(port, HALF_SENT[i % 3]) for i in range(1100)]
+            # The next client is served at once: the connection waiting longest made room for it.
+            answer = httpx.get(f"{url}/setpoint/value", timeout=5)
+            assert answer.status_code == 200 and answer.json()["value"] == 0.0
+            assert httpx.put(f"{url}/setpoint/value", json={"value": 5.0}, timeout=5).status_code == 200
+            # Every idle and half-sent one is closed within client_timeout (2 s) of its start.
+            wait_until(lambda: all(closed_by_server(s) for s in sockets), 15, "idle connections closed")
+            assert time.monotonic() - opened < 2.0 + 8  # the timeout, plus slack for a loaded machine
+            assert httpx.get(f"{url}/setpoint/value", timeout=5).json()["value"] == 5.0
+            assert frontend.alive()
+            assert "serving at most 512 connections at once" in frontend.output
+            assert "Traceback" not in frontend.output and "Too many open files" not in frontend.output
+    finally:
+        for sock in sockets:
+            sock.close()
+        backend.stop()
+
+
+def test_a_frontend_whose_connections_are_all_busy_answers_503(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", SETPOINT, frontend={"max_connections": 3})
+    with running_stack(config, tmp_path) as (_, frontend, url):
+        with ExitStack() as dashboards:  # a WebSocket is busy for as long as it is open
+            for _ in range(2):
+                dashboards.enter_context(connect(url.replace("http", "ws") + "/ws"))
+            with connect(url.replace("http", "ws") + "/ws"):
+                full = httpx.get(f"{url}/setpoint/value")
+                assert full.status_code == 503 and full.headers["retry-after"] == "1"
+                assert full.json() == {"error": "too_many_connections", "message":
+                                       "the frontend is serving its maximum of 3 connections; try again shortly"}
+            wait_until(lambda: httpx.get(f"{url}/setpoint/value").status_code == 200, 5, "a free place served")
+        assert frontend.alive()
+
+
+def test_headers_that_never_end_get_431(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", SETPOINT)
+    with running_stack(config, tmp_path) as (_, _, url):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /setpoint/value HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+            answer = b""
+            try:
+                for _ in range(200):  # 200 x 8 KiB, far past the limit, unless the frontend stops us first
+                    sock.sendall(b"a" * 8192)
+            except ConnectionError:
+                pass
+            sock.settimeout(5)
+            try:
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except ConnectionError:
+                pass
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert b'"error":"headers_too_large"' in answer
+        assert httpx.get(f"{url}/setpoint/value").status_code == 200
+
+
+def test_the_development_command_uvicorn_main_app_still_serves(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", SETPOINT)
+    backend = start_backend(config, tmp_path / "backend.log")
+    port = free_port()
+    frontend = Process([sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                       tmp_path / "frontend.log", env={"EXPERIMENT_CONFIG": str(config)})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_answers(f"{url}/setpoint/value"), 15, "uvicorn main:app serving")
+    finally:
+        frontend.stop()
+        backend.stop()

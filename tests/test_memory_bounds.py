@@ -1,0 +1,185 @@
+"""Bounded memory for every input: each attack leaves both processes under a stated bound, and serving.
+
+Each test starts a fresh backend and frontend, reads both processes' resident memory (VmRSS) before the
+attack and while the attacker still holds its connections, and asserts that neither grew by more than
+BOUND_MIB, then that the bridge still answers.  The attacks are those an attack run found (issue 8):
+compressed WebSocket messages, a huge frame in a CurveZMQ handshake, a flood of subscriptions to live
+values, and a label of tens of megabytes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+import zmq
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from labbridge.core.curve import generate
+from labbridge.core.protocol import SUBSCRIBE
+from tests.processes import Process, start_backend, start_frontend, wait_until, write_config
+
+MIB = 1024 * 1024
+BOUND_MIB = 40  # what one attack may add to either process (the attacks below bring 100 MiB and more)
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@dataclass
+class Lab:
+    backend: Process
+    frontend: Process
+    url: str
+    config: dict[str, Any]
+
+    def memory(self) -> tuple[float, float]:
+        return rss_mib(self.backend.proc.pid), rss_mib(self.frontend.proc.pid)
+
+
+@contextmanager
+def lab(tmp_path: Path, tcp: bool = False, curve: bool = False, max_body_bytes: int | None = None) -> Iterator[Lab]:
+    config = write_config(tmp_path / "config.yml", {"setpoint": {"class": "setpoint.Setpoint"}},
+                          frontend={"max_body_bytes": max_body_bytes} if max_body_bytes else None)
+    data = yaml.safe_load(config.read_text())
+    if tcp:  # the hop between two machines (and on Windows): reachable by anyone who can open a TCP port
+        data["experiment_socket"]["host"] = "127.0.0.1"
+    if curve:
+        generate(tmp_path / "keys")
+        data["experiment_socket"]["curve"] = {
+            "server_key": "keys/server.key_secret", "authorized_clients": "keys/authorized",
+            "server_public_key": "keys/server.key", "client_key": "keys/frontend.key_secret"}
+    config.write_text(yaml.safe_dump(data))
+    with ExitStack() as stopping:
+        if curve:  # start_backend's readiness check has no key, so it would never be answered
+            backend = Process([sys.executable, "start_experiment.py", "--config", str(config)], tmp_path / "backend.log")
+            stopping.callback(backend.stop)
+        else:
+            backend = start_backend(config, tmp_path / "backend.log")
+            stopping.callback(backend.stop)
+        frontend, url = start_frontend(config, tmp_path / "frontend.log")
+        stopping.callback(frontend.stop)
+        wait_until(lambda: httpx.get(f"{url}/setpoint/value").status_code == 200, 15, "stack serving")
+        yield Lab(backend, frontend, url, data)
+
+
+def attack_and_measure(bridge: Lab, attack: Callable[[ExitStack], None], name: str) -> None:
+    """Run `attack` (which keeps its connections open in the ExitStack), then check memory and service."""
+    before = bridge.memory()
+    with ExitStack() as held:
+        attack(held)
+        after = bridge.memory()
+        growth = (after[0] - before[0], after[1] - before[1])
+        sys.stdout.write(f"\n{name}: backend {before[0]:.1f} -> {after[0]:.1f} MiB, "
+                         f"frontend {before[1]:.1f} -> {after[1]:.1f} MiB\n")
+        assert max(growth) < BOUND_MIB, f"{name}: grew backend {growth[0]:.1f} MiB, frontend {growth[1]:.1f} MiB"
+        assert_serving(bridge)
+    assert bridge.backend.alive() and bridge.frontend.alive()
+
+
+def assert_serving(bridge: Lab) -> None:
+    assert httpx.put(f"{bridge.url}/setpoint/value", json={"value": 7.0}).status_code == 200
+    assert httpx.get(f"{bridge.url}/setpoint/value").json()["value"] == 7.0
+    with connect(bridge.url.replace("http", "ws") + "/ws") as dashboard:  # a new dashboard catches up
+        wait_until(lambda: '"value":7.0' in str(dashboard.recv(timeout=5)), 10, "the latest value replayed")
+
+
+def test_compressed_websocket_messages(tmp_path: Path) -> None:
+    """Six pages each send one message that inflates to 16 MiB (compressed: 16 KiB on the wire)."""
+    def attack(held: ExitStack) -> None:
+        for _ in range(6):
+            page: ClientConnection = held.enter_context(
+                connect(bridge.url.replace("http", "ws") + "/ws", compression="deflate", max_size=None))
+            try:
+                page.send("a" * (16 * MIB - 1024))  # just under uvicorn's default limit of 16 MiB
+            except (ConnectionClosed, OSError):
+                pass  # refused before it was all sent
+
+    with lab(tmp_path) as bridge:
+        attack_and_measure(bridge, attack, "WebSocket messages, 6 x 16 MiB inflated")
+
+
+def test_a_huge_frame_in_a_curvezmq_handshake(tmp_path: Path) -> None:
+    """A stranger, with no key, announces a 200 MiB handshake command and sends 100 MiB of it."""
+    def attack(held: ExitStack) -> None:
+        stranger = held.enter_context(socket.create_connection(("127.0.0.1", bridge.config["experiment_socket"]["port"])))
+        # ZMTP 3.0 greeting: signature, version, mechanism CURVE, as client; then a long command frame.
+        stranger.sendall(b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\x00") + bytes(32))
+        stranger.sendall(b"\x06" + struct.pack(">Q", 200 * MIB))
+        chunk = bytes(MIB)
+        try:
+            for _ in range(100):
+                stranger.sendall(chunk)
+        except OSError:
+            pass  # the backend dropped the connection
+
+    with lab(tmp_path, tcp=True, curve=True) as bridge:
+        attack_and_measure(bridge, attack, "CurveZMQ handshake, 100 of 200 MiB sent")
+
+
+def flood_events_socket(held: ExitStack, bridge: Lab, kind: int) -> None:
+    """Send 20,000 subscriptions of 1 KiB to the events port as a `kind` socket, and wait until the backend
+    has taken them in (live values come back after a last subscription to everything) or refused the peer."""
+    context = held.enter_context(zmq.Context())
+    peer = context.socket(kind)
+    held.callback(peer.close, 0)
+    peer.sndhwm = 0  # queue them all rather than drop what the backend has not taken in yet
+    refused = peer.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_DISCONNECTED)
+    held.callback(refused.close, 0)
+    peer.connect(f"tcp://127.0.0.1:{bridge.config['experiment_socket']['events_port']}")
+    topics = (f"{i:08d}".encode() + os.urandom(1016) for i in range(20_000))
+    if kind == zmq.SUB:
+        for topic in topics:
+            peer.subscribe(topic)
+        peer.subscribe(b"")
+    else:  # the same bytes as a SUB sends, to a socket that does not take subscriptions
+        for topic in topics:
+            peer.send(b"\x01" + topic)
+        peer.send(SUBSCRIBE)
+
+    def taken_in_or_refused() -> bool:
+        httpx.put(f"{bridge.url}/setpoint/value", json={"value": 1.0})
+        return bool(peer.poll(100)) or bool(refused.poll(0))
+
+    wait_until(taken_in_or_refused, 60, "the backend taking in the subscriptions")
+
+
+def test_a_flood_of_subscriptions_to_live_values(tmp_path: Path) -> None:
+    """A peer on the events port subscribes to 20,000 topics of 1 KiB each (20 MiB), as SUB and as DEALER."""
+    def attack(held: ExitStack) -> None:
+        flood_events_socket(held, bridge, zmq.SUB)
+        flood_events_socket(held, bridge, zmq.DEALER)
+
+    with lab(tmp_path, tcp=True) as bridge:
+        attack_and_measure(bridge, attack, "2 x 20,000 subscriptions of 1 KiB")
+
+
+def test_a_label_of_40_megabytes(tmp_path: Path) -> None:
+    """A 40 MB string written to a str attribute (the body limit raised to let it through), then 4 new dashboards."""
+    def attack(held: ExitStack) -> None:
+        label = "x" * 40_000_000
+        answer = httpx.put(f"{bridge.url}/setpoint/label", content=b'{"value": "' + label.encode() + b'"}', timeout=60)
+        assert answer.status_code == 422
+        assert answer.json()["message"] == "label must be at most 4096 characters; got 40000000"
+        for _ in range(4):  # dashboards that never read what they are sent
+            held.enter_context(connect(bridge.url.replace("http", "ws") + "/ws", max_size=None))
+
+    with lab(tmp_path, max_body_bytes=48 * MIB) as bridge:
+        attack_and_measure(bridge, attack, "a 40 MB label, then 4 dashboards")
