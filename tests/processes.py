@@ -46,6 +46,12 @@ def shipped_modules() -> dict[str, dict[str, Any]]:
     return {name: {k: v for k, v in spec.items() if k not in ("ip", "port")} for name, spec in shipped.items()}
 
 
+def shipped_history() -> dict[str, Any]:
+    """The shipped config.yml's `history:` (its relative path lands beside the config written from it)."""
+    history: dict[str, Any] = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["history"]
+    return history
+
+
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
                  frontend: dict[str, Any] | None = None, **top_level: Any) -> Path:
     """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys.

@@ -141,14 +141,14 @@ def test_a_read_is_retried_after_503_busy_and_a_write_is_not(lab: bridge_client.
 
 def test_a_read_waits_for_a_restarting_backend_and_a_write_is_sent_once(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
-                          frontend={"audit_log": "audit.jsonl"})
+                          audit_log="audit.jsonl")
     with running_stack(config, tmp_path) as (backend, _, url):
         lab = bridge_client.connect(url, retries=5)
         backend.stop()
         with pytest.raises(bridge_client.BackendUnavailable):
             lab.module_a.position = 12
         audit = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
-        assert [(a["requested"], a["outcome"]) for a in audit] == [(12, "backend_unavailable")]  # one attempt
+        assert [(a["requested"], a["stage"], a["outcome"]) for a in audit] == [(12, "refused", "backend_unavailable")]
 
         restarted: list[object] = []
         later = threading.Timer(1.0, lambda: restarted.append(start_backend(config, tmp_path / "backend2.log")))

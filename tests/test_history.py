@@ -87,6 +87,15 @@ def test_a_written_value_is_recorded_at_the_time_it_was_written(recording: Recor
     assert points(recording.url, "setpoint/label", since=before)[-1][1] == "run 7"
 
 
+def test_a_range_that_ends_before_it_starts_holds_no_points(recording: Recording) -> None:
+    start = time.time() - 5 * 86400
+    insert(recording.db, "setpoint", "value", [(start + i, float(i)) for i in range(3)])
+    for params in ({}, {"every": 1.0}, {"format": "csv"}):
+        answer = history(recording.url, "setpoint/value", since=start + 2, until=start, **params)
+        assert answer.status_code == 200, answer.text
+        assert answer.text.count("\n") == 1 if params.get("format") else answer.json()["points"] == []
+
+
 def test_json_holds_the_newest_points_and_csv_every_point_of_the_range(recording: Recording) -> None:
     start = time.time() - 3 * 86400  # a range nothing else writes into
     insert(recording.db, "setpoint", "value", [(start + i, float(i)) for i in range(30)])

@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 
-from tests.processes import ROOT, running_stack, shipped_modules, write_config
+from tests.processes import ROOT, running_stack, shipped_history, shipped_modules, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Readings of simulated sensors and recorded points: their digits vary, their presence and type do not.
@@ -49,9 +48,8 @@ def same(expected: Any, actual: Any, key: str = "") -> bool:
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("readme")
-    shipped = yaml.safe_load((ROOT / "config.yml").read_text())
     # the shipped modules and history (into tmp/data), on free ports
-    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped["history"])
+    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history())
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 

@@ -23,6 +23,7 @@ so that one exception handler in main.py renders every error.
     │   └── InstrumentUnreachable 502 instrument_unreachable
     ├── InstrumentTimeout        504 instrument_timeout
     ├── BackendUnavailable       503 backend_unavailable
+    │   ├── BackendNotReached    503 backend_unavailable (nothing was sent)
     │   └── BackendBusy          503 backend_busy
     ├── HistoryUnavailable       503 history_unavailable
     ├── TooManyConnections       503 too_many_connections
@@ -141,6 +142,10 @@ class BackendUnavailable(BridgeError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
+
+
+class BackendNotReached(BackendUnavailable):
+    """No experiment process took the request: it was never sent (so a write certainly did not happen)."""
 
 
 class BackendBusy(BackendUnavailable):

@@ -6,9 +6,9 @@ may enter (mode 0700, like tmux's `/tmp/tmux-UID`): another local user cannot
 connect, so nobody can skip the frontend's tokens and audit log by talking to
 the experiment process directly.  The folder is `$TMPDIR` (else /tmp) +
 `labbridge-<uid>`, or `experiment_socket.socket_dir`; the sockets are named
-after a hash of config.yml's absolute path, so two experiments with different
-config files never meet by mistake, while both processes of one (which read the
-same config.yml) always find each other.
+after `experiment_socket.port`, which keeps its meaning from TCP: both
+processes of one experiment read the same port and meet, and two experiments
+on one machine need two ports, as they always did.
 
 With `host` set, or on Windows (no ipc:// there), the hop is TCP on host:port;
 between machines only CurveZMQ keys (curve.py) keep strangers out.
@@ -20,7 +20,6 @@ requests: `ExperimentLock` makes it fail with a clear message instead.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import stat
@@ -87,7 +86,7 @@ def _ipc_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
     key = "experiment_socket.socket_dir"
     folder = resolve(config_file, settings.socket_dir) if settings.socket_dir else default_folder()
     private_folder(folder, f"{config_file}: {key}" if settings.socket_dir else "the bridge's socket folder")
-    stem = folder / f"experiment-{hashlib.sha256(str(config_file.resolve()).encode()).hexdigest()[:12]}"
+    stem = folder / f"experiment-{settings.port}"
     requests, events = f"{stem}.sock", f"{stem}.events.sock"
     if len(events.encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{config_file}: {key}: the socket path {events} is longer than the {MAX_SOCKET_PATH} "

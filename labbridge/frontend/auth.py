@@ -18,7 +18,6 @@ the answer's timing does not tell how much of a guess was right.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import math
 import os
 import string
@@ -29,6 +28,7 @@ import yaml
 
 from labbridge.core.config import ConfigError, FrontendSettings, resolve
 from labbridge.core.errors import Forbidden, NotAuthenticated
+from labbridge.core.transport import is_loopback
 
 ENV_TOKEN = "BRIDGE_TOKEN"
 TOKEN_BITS = 128  # 16 random bytes: `secrets.token_hex(16)` (32 hex digits) or `secrets.token_urlsafe(16)`
@@ -160,12 +160,3 @@ def may_serve(host: str, auth: TokenAuth, allow_open_network: bool) -> bool:
     """Whether clients reaching the frontend on `host` may be served: loopback always;
     any other address only with a token configured, or when config.yml says the open network is fine."""
     return is_loopback(host) or auth.enabled or allow_open_network
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -38,7 +38,14 @@ from zmq.utils.monitor import parse_monitor_message
 
 from labbridge.core.config import Config
 from labbridge.core.curve import client_keys
-from labbridge.core.errors import UNKNOWN_OUTCOME, BackendTimeout, BackendUnavailable, BridgeError, PayloadTooLarge
+from labbridge.core.errors import (
+    UNKNOWN_OUTCOME,
+    BackendNotReached,
+    BackendTimeout,
+    BackendUnavailable,
+    BridgeError,
+    PayloadTooLarge,
+)
 from labbridge.core.message_limits import limit_incoming, max_reply_bytes, max_request_bytes
 from labbridge.core.protocol import MISSING, Chunk, Op, Reply, Request
 from labbridge.core.transport import connect_endpoints
@@ -152,7 +159,7 @@ class BackendClient:
                 self._connected.clear()  # not connected (yet): wait for the monitor to see a handshake
             remaining = give_up - time.time()
             if remaining <= 0:
-                raise BackendUnavailable(f"the experiment process is not running (nothing answers at {self.endpoint})"
+                raise BackendNotReached(f"the experiment process is not running (nothing answers at {self.endpoint})"
                                          + ("; or it refused this frontend's CurveZMQ key" if self._curve else ""))
             try:
                 async with asyncio.timeout(remaining):

@@ -22,7 +22,6 @@ looks at raw headers and remembers its verdict on each Host value it has seen.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from labbridge.core.errors import BridgeError, HostNotAllowed, OriginNotAllowed
+from labbridge.core.transport import is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Verdicts on Host values are remembered; a flood of made-up hosts cannot grow the memory past this.
@@ -55,10 +55,7 @@ class AllowedHosts:
             return False
         if self.any or host in self.names or any(host.endswith(domain) for domain in self.domains):
             return True
-        try:
-            return ipaddress.ip_address(host.strip("[]")).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(host.strip("[]"))
 
 
 def split_host(value: str) -> tuple[str, int | None]:

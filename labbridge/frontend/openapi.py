@@ -19,10 +19,12 @@ from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_e
 
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
 # The templates that the described modules' own paths replace.
-GENERIC_PATHS = ("/{module}", "/{module}/{attribute}")
+HISTORY_PATH = "/{module}/{attribute}/history"
+GENERIC_PATHS = ("/{module}", "/{module}/{attribute}", HISTORY_PATH)
 # Paths served without a token whatever is configured (probes need /health).
 OPEN_PATHS = frozenset({"/health"})
 _OBJECT = {"type": "object"}
+TIME_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
 _REF = "#/components/schemas/"
 SCHEMAS: dict[str, Any] = {
     "Attribute": {"type": "object", "required": ["type", "unit", "writable", "doc"], "properties": {
@@ -122,16 +124,38 @@ def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def history_paths(modules: dict[str, Any], generic: dict[str, Any]) -> dict[str, Any]:
+    """`/<module>/<attribute>/history` for each scalar attribute: the generic operation, named for it."""
+    paths: dict[str, Any] = {}
+    for module, description in modules.items():
+        for name, info in description["attributes"].items():
+            if info["type"].startswith("list["):
+                continue  # arrays are read on demand, never recorded
+            operation = copy.deepcopy(generic)
+            operation["parameters"] = [p for p in operation["parameters"] if p["in"] != "path"]
+            operation.update(tags=[module], operationId=f"history_{module}_{name}",
+                             summary=f"Recorded values of {module}.{name}")
+            operation["x-statuses"] = (404, 422, *BACKEND)
+            paths[f"/{module}/{name}/history"] = {"get": operation}
+    return paths
+
+
 def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: bool,
                protect_reads: bool) -> dict[str, Any]:
     """The served document: FastAPI's `base`, the modules' own paths when known, every error status,
     and the bearer scheme where a token is needed with the configured tokens."""
     schema = copy.deepcopy(base)
     paths: dict[str, Any] = schema["paths"]
+    history = paths.get(HISTORY_PATH, {}).get("get")
+    for parameter in history["parameters"] if history else []:
+        if parameter["name"] in ("since", "until"):  # a string, read as Unix seconds or an RFC 3339 time
+            parameter["schema"] = copy.deepcopy(TIME_SCHEMA)
     if modules is not None:
         for generic in GENERIC_PATHS:
             paths.pop(generic, None)
         paths.update(module_paths(modules))
+        if history is not None:
+            paths.update(history_paths(modules, history))
     for path, operations in paths.items():
         success, fixed_statuses = _FIXED.get(path, ({}, BACKEND))
         for method, operation in operations.items():

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.audit import WriteAttempt
 from labbridge.core.errors import (
+    BackendNotReached,
     BridgeError,
     ClientDisconnected,
     MalformedRequest,
@@ -71,7 +72,12 @@ async def _put(bridge: FrontendState, request: Request, module: str, attribute: 
         if bridge.audit is not None:
             await bridge.audit.record_refusal(attempt, exc.code)
         raise
-    return json_bytes(await bridge.backend.send(outgoing))
+    try:
+        return json_bytes(await bridge.backend.send(outgoing))
+    except BackendNotReached as exc:  # never sent, so the experiment process cannot record it: this one does
+        if bridge.audit is not None:
+            await bridge.audit.record_refusal(attempt, exc.code)
+        raise
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
@@ -80,7 +86,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     Registered for status 405 by the app: the router's own answer would name the
     methods of the first route that matched the path (only GET)."""
     module, attribute = request.path_params.get("module"), request.path_params.get("attribute")
-    if module is None or attribute is None:
+    if module is None or attribute is None or request.url.path.count("/") != 2:  # not /<module>/<attribute>
         return await http_error(request, exc)
     bridge = bridge_of(request)
     try:
