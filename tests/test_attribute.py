@@ -23,7 +23,7 @@ def settings(**extra: object) -> ModuleSettings:
 
 
 def test_declarations_are_collected_with_their_annotated_types() -> None:
-    assert list(ModuleA.attributes) == ["position", "speed", "force", "temperature", "serial_number", "trace"]
+    assert list(ModuleA.attributes) == ["position", "speed", "force", "temperature", "serial_number", "trace", "moving"]
     assert ModuleA.attributes["trace"].type == list[float] and ModuleA.attributes["trace"].is_array
     assert POSITION.type is float and POSITION.unit == "mm" and POSITION.writable
     assert ModuleA.attributes["serial_number"].type is str
