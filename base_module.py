@@ -1,4 +1,4 @@
-"""What a module author imports: `from base_module import BaseModule, Attribute`.
+"""What a module author imports: `from base_module import BaseModule, Attribute, action, Param`.
 
 The proof of concept's modules start with `from base_module import BaseModule`;
 that keeps working.  Everything here is re-exported from the labbridge package
@@ -17,7 +17,9 @@ from labbridge import (
     InstrumentUnreachable,
     InvalidValue,
     ModuleSettings,
+    Param,
     Reading,
+    action,
 )
 
 __all__ = [
@@ -30,4 +32,6 @@ __all__ = [
     "InvalidValue",
     "ModuleSettings",
     "Reading",
+    "action",
+    "Param",
 ]

@@ -32,14 +32,18 @@ _PUBLIC = {
     "InstrumentUnreachable": "labbridge.core.errors",
     "InstrumentTimeout": "labbridge.core.errors",
     "InvalidValue": "labbridge.core.errors",
+    "action": "labbridge.core.action",
+    "Param": "labbridge.core.action",
 }
 
 __all__ = [
     "Attribute", "BaseModule", "BridgeError", "InstrumentError", "InstrumentTimeout", "InstrumentUnreachable",
     "InvalidValue", "ModuleSettings", "Reading",
+    "action", "Param",
 ]
 
 if TYPE_CHECKING:
+    from labbridge.core.action import Param, action
     from labbridge.core.attribute import Attribute
     from labbridge.core.config import ModuleSettings
     from labbridge.core.errors import BridgeError, InstrumentError, InstrumentTimeout, InstrumentUnreachable, InvalidValue

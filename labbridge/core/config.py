@@ -26,6 +26,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
+    | {"invocations"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -121,12 +122,20 @@ class FrontendSettings(_Strict):
     audit_log: str | None = None  # JSON Lines file, one record per PUT
 
 
+class ActionSettings(_Strict):
+    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`."""
+
+    history: Annotated[int, Field(ge=1, le=10000)] = 100
+
+
 class Config(_Strict):
     """The whole of config.yml."""
 
     experiment_socket: SocketSettings = SocketSettings()
     frontend: FrontendSettings = FrontendSettings()
     modules: dict[str, ModuleSettings]
+    actions: ActionSettings = ActionSettings()
+    data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:

@@ -31,8 +31,14 @@ from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
-Op = Literal["get", "put", "describe", "ping"]
-OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping"})
+Op = Literal["get", "put", "describe", "ping", "invoke", "cancel", "invocation", "invocations"]
+# Actions (see core/action.py): `value` carries each op's payload, an object:
+#   invoke       module, attribute = the action; {"arguments": {...}, "identity": str|null, "client": str|null}
+#   cancel       {"id": invocation id, "identity": ..., "client": ...}
+#   invocation   {"id": invocation id, "wait": seconds to wait for its status to change (0: answer at once)}
+#   invocations  {"module": str|null, "status": str|null}: newest first
+INVOCATION_OPS: frozenset[str] = frozenset({"invoke", "cancel", "invocation", "invocations"})
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping"}) | INVOCATION_OPS
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 
 
