@@ -10,20 +10,31 @@ validate and then call the driver hooks `read`, `write` and `read_many`.  Those
 default to the instrument's own HTTP API (`GET/PUT http://ip:port/<name>` with
 `{"value": ...}`, `GET /attributes`) through instrument_client.py.  A module
 that talks to its hardware another way overrides the three hooks.
+
+Actions (`@action` methods, see core/action.py) are collected into `actions`
+the same way.  An action runs for a while without holding its module: it
+reaches the instrument through `read_value`, `write_value` and `send_command`
+(the fourth hook, `command`: `POST http://ip:port/<name>` by default), each of
+which takes the module's turn (`turn()`) among client requests; it tells its
+progress with `report` and checks `cancelled` where it loops or blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, NamedTuple, get_type_hints
 
 import orjson
 
+from labbridge.core.action import ActionSpec, collect_actions
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.config import ModuleSettings
 from labbridge.core.errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
 from labbridge.experiment.instrument_client import InstrumentClient
+from labbridge.experiment.invocation import current_invocation
+from labbridge.experiment.turns import Turns
 
 class Reading(NamedTuple):
     """What a `read` hook may return instead of a bare value: the value plus its JSON as sent."""
@@ -36,6 +47,7 @@ class BaseModule:
     """An instrument, seen through its declared attributes."""
 
     attributes: ClassVar[dict[str, AttributeSpec[Any]]] = {}
+    actions: ClassVar[dict[str, ActionSpec]] = {}
     # Builds an ASGI app that imitates the instrument; `simulate: true` serves it.
     simulator: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
 
@@ -50,6 +62,7 @@ class BaseModule:
             table[name] = attribute.bind(hints[name])
             setattr(cls, name, table[name])
         cls.attributes = table
+        cls.actions = collect_actions(cls, table, dict(getattr(super(cls, cls), "actions", {})))
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         self.name = name
@@ -61,6 +74,10 @@ class BaseModule:
             for attr, spec in self.attributes.items()
         }
         self._client: InstrumentClient | None = None
+        # The module's place in line among requests; the Experiment that runs it shares its own.
+        self.turns = Turns()
+        # Publishes values that actions read and write (set by the Experiment to its live feed).
+        self.announce: Callable[[dict[str, Any]], None] = _drop
 
     @classmethod
     def speaks_http(cls) -> bool:
@@ -150,7 +167,12 @@ class BaseModule:
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "doc": (cls.__doc__ or "").strip().split("\n\n")[0],
             "attributes": {n: s.describe() for n, s in self.specs.items()},
+            "actions": {n: a.describe(self.specs) for n, a in self.actions.items()},
         }
+
+    def describe_action(self, name: str) -> dict[str, Any]:
+        """`GET /<module>/<action>`: one action's description."""
+        return {"module": self.name, "action": name, **self.actions[name].describe(self.specs)}
 
     async def _read_declared(self, names: list[str]) -> dict[str, Any]:
         raw = await self.read_many(names)
@@ -161,6 +183,49 @@ class BaseModule:
             values[n] = self.specs[n].coerce_reading(raw[n], self.name)
         self.last_values.update(values)
         return values
+
+    # -- what actions call: each driver call takes the module's turn ------------
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """`async with self.turn():` holds the module for the block, after every request already waiting."""
+        return self.turns.take()
+
+    async def read_value(self, name: str) -> Any:
+        """Read an attribute in the module's turn (checked like any read, published live); return its value."""
+        async with self.turn():
+            answer = await self.get(name)
+            value = self.last_values[name]  # an array's parsed value, where `answer` holds its JSON
+        self.announce(answer)
+        return value
+
+    async def write_value(self, name: str, value: Any) -> Any:
+        """Write an attribute in the module's turn (validated like a PUT, published live); return what it reports."""
+        async with self.turn():
+            answer = await self.put(name, value)
+        self.announce(answer)
+        return answer["value"]
+
+    async def send_command(self, name: str, **arguments: Any) -> Any:
+        """Run an instrument command (the `command` hook) in the module's turn; return its answer."""
+        async with self.turn():
+            return await self.command(name, arguments)
+
+    def report(self, progress: float | None = None, message: str | None = None) -> None:
+        """Tell the running action's progress (0..1) and/or a status line; clients see it live."""
+        invocation = current_invocation.get()
+        if invocation is not None:
+            invocation.report(progress, message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the running action was asked to stop (for loops and blocking code between awaits)."""
+        invocation = current_invocation.get()
+        return invocation is not None and invocation.cancel_requested.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise CancelledError if the running action was asked to stop; its clean-up then runs."""
+        if self.cancelled:
+            raise asyncio.CancelledError
 
     # -- driver hooks: the instrument's HTTP API by default ----------------------
 
@@ -174,6 +239,13 @@ class BaseModule:
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return (await self._instrument().request("GET", "/attributes")).data
+
+    async def command(self, name: str, arguments: dict[str, Any]) -> Any:
+        """An instrument command for actions (`POST /<name>` with the arguments as JSON); override to drive
+        other hardware."""
+        if self._client is None and not self.speaks_http():
+            raise InstrumentError(f"module {self.name} has no driver for the command {name!r} (override `command`)")
+        return (await self._instrument().request("POST", f"/{name}", arguments)).data
 
     def _instrument(self) -> InstrumentClient:
         if self._client is None:

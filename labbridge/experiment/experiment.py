@@ -7,7 +7,8 @@ key.  `Experiment.handle` answers one protocol request.  Requests for different
 modules run concurrently; requests for the same module run one at a time in
 arrival order (drivers are rarely thread-safe), with a bounded queue.  A request
 whose deadline has passed is dropped before it reaches the instrument, and
-whatever a module raises becomes an error naming that module.
+whatever a module raises becomes an error naming that module.  Actions run
+beside requests (invocations.py): their driver calls wait in the same queue.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import asyncio
 import importlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.experiment.base_module import BaseModule
-from labbridge.core.config import Config, ConfigError
+from labbridge.core.config import Config, ConfigError, resolve
 from labbridge.core.errors import (
     BackendBusy,
     BridgeError,
@@ -33,7 +36,11 @@ from labbridge.core.errors import (
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
-from labbridge.core.protocol import Request
+from labbridge.core.protocol import INVOCATION_OPS, Request
+from labbridge.experiment.action_audit import ActionAuditLog
+from labbridge.experiment.invocation_journal import InvocationJournal
+from labbridge.experiment.invocations import Invocations
+from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +48,10 @@ log = logging.getLogger(__name__)
 REPLY_MARGIN = 0.05
 
 
-@dataclass
-class _ModuleState:
+@dataclass(eq=False)
+class _ModuleState(Turns):
     """One module's turn-taking (a FIFO lock, how many hold or wait for it) and its health."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pending: int = 0
     last_contact: float | None = None  # Unix time the instrument last answered
     last_error: str | None = None  # the error of the last call, None once one succeeds
 
@@ -54,13 +59,19 @@ class _ModuleState:
 class Experiment:
     """The configured modules and the rules for running requests against them."""
 
-    def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None) -> None:
+    def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None, *,
+                 history: int = 100, journal: InvocationJournal | None = None,
+                 audit: ActionAuditLog | None = None) -> None:
         self.modules = modules
         self.simulators = simulators or {}
         self._states = {name: _ModuleState() for name in modules}
         self._pollers: list[asyncio.Task[None]] = []
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
+        for name, module in modules.items():  # actions' driver calls queue with the requests, their values go live
+            module.turns, module.announce = self._states[name], partial(self._announce, module)
+        self.invocations = Invocations(self.module, history=history, journal=journal, audit=audit)
+        self.invocations.publish = lambda event: self.publish(event)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -89,9 +100,17 @@ class Experiment:
                     simulators[name] = module_class.simulator(settings.simulator)
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{where}.simulator: {exc}") from None
-        return cls(modules, simulators)
+        audit = None
+        if config.frontend.audit_log:
+            try:
+                audit = ActionAuditLog(resolve(Path(source), config.frontend.audit_log))
+            except OSError as exc:
+                raise ConfigError(f"{source}: frontend.audit_log: cannot open it: {exc.strerror}") from None
+        return cls(modules, simulators, history=config.actions.history,
+                   journal=InvocationJournal(resolve(Path(source), config.data_dir)), audit=audit)
 
     async def start(self) -> None:
+        await self.invocations.start()
         for module in self.modules.values():
             await module.start()
 
@@ -112,6 +131,7 @@ class Experiment:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        await self.invocations.close()  # first: a cancelled action's clean-up still needs its instrument
         for task in self._pollers:
             task.cancel()
         for module in self.modules.values():
@@ -131,10 +151,9 @@ class Experiment:
                 for name, q in self._states.items()}}
         if request.op == "describe":
             return self.describe()
-        module = self.modules.get(request.module or "")
-        if module is None:
-            known = ", ".join(self.modules) or "none"
-            raise UnknownModule(f"no module named {request.module!r}; known: {known}")
+        if request.op in INVOCATION_OPS:
+            return await self.invocations.handle(request)
+        module = self.module(request.module)
         name = request.attribute
         if name is None:
             raise MalformedRequest(f"{request.op} needs an attribute")
@@ -143,9 +162,20 @@ class Experiment:
             if not request.has_value:
                 raise MalformedRequest("put needs a value")
             module.writable_spec(name).validate(request.value)
+            self.invocations.check_free(module.name, name)
+        elif name in module.actions:
+            return module.describe_action(name)
         elif name not in RESERVED_NAMES:
             module.spec(name)
         return await self._run(module, request)
+
+    def module(self, name: str | None) -> BaseModule:
+        """The module called `name`; UnknownModule naming the known ones if there is none."""
+        module = self.modules.get(name or "")
+        if module is None:
+            known = ", ".join(self.modules) or "none"
+            raise UnknownModule(f"no module named {name!r}; known: {known}")
+        return module
 
     async def _run(self, module: BaseModule, request: Request) -> Any:
         queue = self._states[module.name]
