@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from labbridge.core.config import Config
 from labbridge.frontend.responses import add_error_handlers
-from labbridge.frontend.routes import dashboard, docs, health, instruments, modules
+from labbridge.frontend.routes import actions, dashboard, docs, health, instruments, invocations, modules
 from labbridge.frontend.state import FrontendState
 
 DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, '
@@ -40,8 +40,8 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
-    for router in (docs.router, dashboard.router, modules.router, health.router, modules.module_router,
-                   instruments.router):
+    for router in (docs.router, dashboard.router, modules.router, health.router, invocations.router,
+                   modules.module_router, actions.router, instruments.router):
         app.include_router(router)
     add_error_handlers(app)
     return app

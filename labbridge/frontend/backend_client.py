@@ -70,9 +70,12 @@ class BackendClient:
         return self._curve
 
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
-                      value: Any = MISSING, *, audit: bool = False) -> Chunk:
-        """Send one request; return the JSON body of the reply or raise the reported error."""
-        request = Request(op, module, attribute, value, time.time() + self.timeout,
+                      value: Any = MISSING, *, audit: bool = False, timeout: float | None = None) -> Chunk:
+        """Send one request; return the JSON body of the reply or raise the reported error.
+
+        `timeout` replaces the configured request timeout (a long poll waits longer)."""
+        timeout = self.timeout if timeout is None else timeout
+        request = Request(op, module, attribute, value, time.time() + timeout,
                           f"{self._prefix}{next(self._ids)}", audit)
         sock = self._connected_socket()
         waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -84,7 +87,7 @@ class BackendClient:
                     reply = await waiter
             except TimeoutError:
                 raise BackendTimeout(
-                    f"the experiment process did not answer {op} {module}.{attribute} within {self.timeout:g} s"
+                    f"the experiment process did not answer {op} {module}.{attribute} within {timeout:g} s"
                     + (UNKNOWN_OUTCOME if op == "put" else "")
                 ) from None
         finally:

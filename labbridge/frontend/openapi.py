@@ -1,4 +1,5 @@
-"""The OpenAPI paths of the lab's modules: one per attribute, with its type, unit, limits and doc.
+"""The OpenAPI paths of the lab's modules: one per attribute, with its type, unit, limits and doc,
+and one per action, with its parameters and result as JSON Schema.
 
 routes/docs.py serves `/openapi.json` as FastAPI's schema of the routes plus
 these paths, built from the backend's description of its modules.
@@ -55,4 +56,49 @@ def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
                                           "content": {"application/json": {"schema": reply}}}},
                 }
             paths[f"/{module}/{name}"] = operations
+    return paths
+
+
+def _invocation_schema(action: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema of an invocation of `action` (its description), as `POST` and `/invocations` answer it."""
+    number_or_null = {"type": ["number", "null"]}
+    return {"type": "object", "properties": {
+        "id": {"type": "string"}, "module": {"type": "string"}, "action": {"type": "string"},
+        "arguments": action["parameters"],
+        "status": {"enum": ["pending", "running", "completed", "failed", "cancelled", "lost"]},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "message": {"type": ["string", "null"], "description": "the latest status line the action reported"},
+        "result": {"anyOf": [action["returns"], {"type": "null"}]},
+        "error": {"anyOf": [{"type": "object", "properties": {"error": {"type": "string"},
+                                                               "message": {"type": "string"}}}, {"type": "null"}]},
+        "created": {"type": "number"}, "started": number_or_null, "finished": number_or_null,
+        "href": {"type": "string", "description": "where to follow it: GET, or DELETE to cancel"},
+    }}
+
+
+def action_paths(modules: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAPI path per action: POST starts it (201, its invocation), GET describes it."""
+    paths: dict[str, Any] = {}
+    for module, description in modules.items():
+        for name, info in description.get("actions", {}).items():
+            owns = f" While it runs, it owns {', '.join(info['owns'])}: writes to them get 409." if info["owns"] else ""
+            required = bool(info["parameters"]["required"])
+            paths[f"/{module}/{name}"] = {
+                "get": {"tags": [module], "summary": f"Describe the action {module}.{name}",
+                        "operationId": f"describe_{module}_{name}",
+                        "responses": {"200": {"description": "its doc, parameters and result as JSON Schema"}}},
+                "post": {
+                    "tags": [module], "summary": f"Start {module}.{name}", "description": info["doc"] + owns,
+                    "operationId": f"start_{module}_{name}", "security": [{"HTTPBearer": []}],
+                    "requestBody": {"required": required,
+                                    "content": {"application/json": {"schema": info["parameters"]}}},
+                    "responses": {
+                        "201": {"description": "started: the invocation, to follow at its href (also in Location)",
+                                "headers": {"Location": {"schema": {"type": "string"}}},
+                                "content": {"application/json": {"schema": _invocation_schema(info)}}},
+                        "409": {"description": "busy: a running action owns what this one would drive"},
+                        "422": {"description": "an argument is invalid (the message names it, its limits and unit)"},
+                    },
+                },
+            }
     return paths

@@ -25,7 +25,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 
 from labbridge.core.errors import BridgeError
-from labbridge.frontend.openapi import module_paths
+from labbridge.frontend.openapi import action_paths, module_paths
 from labbridge.frontend.state import bridge_of
 
 # Swagger UI's and ReDoc's files, served at /docs-static by the app.
@@ -51,6 +51,7 @@ async def openapi(request: Request) -> Response:
         schema["info"]["description"] += "\n\nThe experiment process is not reachable: module paths are not listed."
     else:
         schema["paths"].update(module_paths(described["modules"]))
+        schema["paths"].update(action_paths(described["modules"]))
     return Response(orjson.dumps(schema), media_type="application/json")
 
 

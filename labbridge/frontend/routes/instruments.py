@@ -65,8 +65,8 @@ async def _audited_put(bridge: FrontendState, request: Request, module: str, att
                                 attribute=attribute, requested=requested, before=before, after=after, outcome=outcome)
 
 
-async def read_value(request: Request, limit: int) -> Any:
-    """The `value` of a `{"value": ...}` body, read with a size limit."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it is over `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
@@ -75,6 +75,12 @@ async def read_value(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def read_value(request: Request, limit: int) -> Any:
+    """The `value` of a `{"value": ...}` body, read with a size limit."""
+    body = await read_body(request, limit)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

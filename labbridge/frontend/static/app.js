@@ -133,7 +133,7 @@ function render(modules) {
       el("h2", {}, module), el("div", { class: "class" }, description.class),
       el("p", { class: "doc" }, description.doc),
       el("p", { class: "module-error", id: `module-error-${module}`, role: "status", hidden: true }),
-      el("table", {}, el("tbody", {}, ...rows))));
+      el("table", {}, el("tbody", {}, ...rows)), actionsPanel(module, description.actions)));
   }
 }
 
@@ -179,7 +179,8 @@ function connectLive() {
   const socket = new WebSocket(`${scheme}://${location.host}/ws${token ? `?token=${encodeURIComponent(token)}` : ""}`);
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
-    if (event.error) showReadError(event.module, event.attribute, event.message);
+    if (event.invocation) showInvocation(event.invocation);  // actions.js
+    else if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);
   };
   socket.onclose = () => setTimeout(connectLive, 1000);
