@@ -91,7 +91,7 @@ def test_int_attribute_rejects_floats_and_booleans() -> None:
     spec = Counter.attributes["steps"]
     assert spec.validate(3) == 3
     for bad in (3.0, True, "3"):
-        with pytest.raises(InvalidValue, match="steps must be a int"):
+        with pytest.raises(InvalidValue, match="steps must be an int"):
             spec.validate(bad)
 
 

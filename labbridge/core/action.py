@@ -122,7 +122,7 @@ class ActionSpec:
                 checked[name] = rule.validate(arguments[name])
             elif parameter.required:
                 limits = "" if rule.limits_text() == "unlimited" else f", {rule.limits_text()}"
-                raise InvalidValue(f"{self.name} needs the argument {name!r} (a {rule.type_name}{limits})")
+                raise InvalidValue(f"{self.name} needs the argument {name!r} ({rule.a_type}{limits})")
             else:
                 checked[name] = parameter.default
         return checked
@@ -133,7 +133,7 @@ class ActionSpec:
         try:
             return adapter.dump_python(adapter.validate_python(result), mode="json")
         except ValidationError as exc:
-            raise InstrumentError(f"action {self.name} returned {result!r}, expected a {self.returns.rule.type_name} "
+            raise InstrumentError(f"action {self.name} returned {result!r}, expected {self.returns.rule.a_type} "
                                   f"({exc.errors()[0]['msg']})") from None
 
     def describe(self, specs: dict[str, AttributeSpec[Any]]) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def _parameter(label: str, name: str, hint: Any, default: Any, attributes: dict[
         if spec is None:
             raise TypeError(f"{label}: Param(like={info.like!r}) names no attribute; known: {', '.join(attributes)}")
         if rule.base_type != spec.type:
-            raise TypeError(f"{label} is a {rule.type_name} but attribute {info.like!r} is a {spec.type_name}")
+            raise TypeError(f"{label} is {rule.a_type} but attribute {info.like!r} is {spec.rule.a_type}")
         rule = replace(rule, unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum, choices=spec.choices)
     rule.check_declaration(label)
     try:  # a type pydantic cannot describe or check is refused now, not on the first request

@@ -81,6 +81,11 @@ class ValueRule:
             return _TYPE_NAMES[base]
         return str(base) if get_origin(base) else getattr(base, "__name__", str(base))
 
+    @property
+    def a_type(self) -> str:
+        """The type name with its article, for messages ("a float", "an int")."""
+        return f"{'an' if self.type_name[:1] in 'aeiou' else 'a'} {self.type_name}"
+
     def check_declaration(self, what: str) -> None:
         """Raise TypeError if the declaration makes no sense; `what` names it ("attribute 'x'")."""
         if (self.minimum is not None or self.maximum is not None) and self.base_type not in (float, int):
@@ -100,7 +105,7 @@ class ValueRule:
             checked = _strict_adapter(self.type).validate_python(value, strict=True)
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
-            raise InvalidValue(f"{self.name} must be a {self.type_name}; got {value!r} ({reason})") from None
+            raise InvalidValue(f"{self.name} must be {self.a_type}; got {value!r} ({reason})") from None
         if checked is None:
             return None
         if self.choices is not None and checked not in self.choices:

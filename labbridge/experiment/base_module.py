@@ -61,8 +61,9 @@ class BaseModule:
                 raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
             table[name] = attribute.bind(hints[name])
             setattr(cls, name, table[name])
-        cls.attributes = table
-        cls.actions = collect_actions(cls, table, dict(getattr(super(cls, cls), "actions", {})))
+        # Actions before the tables are set: an action named `attributes` must be seen to be refused.
+        actions = collect_actions(cls, table, dict(getattr(super(cls, cls), "actions", {})))
+        cls.attributes, cls.actions = table, actions
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         self.name = name

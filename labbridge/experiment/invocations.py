@@ -109,7 +109,8 @@ class Invocations:
         wait = payload.get("wait", 0)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
             raise InvalidValue(f"wait must be 0 to {MAX_WAIT:g} s; got {wait!r}")
-        await invocation.wait_for_change(invocation.status, min(wait, until - time.time()))
+        if not invocation.is_finished:
+            await invocation.wait_for_change(invocation.status, min(wait, until - time.time()))
         return invocation.public()
 
     def check_free(self, module: str, attribute: str, refused: str = "") -> None:
