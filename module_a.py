@@ -70,6 +70,7 @@ class ModuleA(BaseModule):
                     ) -> CycleSummary:
         """Force-measurement cycles: out by `amplitude` and back, `count` times, at the current speed;
         the force at the far end of each stroke is its peak (the load cell is a spring)."""
+        self.report(0.0, f"stroke 1 of {count}")
         origin = await self.read_value("position")
         far, limit = origin + amplitude, self.specs["position"].maximum
         if limit is not None and far > limit:
