@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser import chromium
-from tests.processes import running_stack, write_config
+from tests.processes import running_stack, start_backend, start_frontend, write_config
 
 MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True}}
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Browser, str]]:
+def browser() -> Iterator[Browser]:
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def lab(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Browser, str]]:
     tmp = tmp_path_factory.mktemp("dashboard-actions")
     config = write_config(tmp / "config.yml", MODULES)
-    with running_stack(config, tmp) as (_, _, url), chromium() as browser:
+    with running_stack(config, tmp) as (_, _, url):
         yield browser, url
 
 
@@ -90,3 +98,28 @@ def test_a_run_started_elsewhere_shows_up_and_its_failure_is_shown(page: tuple[P
     browser.wait_for_selector("#status-module_a-move[data-status=failed]", timeout=3000)
     assert "the carriage was halted at" in status_of(browser, "move")
     assert httpx.get(f"{url}{move['href']}").json()["status"] == "failed"
+
+
+def test_a_run_lost_when_the_experiment_process_was_killed_shows_as_lost(browser: Browser, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", MODULES)
+    backend = start_backend(config, tmp_path / "backend.log")
+    frontend, url = start_frontend(config, tmp_path / "frontend.log")
+    page = browser.new_page()
+    try:
+        page.goto(url + "/")
+        page.wait_for_selector("#action-module_a-move")
+        httpx.post(f"{url}/module_a/move", json={"to": 90, "speed": 5})
+        page.wait_for_selector("#status-module_a-move[data-status=running]", timeout=3000)
+        backend.signal(signal.SIGKILL)
+        backend.wait(5)
+        page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+        backend = start_backend(config, tmp_path / "backend2.log")
+        page.wait_for_selector("#status-module_a-move[data-status=lost]", timeout=10_000)
+        assert status_of(page, "move").startswith("lost: the experiment process stopped while this ran")
+        assert page.locator("#cancel-module_a-move").is_hidden()
+        page.reload()  # the frontend's cache of live events still holds "running": the page asks the backend
+        page.wait_for_selector("#status-module_a-move[data-status=lost]", timeout=10_000)
+    finally:
+        page.close()
+        frontend.stop()
+        backend.stop()

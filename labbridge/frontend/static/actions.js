@@ -3,6 +3,13 @@
 "use strict";
 
 const shownInvocations = {};  // "module.action" -> the invocation on show (the newest one)
+const STAGE = { pending: 0, running: 1 };  // then finished: an invocation only moves forward
+
+async function refreshInvocations() {
+  // The experiment process's word, e.g. after it restarted: what ran then is now lost.
+  const body = await getJSON("/invocations");
+  for (const invocation of body.invocations.reverse()) showInvocation(invocation);  // oldest first, newest last
+}
 
 function actionsPanel(module, actions) {
   const names = Object.keys(actions || {});
@@ -131,6 +138,7 @@ function showInvocation(invocation) {
   const key = `${invocation.module}.${invocation.action}`;
   const shown = shownInvocations[key];
   if (shown && shown.id !== invocation.id && shown.created > invocation.created) return;  // an older run's news
+  if (shown && shown.id === invocation.id && (STAGE[invocation.status] ?? 2) < (STAGE[shown.status] ?? 2)) return;
   shownInvocations[key] = invocation;
   const id = `${invocation.module}-${invocation.action}`;
   const form = document.getElementById(`action-${id}`);

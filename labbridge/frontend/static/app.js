@@ -191,6 +191,7 @@ async function start() {
     state.modules = (await getJSON("/modules")).modules;
     render(state.modules);
     await refreshValues();
+    await refreshInvocations();  // actions.js
   } catch (failure) {
     setBackend(false, failure.message);
   }
