@@ -13,6 +13,7 @@ import pytest
 
 from base_module import Attribute, BaseModule, InvalidValue, ModuleSettings, Param, action
 from labbridge.core.action import FINISHED
+from labbridge.core.config import ConfigError
 from labbridge.core.errors import (
     AlreadyFinished,
     Busy,
@@ -403,3 +404,9 @@ def test_a_get_of_an_action_describes_it() -> None:
     described = run(scenario)
     assert described["module"] == "winch" and described["action"] == "reel" and described["owns"] == ["length"]
     assert described["parameters"]["properties"]["to"]["maximum"] == 100
+
+
+def test_a_data_dir_that_cannot_be_used_stops_the_start_with_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(ConfigError, match="data_dir: cannot use"):
+        InvocationJournal(tmp_path / "data").recover(time.time())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labbridge.core.action import STATUSES
 from labbridge.core.attribute import limits_text
 
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
@@ -65,7 +66,7 @@ def _invocation_schema(action: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {
         "id": {"type": "string"}, "module": {"type": "string"}, "action": {"type": "string"},
         "arguments": action["parameters"],
-        "status": {"enum": ["pending", "running", "completed", "failed", "cancelled", "lost"]},
+        "status": {"enum": list(STATUSES)},
         "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "message": {"type": ["string", "null"], "description": "the latest status line the action reported"},
         "result": {"anyOf": [action["returns"], {"type": "null"}]},
