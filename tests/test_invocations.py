@@ -16,6 +16,7 @@ from labbridge.core.action import FINISHED
 from labbridge.core.config import ConfigError
 from labbridge.core.errors import (
     AlreadyFinished,
+    BackendBusy,
     Busy,
     MalformedRequest,
     NotAnAction,
@@ -102,8 +103,8 @@ class Winch(BaseModule):
         return await asyncio.to_thread(work)
 
 
-def winch() -> Winch:
-    return Winch("winch", ModuleSettings.model_validate({"class": "tests.test_invocations.Winch"}))
+def winch(**settings: Any) -> Winch:
+    return Winch("winch", ModuleSettings.model_validate({"class": "tests.test_invocations.Winch", **settings}))
 
 
 def experiment(tmp: Path | None = None, history: int = 100, module: Winch | None = None) -> Experiment:
@@ -410,3 +411,26 @@ def test_a_data_dir_that_cannot_be_used_stops_the_start_with_a_config_error(tmp_
     (tmp_path / "data").write_text("a file where the folder should be")
     with pytest.raises(ConfigError, match="data_dir: cannot use"):
         InvocationJournal(tmp_path / "data").recover(time.time())
+
+
+def test_a_module_runs_at_most_queue_limit_actions_at_once() -> None:
+    async def scenario(exp: Experiment) -> None:
+        for _ in range(2):
+            await exp.handle(invoke("block", seconds=5))
+        with pytest.raises(BackendBusy, match="module winch has 2 actions running"):
+            await exp.handle(invoke("look"))
+
+    run(scenario, experiment(module=winch(queue_limit=2)))
+
+
+def test_the_journal_is_compacted_to_what_must_be_kept(tmp_path: Path) -> None:
+    journal = InvocationJournal(tmp_path, compact_after=10)
+    journal.recover(time.time())
+    record = {"module": "winch", "action": "reel", "arguments": {}, "created": 1.0, "started": None}
+    journal.started({**record, "id": "open"})
+    for number in range(20):
+        journal.started({**record, "id": f"done{number}"})
+        journal.ended(f"done{number}", "completed", 2.0)
+    lines = (tmp_path / FILE_NAME).read_bytes().splitlines()
+    assert len(lines) < 12
+    assert [r["id"] for r in InvocationJournal(tmp_path).recover(3.0)] == ["open"]  # still known as lost

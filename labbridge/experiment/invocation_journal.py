@@ -6,9 +6,10 @@ written to `<data_dir>/invocations.jsonl` when it is accepted and again when it
 ends, each line flushed and fsynced before going on.  At start, `recover` reads
 the file: an invocation with a start and no end was running when the process
 died, and becomes `lost`.  The file is then rewritten (atomically) with only
-the lost ones, kept as start and end records, so it stays small and they are
-still reported after a further restart.  A torn last line, as a kill in the
-middle of a write leaves, is skipped.
+the lost ones, kept as start and end records, so they are still reported after
+a further restart; it is rewritten the same way (with the open ones too) every
+COMPACT_AFTER lines, so it stays small however long the process runs.  A torn
+last line, as a kill in the middle of a write leaves, is skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,22 @@ log = logging.getLogger(__name__)
 FILE_NAME = "invocations.jsonl"
 # Lost invocations remembered at most (the newest are kept).
 KEEP_LOST = 1000
+# Lines after which the file is rewritten with only what must be kept.
+COMPACT_AFTER = 10_000
 _START_FIELDS = ("id", "module", "action", "arguments", "created", "started")
 
 
 class InvocationJournal:
     """An append-only, fsynced record of the invocations that were accepted and that ended."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, compact_after: int = COMPACT_AFTER) -> None:
         self.path = data_dir / FILE_NAME
+        self.compact_after = compact_after
         self._fd: int | None = None
+        self._lock = threading.Lock()  # called from worker threads (the fsync is kept off the event loop)
+        self._open: dict[str, dict[str, Any]] = {}  # accepted and not ended yet
+        self._lost: list[dict[str, Any]] = []
+        self._lines = 0
 
     def recover(self, now: float) -> list[dict[str, Any]]:
         """The invocations that never ended (now lost) or ended lost before; then start a fresh file with them."""
@@ -63,16 +72,32 @@ class InvocationJournal:
         lost = sorted(started.values(), key=lambda r: r.get("created") or 0)[-KEEP_LOST:]
         for record in lost:
             record["finished"] = record.get("finished") or now
-        self._rewrite(lost)
-        return lost
+        with self._lock:
+            self._lost, self._open = lost, {}
+            try:
+                self._rewrite()
+            except OSError as exc:
+                raise ConfigError(f"data_dir: cannot write {self.path}: {exc.strerror}") from None
+        return [dict(r) for r in lost]
 
     def started(self, record: dict[str, Any]) -> None:
-        self._append({"event": "start", **{k: record[k] for k in _START_FIELDS}})
+        entry = {k: record[k] for k in _START_FIELDS}
+        with self._lock:
+            self._open[entry["id"]] = entry
+            self._append({"event": "start", **entry})
 
     def ended(self, ident: str, status: str, finished: float) -> None:
-        self._append({"event": "end", "id": ident, "status": status, "finished": finished})
+        with self._lock:
+            self._open.pop(ident, None)
+            self._append({"event": "end", "id": ident, "status": status, "finished": finished})
+            if self._lines >= self.compact_after:  # a process running for months keeps a small file
+                self._rewrite()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -82,26 +107,25 @@ class InvocationJournal:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         os.fsync(self._fd)
+        self._lines += 1
 
-    def _rewrite(self, lost: list[dict[str, Any]]) -> None:
-        self.close()
-        lines = b"".join(
-            orjson.dumps({"event": "start", **{k: r[k] for k in _START_FIELDS}}, option=orjson.OPT_APPEND_NEWLINE)
-            + orjson.dumps({"event": "end", "id": r["id"], "status": "lost", "finished": r["finished"]},
-                           option=orjson.OPT_APPEND_NEWLINE)
-            for r in lost)
+    def _rewrite(self) -> None:
+        """Replace the file, atomically, by the lost invocations and those still open."""
+        self._close()
+        records = [record for lost in self._lost for record in (
+            {"event": "start", **{k: lost[k] for k in _START_FIELDS}},
+            {"event": "end", "id": lost["id"], "status": "lost", "finished": lost["finished"]})]
+        records += [{"event": "start", **entry} for entry in self._open.values()]
         temporary = self.path.with_suffix(".tmp")
-        try:
-            with open(temporary, "wb") as file:
-                file.write(lines)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-            if sys.platform != "win32":  # make the rename itself durable
-                directory = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(directory)
-                finally:
-                    os.close(directory)
-        except OSError as exc:
-            raise ConfigError(f"data_dir: cannot write {self.path}: {exc.strerror}") from None
+        with open(temporary, "wb") as file:
+            file.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+        if sys.platform != "win32":  # make the rename itself durable
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        self._lines = len(records)

@@ -29,6 +29,7 @@ from labbridge.core.action import MAX_WAIT, STATUSES, ActionSpec
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.errors import (
     AlreadyFinished,
+    BackendBusy,
     BridgeError,
     Busy,
     InstrumentError,
@@ -131,6 +132,9 @@ class Invocations:
             checked = spec.check_arguments(arguments, module.specs)
             for attribute in spec.owns:
                 self.check_free(module.name, attribute, f"{name} cannot start: ")
+            running = sum(1 for inv in self._all.values() if inv.module == module.name and not inv.is_finished)
+            if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
+                raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
         except BridgeError as exc:
             await self._audit("invoke", None, module.name, name, identity, client, exc.code, arguments)
             raise
