@@ -5,8 +5,8 @@ failed poll), and each change of an invocation of an action, on a ZeroMQ PUB
 socket.  LiveFeed subscribes once, keeps the latest event per attribute and per
 action, and hands every event to every subscriber's queue; a browser that
 connects (or reconnects) first gets the latest value of every attribute and the
-latest invocation of every action, so it catches up at once.  A subscriber that cannot keep up loses
-the oldest events, never blocks the others.
+latest invocation of every action, so it catches up at once.  A subscriber
+that cannot keep up loses the oldest events, never blocks the others.
 """
 
 from __future__ import annotations
