@@ -1,4 +1,4 @@
-"""What a module author imports: `from base_module import BaseModule, Attribute`.
+"""What a module author imports: `from base_module import BaseModule, Attribute, action, Param`.
 
 The proof of concept's modules start with `from base_module import BaseModule`;
 that keeps working.  Everything here is re-exported from the labbridge package
@@ -18,8 +18,10 @@ from labbridge import (
     InstrumentUnreachable,
     InvalidValue,
     ModuleSettings,
+    Param,
     Reading,
     ScpiModule,
+    action,
 )
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "InstrumentUnreachable",
     "InvalidValue",
     "ModuleSettings",
+    "Param",
     "Reading",
     "ScpiModule",
+    "action",
 ]

@@ -3,16 +3,21 @@
 It shows that BaseModule's HTTP cycle is only the default: a module overrides
 the driver hooks `read`, `write` and `read_many` and talks to whatever it
 likes.  Here that is memory: a software setpoint that scripts and notebooks
-share (a target temperature that a control loop reads, a run label).  The
-benchmark uses it to measure the bridge without an instrument hop.
+share (a target temperature that a control loop reads, a run label).  `ramp`
+changes it steadily over time, as an action.  The benchmark uses it to measure
+the bridge without an instrument hop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from base_module import Attribute, BaseModule, ModuleSettings
+from base_module import Attribute, BaseModule, ModuleSettings, Param, action
+
+# Seconds between two steps of a ramp.
+RAMP_STEP = 0.05
 
 
 class Setpoint(BaseModule):
@@ -26,6 +31,23 @@ class Setpoint(BaseModule):
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         super().__init__(name, settings)
         self.state: dict[str, Any] = {"value": 0.0, "label": "", "changed_at": 0.0}
+
+    @action(owns=("value",))
+    async def ramp(self, to: Annotated[float, Param(like="value", doc="The value to end at.")],
+                   rate: Annotated[float, Param(minimum=0.001, maximum=1e9, doc="How fast the value changes, per second.")],
+                   ) -> Annotated[float, Param(doc="The value reached.")]:
+        """Change the value steadily to `to` at `rate` per second, one step every 50 ms; cancelling leaves it
+        where it got."""
+        start = await self.read_value("value")
+        duration = abs(to - start) / rate
+        began = time.monotonic()
+        while True:
+            done = 1.0 if duration == 0 else min(1.0, (time.monotonic() - began) / duration)
+            value = await self.write_value("value", to if done >= 1.0 else start + (to - start) * done)
+            self.report(done, f"at {value:g}")
+            if done >= 1.0:
+                return float(value)
+            await asyncio.sleep(RAMP_STEP)
 
     async def read(self, name: str) -> Any:
         return self.state[name]

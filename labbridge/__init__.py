@@ -33,14 +33,17 @@ _PUBLIC = {
     "InstrumentUnreachable": "labbridge.core.errors",
     "InstrumentTimeout": "labbridge.core.errors",
     "InvalidValue": "labbridge.core.errors",
+    "action": "labbridge.core.action",
+    "Param": "labbridge.core.action",
 }
 
 __all__ = [
     "Attribute", "BaseModule", "BridgeError", "HttpDialect", "InstrumentError", "InstrumentTimeout",
-    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Reading", "ScpiModule",
+    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "ScpiModule", "action",
 ]
 
 if TYPE_CHECKING:
+    from labbridge.core.action import Param, action
     from labbridge.core.attribute import Attribute
     from labbridge.core.config import ModuleSettings
     from labbridge.core.errors import BridgeError, InstrumentError, InstrumentTimeout, InstrumentUnreachable, InvalidValue

@@ -23,7 +23,7 @@ def settings(**extra: object) -> ModuleSettings:
 
 
 def test_declarations_are_collected_with_their_annotated_types() -> None:
-    assert list(ModuleA.attributes) == ["position", "speed", "force", "temperature", "serial_number", "trace"]
+    assert list(ModuleA.attributes) == ["position", "speed", "force", "temperature", "serial_number", "trace", "moving"]
     assert ModuleA.attributes["trace"].type == list[float] and ModuleA.attributes["trace"].is_array
     assert POSITION.type is float and POSITION.unit == "mm" and POSITION.writable
     assert ModuleA.attributes["serial_number"].type is str
@@ -97,7 +97,7 @@ def test_int_attribute_rejects_floats_and_booleans() -> None:
     spec = Counter.attributes["steps"]
     assert spec.validate(3) == 3
     for bad in (3.0, True, "3"):
-        with pytest.raises(InvalidValue, match="steps must be a int"):
+        with pytest.raises(InvalidValue, match="steps must be an int"):
             spec.validate(bad)
 
 

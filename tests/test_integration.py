@@ -29,7 +29,7 @@ def test_force_follows_position(stack: Stack) -> None:
 def test_attributes_lists_every_readable_value_with_units(stack: Stack) -> None:
     body = httpx.get(f"{stack.url}/module_a/attributes").json()
     assert body["module"] == "module_a"
-    assert set(body["attributes"]) == {"position", "speed", "force", "temperature", "serial_number"}
+    assert set(body["attributes"]) == {"position", "speed", "force", "temperature", "serial_number", "moving"}
     assert body["attributes"]["serial_number"] == {"value": "SIM-0001", "unit": None}
     assert body["attributes"]["temperature"]["unit"] == "degC"
 

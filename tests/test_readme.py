@@ -18,6 +18,9 @@ from tests.processes import ROOT, running_stack, shipped_history, shipped_module
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Readings of simulated sensors and recorded points: their digits vary, their presence and type do not.
 VARYING = {"force", "temperature", "points"}
+# What the bridge makes anew on every run, an invocation's id and times: compared by type (a null stays null).
+# An id the README shows stands for the one really returned, in the commands and outputs that follow it.
+GENERATED = {"id", "created", "started", "finished"}
 
 
 def blocks(language: str) -> list[str]:
@@ -36,13 +39,30 @@ def curl_examples() -> list[tuple[str, str]]:
 def same(expected: Any, actual: Any, key: str = "") -> bool:
     if key in VARYING and isinstance(expected, list):
         return isinstance(actual, list) and all(isinstance(p, list) for p in actual)
+    if key in GENERATED:
+        return type(expected) is type(actual)
     if key in VARYING and isinstance(expected, dict):
         return isinstance(actual, dict) and set(expected) == set(actual) and all(
             isinstance(actual[k], type(expected[k])) for k in expected)
     if isinstance(expected, dict):
         return isinstance(actual, dict) and set(expected) == set(actual) and all(
-            same(expected[k], actual[k], k if k in VARYING else key) for k in expected)
+            same(expected[k], actual[k], k if k in VARYING | GENERATED else key) for k in expected)
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(expected) == len(actual) and all(
+            same(e, a, key) for e, a in zip(expected, actual))
     return bool(expected == actual and type(expected) is type(actual))
+
+
+def generated_ids(expected: Any, actual: Any) -> dict[str, str]:
+    """README id -> id really returned, for every invocation id in an output."""
+    if isinstance(expected, list) and isinstance(actual, list):
+        return {k: v for e, a in zip(expected, actual) for k, v in generated_ids(e, a).items()}
+    if not (isinstance(expected, dict) and isinstance(actual, dict)):
+        return {}
+    found = {expected["id"]: actual["id"]} if isinstance(expected.get("id"), str) and "id" in actual else {}
+    for key in expected.keys() & actual.keys():
+        found.update(generated_ids(expected[key], actual[key]))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +79,33 @@ def test_readme_has_curl_examples() -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is installed by .ci/run")
+def shows(expected: str, printed: str, ids: dict[str, str]) -> bool:
+    """Whether `printed` is what the README shows; learns the ids it returned (README id -> real id)."""
+    ids.update(generated_ids(orjson.loads(expected), orjson.loads(printed)))
+    for shown, real in ids.items():
+        expected = expected.replace(shown, real)
+    return same(orjson.loads(expected), orjson.loads(printed))
+
+
 def test_curl_examples_print_what_the_readme_shows(base_url: str) -> None:
+    ids: dict[str, str] = {}
     for command, expected in curl_examples():
+        for shown, real in ids.items():
+            command = command.replace(shown, real)
         args = [a.replace("localhost:8000", base_url) for a in shlex.split(command)]
         printed = subprocess.run(args, capture_output=True, text=True, timeout=30).stdout
-        assert same(orjson.loads(expected), orjson.loads(printed)), f"$ {command}\nREADME: {expected}\nactual: {printed}"
+        assert shows(expected, printed, ids), f"$ {command}\nREADME: {expected}\nactual: {printed}"
+
+
+def test_the_comparison_takes_generated_fields_by_type_and_follows_ids() -> None:
+    shown = {"id": "abc", "created": 1.5, "started": None, "status": "pending", "href": "/invocations/abc"}
+    real = {**shown, "id": "def", "created": 2.5, "href": "/invocations/def"}
+    ids: dict[str, str] = {}
+    assert shows(orjson.dumps(shown).decode(), orjson.dumps(real).decode(), ids) and ids == {"abc": "def"}
+    assert shows('{"message": "cancel abc"}', '{"message": "cancel def"}', ids)  # later outputs name it too
+    assert not shows(orjson.dumps(shown).decode(), orjson.dumps({**real, "started": 2.5}).decode(), {})  # null is null
+    assert not shows(orjson.dumps(shown).decode(), orjson.dumps({**real, "status": "running"}).decode(), {})
+    assert not shows(orjson.dumps(shown).decode(), orjson.dumps({**real, "href": "/invocations/xyz"}).decode(), {})
 
 
 def test_module_examples_are_valid_modules() -> None:

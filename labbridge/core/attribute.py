@@ -19,8 +19,9 @@ unless declared), in both directions: a longer value is refused before it
 reaches the instrument, and a longer reading is an instrument error, so no
 oversized value is kept, published live or replayed to dashboards.
 
-Writes are checked with pydantic in strict mode (its messages name the problem
-for the client).  Readings, on the path of every GET, are converted with
+Writes are checked by the declaration's `ValueRule` (values.py, shared with
+action parameters): pydantic in strict mode, whose messages name the problem
+for the client.  Readings, on the path of every GET, are converted with
 msgspec, which checks a 100,000-sample trace about four times faster.
 """
 
@@ -28,22 +29,21 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Generic, TypeVar, get_origin, overload
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any, Generic, TypeVar, get_origin, overload
 
 import msgspec
-from pydantic import AllowInfNan, TypeAdapter, ValidationError
 
-from labbridge.core.errors import InstrumentError, InvalidValue
+from labbridge.core.errors import InstrumentError
+from labbridge.core.values import DEFAULT_MAX_LENGTH, ValueRule, shown
+from labbridge.core.values import limits_text as limits_text  # where openapi.py and others find it
 
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Names that the module itself answers (GET /<module>/attributes, /parameters).
 RESERVED_NAMES = frozenset({"attributes", "parameters"})
-_TYPE_NAMES = {float: "float", int: "int", str: "str", bool: "bool"}
-DEFAULT_MAX_LENGTH = 4096  # characters of a str attribute: a label, a mode, a serial number
-_SHOWN = 60  # characters of a refused value quoted back in a message
 
 
 def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
@@ -57,23 +57,6 @@ def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum:
     """
     return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc,
                          scpi=scpi, max_length=max_length)
-
-
-def shown(value: Any) -> str:
-    """A value as quoted in an error message, cut short: a refused value may be megabytes long."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
-
-
-def limits_text(minimum: float | None, maximum: float | None, unit: str = "") -> str:
-    """Limits in words ("0 to 100 mm", "at least 0 mm"); `unit` is appended as given."""
-    if minimum is not None and maximum is not None:
-        return f"{minimum:g} to {maximum:g}{unit}"
-    if minimum is not None:
-        return f"at least {minimum:g}{unit}"
-    if maximum is not None:
-        return f"at most {maximum:g}{unit}"
-    return "unlimited"
 
 
 @dataclass(frozen=True)
@@ -95,7 +78,6 @@ class AttributeSpec(Generic[T]):
     max_length: int | None = None  # str only; DEFAULT_MAX_LENGTH when not declared
     name: str = ""
     type: Any = None
-    _strict: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)
 
     def __set_name__(self, owner: type, name: str) -> None:
         # The dataclass is frozen so a declaration cannot be changed by accident
@@ -118,20 +100,10 @@ class AttributeSpec(Generic[T]):
         """Return a copy that knows its value type, checking the declaration makes sense."""
         if not _NAME.match(self.name) or self.name in RESERVED_NAMES:
             raise TypeError(f"attribute name {self.name!r} must be lower_snake_case and not one of {sorted(RESERVED_NAMES)}")
-        numeric = annotation in (float, int)
-        if (self.minimum is not None or self.maximum is not None) and not numeric:
-            raise TypeError(f"attribute {self.name!r}: limits need a float or int type, not {annotation!r}")
-        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
-            raise TypeError(f"attribute {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}")
-        max_length = self.max_length
-        if annotation is str:
-            max_length = DEFAULT_MAX_LENGTH if max_length is None else max_length
-            if max_length < 1:
-                raise TypeError(f"attribute {self.name!r}: max_length must be at least 1, not {max_length}")
-        elif max_length is not None:
-            raise TypeError(f"attribute {self.name!r}: max_length needs the str type, not {annotation!r}")
-        strict_type: Any = Annotated[annotation, AllowInfNan(False)] if numeric else annotation
-        return replace(self, type=annotation, max_length=max_length, _strict=TypeAdapter(strict_type))
+        max_length = DEFAULT_MAX_LENGTH if annotation is str and self.max_length is None else self.max_length
+        bound = replace(self, type=annotation, max_length=max_length)
+        bound.rule.check_declaration(f"attribute {self.name!r}")
+        return bound
 
     def narrowed(self, minimum: float | None, maximum: float | None) -> AttributeSpec[T]:
         """Return a copy with tighter limits (config.yml may narrow, never widen)."""
@@ -148,36 +120,25 @@ class AttributeSpec(Generic[T]):
     def is_array(self) -> bool:
         return get_origin(self.type) is list
 
+    @cached_property
+    def rule(self) -> ValueRule:
+        """What a written value must be (shared with action parameters); built once per declaration."""
+        return ValueRule(self.name, self.type, self.unit, self.minimum, self.maximum, self.choices, self.max_length)
+
     @property
     def type_name(self) -> str:
-        if self.type in _TYPE_NAMES:
-            return _TYPE_NAMES[self.type]
-        return str(self.type) if get_origin(self.type) else getattr(self.type, "__name__", str(self.type))
-
-    def too_long(self, value: Any) -> bool:
-        return isinstance(value, str) and self.max_length is not None and len(value) > self.max_length
+        return self.rule.type_name
 
     def within_limits(self, value: float) -> bool:
-        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+        return self.rule.within_limits(value)
 
     def limits_text(self) -> str:
-        return limits_text(self.minimum, self.maximum, f" {self.unit}" if self.unit else "")
+        return self.rule.limits_text()
 
     def validate(self, value: Any) -> T:
         """Check a value a client wants to write; raise InvalidValue naming the problem."""
-        assert self._strict is not None, "Attribute used before BaseModule bound it"
-        try:
-            checked = self._strict.validate_python(value, strict=True)
-        except ValidationError as exc:
-            reason = exc.errors()[0]["msg"]
-            raise InvalidValue(f"{self.name} must be a {self.type_name}; got {shown(value)} ({reason})") from None
-        if self.too_long(checked):
-            raise InvalidValue(f"{self.name} must be at most {self.max_length} characters; got {len(checked)}")
-        if self.choices is not None and checked not in self.choices:
-            raise InvalidValue(f"{self.name} must be one of {list(self.choices)}; got {shown(checked)}")
-        if isinstance(checked, (int, float)) and not self.within_limits(checked):
-            raise InvalidValue(f"{self.name} must be {self.limits_text()}; got {value!r}")
-        return checked  # type: ignore[no-any-return]
+        assert self.type is not None, "Attribute used before BaseModule bound it"
+        return self.rule.validate(value)  # type: ignore[no-any-return]
 
     def coerce_reading(self, value: Any, module: str) -> T:
         """Check a value the instrument sent; garbage becomes InstrumentError."""
@@ -189,7 +150,7 @@ class AttributeSpec(Generic[T]):
             raise InstrumentError(
                 f"instrument of {module} sent {shown(value)} for {self.name}, expected a {self.type_name}"
             ) from None
-        if self.too_long(checked):
+        if self.rule.too_long(checked):
             raise InstrumentError(f"instrument of {module} sent {len(checked)} characters for {self.name}, "
                                   f"over its max_length of {self.max_length}")
         if isinstance(checked, float) and math.isnan(checked):

@@ -28,6 +28,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
+    | {"invocations"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.
@@ -173,6 +174,12 @@ class HistorySettings(_Strict):
     max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted
 
 
+class ActionSettings(_Strict):
+    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`."""
+
+    history: Annotated[int, Field(ge=1, le=10000)] = 100
+
+
 class Config(_Strict):
     """The whole of config.yml."""
 
@@ -181,6 +188,8 @@ class Config(_Strict):
     modules: dict[str, ModuleSettings]
     history: HistorySettings | None = None  # absent: nothing is recorded
     audit_log: str | None = None  # JSON Lines file both processes append every write to (core/audit.py)
+    actions: ActionSettings = ActionSettings()
+    data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:

@@ -14,6 +14,11 @@ so that one exception handler in main.py renders every error.
     ├── UnknownAttribute         404 unknown_attribute
     ├── HistoryOff               404 history_off
     ├── ReadOnlyAttribute        405 read_only
+    ├── UnknownAction            404 unknown_action
+    ├── UnknownInvocation        404 unknown_invocation
+    ├── NotAnAction              405 method_not_allowed (POST to an attribute)
+    ├── Busy                     409 busy (an action holds what the request would change)
+    ├── AlreadyFinished          409 already_finished (cancelling a finished invocation)
     ├── MalformedRequest         422 malformed_request
     ├── ClientDisconnected       400 client_disconnected (nobody hears it: for the audit log)
     ├── PayloadTooLarge          413 payload_too_large
@@ -184,6 +189,42 @@ class BackendTimeout(BridgeError):
 class DeadlineExceeded(BridgeError):
     status = 504
     code = "deadline_exceeded"
+
+
+class UnknownAction(BridgeError):
+    status = 404
+    code = "unknown_action"
+
+
+class UnknownInvocation(BridgeError):
+    status = 404
+    code = "unknown_invocation"
+
+
+class NotAnAction(BridgeError):
+    """POST to an attribute: `allow` names the methods it takes (the frontend fills it in)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, detail: str, allow: str = "GET, PUT") -> None:
+        super().__init__(detail)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
+
+
+class Busy(BridgeError):
+    """A running action owns what the request would change; the message names the invocation to cancel."""
+
+    status = 409
+    code = "busy"
+
+
+class AlreadyFinished(BridgeError):
+    status = 409
+    code = "already_finished"
 
 
 # Appended to a timeout on a write: the instrument may or may not have applied it.

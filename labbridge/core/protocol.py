@@ -32,8 +32,15 @@ from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
-Op = Literal["get", "put", "describe", "ping", "history"]
-OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"})
+Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations"]
+# Actions (see core/action.py): `value` carries each op's payload, an object:
+#   invoke       module, attribute = the action; {"arguments": {...}}
+#   cancel       {"id": invocation id}
+#   invocation   {"id": invocation id, "wait": seconds to wait for its status to change (0: answer at once)}
+#   invocations  {"module": str|null, "status": str|null}: newest first
+# (who asks travels in the request's own `client` and `identity`, as for a put).
+INVOCATION_OPS: frozenset[str] = frozenset({"invoke", "cancel", "invocation", "invocations"})
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 # Live values: on the events socket a frontend sends this after each handshake, then
 # receives [module, event JSON] frames (experiment/events.py, frontend/live.py).

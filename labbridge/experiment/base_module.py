@@ -14,27 +14,39 @@ its hardware another way overrides `read` and `write` (and `read_many` if the
 instrument can report several values at once; by default it reads them one at
 a time).  Hooks written with plain `def` block, and run on the module's own
 worker thread (worker.py); `async def` hooks run on the event loop.
+
+Actions (`@action` methods, see core/action.py) are collected into `actions`
+the same way.  An action runs for a while without holding its module: it
+reaches the instrument through `read_value`, `write_value` and `send_command`
+(the fourth hook, `command`: `POST` to the attribute's path by default), each
+of which takes the module's turn (`turn()`) among client requests; it tells
+its progress with `report` and checks `cancelled` where it loops or blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple, ParamSpec, get_type_hints
 
 import orjson
 
+from labbridge.core.action import ActionSpec, collect_actions
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.config import ModuleSettings
 from labbridge.core.errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
 from labbridge.experiment.drivers.http_dialect import HOME, HttpDialect, HttpDriver
 from labbridge.experiment.instrument_client import InstrumentClient
+from labbridge.experiment.invocation import current_invocation
+from labbridge.experiment.turns import Turns
 from labbridge.experiment.worker import ModuleWorker
 
 P = ParamSpec("P")
 # What a module keeps on itself (ScpiModule its VISA `session`): an attribute of the same name would hide it.
-_INSTANCE_NAMES = frozenset({"name", "settings", "last_values", "specs", "dialect", "worker", "session"})
+_INSTANCE_NAMES = frozenset({"name", "settings", "last_values", "specs", "dialect", "worker", "session", "turns",
+                             "announce"})
 
 
 def driver_hook(hook: Callable[P, Any]) -> Callable[P, Any]:
@@ -57,6 +69,7 @@ class BaseModule:
     """An instrument, seen through its declared attributes."""
 
     attributes: ClassVar[dict[str, AttributeSpec[Any]]] = {}
+    actions: ClassVar[dict[str, ActionSpec]] = {}
     # Builds an ASGI app that imitates the instrument; `simulate: true` serves it.
     simulator: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
     # How the instrument's HTTP API spells things, for the default hooks (config.yml `path` may override the path).
@@ -72,12 +85,15 @@ class BaseModule:
                 raise TypeError(f"{cls.__name__}.{name} needs a type annotation, e.g. `{name}: float = Attribute(...)`")
             bound = attribute.bind(hints[name])
             parent = cls.__mro__[1]
-            if name not in table and issubclass(parent, BaseModule) and parent.uses_name(name):
+            inherited_action = name in getattr(parent, "actions", {})  # collect_actions says so more precisely
+            if name not in table and not inherited_action and issubclass(parent, BaseModule) and parent.uses_name(name):
                 raise TypeError(f"{cls.__name__}.{name}: the module itself uses the name {name!r}; "
                                 "name the attribute otherwise")
             table[name] = bound
             setattr(cls, name, table[name])
-        cls.attributes = table
+        # Actions before the tables are set: an action named `attributes` must be seen to be refused.
+        actions = collect_actions(cls, table, dict(getattr(super(cls, cls), "actions", {})))
+        cls.attributes, cls.actions = table, actions
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         self.name = name
@@ -92,6 +108,10 @@ class BaseModule:
         # Runs this module's driver hooks: blocking ones on its own thread, in order.
         self.worker = ModuleWorker(name)
         self._http: HttpDriver | None = None
+        # The module's place in line among requests; the Experiment that runs it shares its own.
+        self.turns = Turns()
+        # Publishes values that actions read and write (set by the Experiment to its live feed).
+        self.announce: Callable[[dict[str, Any]], None] = _drop
 
     @classmethod
     def uses_name(cls, name: str) -> bool:
@@ -194,7 +214,12 @@ class BaseModule:
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "doc": (cls.__doc__ or "").strip().split("\n\n")[0],
             "attributes": {n: s.describe() for n, s in self.specs.items()},
+            "actions": {n: a.describe(self.specs) for n, a in self.actions.items()},
         }
+
+    def describe_action(self, name: str) -> dict[str, Any]:
+        """`GET /<module>/<action>`: one action's description."""
+        return {"module": self.name, "action": name, **self.actions[name].describe(self.specs)}
 
     async def _read_declared(self, names: list[str]) -> dict[str, Any]:
         raw = await self.worker.run(self.read_many, names)
@@ -205,6 +230,49 @@ class BaseModule:
             values[n] = self.specs[n].coerce_reading(raw[n], self.name)
         self.last_values.update(values)
         return values
+
+    # -- what actions call: each driver call takes the module's turn ------------
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """`async with self.turn():` holds the module for the block, after every request already waiting."""
+        return self.turns.take()
+
+    async def read_value(self, name: str) -> Any:
+        """Read an attribute in the module's turn (checked like any read, published live); return its value."""
+        async with self.turn():
+            answer = await self.get(name)
+            value = self.last_values[name]  # an array's parsed value, where `answer` holds its JSON
+        self.announce(answer)
+        return value
+
+    async def write_value(self, name: str, value: Any) -> Any:
+        """Write an attribute in the module's turn (validated like a PUT, published live); return what it reports."""
+        async with self.turn():
+            answer = await self.put(name, value)
+        self.announce(answer)
+        return answer["value"]
+
+    async def send_command(self, name: str, **arguments: Any) -> Any:
+        """Run an instrument command (the `command` hook) in the module's turn; return its answer."""
+        async with self.turn():
+            return await self.worker.run(self.command, name, arguments)
+
+    def report(self, progress: float | None = None, message: str | None = None) -> None:
+        """Tell the running action's progress (0..1) and/or a status line; clients see it live."""
+        invocation = current_invocation.get()
+        if invocation is not None:
+            invocation.report(progress, message)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the running action was asked to stop (for loops and blocking code between awaits)."""
+        invocation = current_invocation.get()
+        return invocation is not None and invocation.cancel_requested.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise CancelledError if the running action was asked to stop; its clean-up then runs."""
+        if self.cancelled:
+            raise asyncio.CancelledError
 
     # -- driver hooks: the instrument's HTTP API by default ----------------------
 
@@ -222,6 +290,14 @@ class BaseModule:
             readings = {name: await self.worker.run(self.read, name) for name in names}
             return {name: r.value if isinstance(r, Reading) else r for name, r in readings.items()}
         return await self._driver().read_many(names)
+
+    @driver_hook
+    async def command(self, name: str, arguments: dict[str, Any]) -> Any:
+        """An instrument command for actions: `POST` to the attribute path of `name` with the arguments as JSON
+        (in the class's HTTP dialect); a module that drives other hardware overrides it."""
+        if not self.speaks_http():
+            raise InstrumentError(f"module {self.name} has no driver for the command {name!r} (override `command`)")
+        return await self._driver().command(name, arguments)
 
     def _driver(self) -> HttpDriver:
         if self._http is None:

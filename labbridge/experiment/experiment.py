@@ -10,7 +10,8 @@ whose deadline has passed is dropped before it reaches the instrument, and
 whatever a module raises becomes an error naming that module.  With an audit
 log configured, every write is recorded (core/audit.py): `started` on disk just
 before the driver is called, `finished` with its outcome after it, or `refused`
-when it never got that far.
+when it never got that far.  Actions run
+beside requests (invocations.py): their driver calls wait in the same queue.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import asyncio
 import importlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.audit import AuditedWrite, AuditLog, WriteAttempt
 from labbridge.experiment.base_module import BaseModule
-from labbridge.core.config import Config, ConfigError
+from labbridge.core.config import Config, ConfigError, resolve
 from labbridge.core.errors import (
     BackendBusy,
     BackendUnavailable,
@@ -40,8 +43,11 @@ from labbridge.core.errors import (
     UNKNOWN_OUTCOME,
 )
 from labbridge.core.history_query import HistoryQuery
-from labbridge.core.protocol import Request
+from labbridge.core.protocol import INVOCATION_OPS, Request
 from labbridge.experiment.history import HistoryRecorder
+from labbridge.experiment.invocation_journal import InvocationJournal
+from labbridge.experiment.invocations import Invocations
+from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +57,10 @@ REPLY_MARGIN = 0.05
 AUDITED_OPS = frozenset({"put"})
 
 
-@dataclass
-class _ModuleState:
+@dataclass(eq=False)
+class _ModuleState(Turns):
     """One module's turn-taking (a FIFO lock, how many hold or wait for it) and its health."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pending: int = 0
     last_contact: float | None = None  # Unix time the instrument last answered
     last_error: str | None = None  # the error of the last call, None once one succeeds
 
@@ -64,7 +68,9 @@ class _ModuleState:
 class Experiment:
     """The configured modules and the rules for running requests against them."""
 
-    def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None) -> None:
+    def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None, *,
+                 audit: AuditLog | None = None, kept_invocations: int = 100,
+                 journal: InvocationJournal | None = None) -> None:
         self.modules = modules
         self.simulators = simulators or {}
         self._states = {name: _ModuleState() for name in modules}
@@ -72,7 +78,11 @@ class Experiment:
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
         self.history: HistoryRecorder | None = None  # records what is published (config.yml `history:`)
-        self.audit: AuditLog | None = None  # records every write (config.yml's audit_log)
+        self.audit = audit  # records every write (config.yml's audit_log)
+        for name, module in modules.items():  # actions' driver calls queue with the requests, their values go live
+            module.turns, module.announce = self._states[name], partial(self._announce, module)
+        self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit)
+        self.invocations.publish = lambda event: self.publish(event)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -104,9 +114,12 @@ class Experiment:
                     simulators[name] = module_class.simulator(settings.simulator)
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{where}.simulator: {exc}") from None
-        return cls(modules, simulators)
+        return cls(modules, simulators, audit=AuditLog.from_config(config, Path(source)),
+                   kept_invocations=config.actions.history,
+                   journal=InvocationJournal(resolve(Path(source), config.data_dir)))
 
     async def start(self) -> None:
+        await self.invocations.start()
         for module in self.modules.values():
             await module.worker.run(module.start)
 
@@ -127,6 +140,7 @@ class Experiment:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        await self.invocations.close()  # first: a cancelled action's clean-up still needs its instrument
         for task in self._pollers:
             task.cancel()
         for module in self.modules.values():
@@ -171,10 +185,9 @@ class Experiment:
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
             return self.describe()
-        module = self.modules.get(request.module or "")
-        if module is None:
-            known = ", ".join(self.modules) or "none"
-            raise UnknownModule(f"no module named {request.module!r}; known: {known}")
+        if request.op in INVOCATION_OPS:
+            return await self.invocations.handle(request)
+        module = self.module(request.module)
         name = request.attribute
         if name is None:
             raise MalformedRequest(f"{request.op} needs an attribute")
@@ -186,6 +199,9 @@ class Experiment:
             if not request.has_value:
                 raise MalformedRequest("put needs a value")
             spec.validate(request.value)
+            self.invocations.check_free(module.name, name)
+        elif name in module.actions:
+            return module.describe_action(name)
         elif name not in RESERVED_NAMES:
             module.spec(name)
         return await self._run(module, request, write)
@@ -194,11 +210,20 @@ class Experiment:
         if self.history is None:
             raise HistoryOff("nothing is recorded: config.yml has no `history:` section")
         spec = module.specs.get(name)
-        reply = await self.history.read(module.name, name, spec.unit if spec else None, spec is not None,
+        declared = spec is not None or name in module.actions  # an action's history holds its finished runs
+        reply = await self.history.read(module.name, name, spec.unit if spec else None, declared,
                                         HistoryQuery.from_wire(request.value), request.deadline)
         if reply is None:  # neither declared nor ever recorded
             module.spec(name)  # raises UnknownAttribute naming the known ones
         return reply
+
+    def module(self, name: str | None) -> BaseModule:
+        """The module called `name`; UnknownModule naming the known ones if there is none."""
+        module = self.modules.get(name or "")
+        if module is None:
+            known = ", ".join(self.modules) or "none"
+            raise UnknownModule(f"no module named {name!r}; known: {known}")
+        return module
 
     async def _run(self, module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
         queue = self._states[module.name]

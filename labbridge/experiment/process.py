@@ -25,7 +25,6 @@ from typing import Any
 import uvicorn
 import zmq
 
-from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.core.file_limit import raise_open_file_limit
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
@@ -173,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path)
         experiment = Experiment.from_config(config, str(path))
-        experiment.audit = AuditLog.from_config(config, path)
     except ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         return EXIT_CONFIG

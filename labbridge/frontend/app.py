@@ -20,7 +20,7 @@ from labbridge.frontend.hosts import AllowedHosts, HostGuard
 from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.responses import add_error_handlers
 from labbridge.frontend.request_metrics import RequestMetrics
-from labbridge.frontend.routes import dashboard, docs, health, history, instruments, metrics, modules
+from labbridge.frontend.routes import actions, dashboard, docs, health, history, instruments, invocations, metrics, modules
 from labbridge.frontend.state import FrontendState
 
 DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, '
@@ -45,8 +45,8 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
-    for router in (docs.router, dashboard.router, modules.router, health.router, metrics.router,
-                   modules.module_router, instruments.router, history.router):
+    for router in (docs.router, dashboard.router, modules.router, health.router, metrics.router, invocations.router,
+                   modules.module_router, actions.router, instruments.router, history.router):
         app.include_router(router)
     add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.bridge.metrics)

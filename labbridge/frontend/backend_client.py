@@ -60,6 +60,7 @@ class Outgoing:
 
     request: Request
     frame: bytes
+    timeout: float  # seconds the caller waits for the reply
 
 
 class BackendClient:
@@ -96,21 +97,24 @@ class BackendClient:
         return self._curve
 
     async def request(self, op: Op, module: str | None = None, attribute: str | None = None,
-                      value: Any = MISSING) -> Chunk:
-        """Send one request; return the JSON body of the reply or raise the reported error."""
-        return await self.send(self.prepare(op, module, attribute, value))
+                      value: Any = MISSING, *, timeout: float | None = None) -> Chunk:
+        """Send one request; return the JSON body of the reply or raise the reported error.
+
+        `timeout` replaces the configured request timeout (a long poll waits longer)."""
+        return await self.send(self.prepare(op, module, attribute, value, timeout=timeout))
 
     def prepare(self, op: Op, module: str | None = None, attribute: str | None = None, value: Any = MISSING, *,
-                client: str | None = None, identity: str | None = None) -> Outgoing:
+                client: str | None = None, identity: str | None = None, timeout: float | None = None) -> Outgoing:
         """Build and encode a request without sending it: MalformedRequest if it cannot be encoded,
         PayloadTooLarge if it is over what the experiment process takes."""
-        request = Request(op, module, attribute, value, time.time() + self.timeout,
-                          f"{self._prefix}{next(self._ids)}", client, identity)
+        timeout = self.timeout if timeout is None else timeout
+        request = Request(op, module, attribute, value, time.time() + timeout, f"{self._prefix}{next(self._ids)}",
+                          client, identity)
         frame = request.encode()
         if 0 <= self.max_request_bytes < len(frame):
             raise PayloadTooLarge(f"the value is {len(frame)} bytes once encoded for the experiment process, "
                                   f"over its limit of {self.max_request_bytes}")
-        return Outgoing(request, frame)
+        return Outgoing(request, frame, timeout)
 
     async def send(self, outgoing: Outgoing) -> Chunk:
         """Send a prepared request; return the JSON body of the reply or raise the reported error."""
@@ -127,7 +131,7 @@ class BackendClient:
             except TimeoutError:
                 raise BackendTimeout(
                     f"the experiment process did not answer {request.op} {request.module}.{request.attribute} "
-                    f"within {self.timeout:g} s" + (UNKNOWN_OUTCOME if request.op == "put" else "")
+                    f"within {outgoing.timeout:g} s" + (UNKNOWN_OUTCOME if request.op == "put" else "")
                 ) from None
         finally:
             self._pending.pop(request.id, None)

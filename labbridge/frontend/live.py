@@ -1,12 +1,13 @@
 """LiveFeed: the frontend's fan-out of live values to every connected browser.
 
 The experiment process publishes each value it reads or writes (and each
-failed poll) on its events socket (experiment/events.py).  LiveFeed subscribes
-there, again after each reconnection, keeps the latest
-event per attribute, and hands every event to every subscriber's queue; a
-browser that connects (or reconnects) first gets the latest value of every
-attribute, so it catches up at once.  A subscriber that cannot keep up loses
-the oldest events, never blocks the others.
+failed poll), and each change of an invocation of an action, on its events
+socket (experiment/events.py).  LiveFeed subscribes there, again after each
+reconnection, keeps the latest event per attribute and per action, and hands
+every event to every subscriber's queue; a browser that connects (or
+reconnects) first gets the latest value of every attribute and the latest
+invocation of every action, so it catches up at once.  A subscriber that
+cannot keep up loses the oldest events, never blocks the others.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class LiveFeed:
             monitor.close(linger=0)
 
     def _deliver(self, event: dict[str, Any]) -> None:
-        self.latest[(event["module"], event["attribute"])] = event
+        # A value is kept per attribute; an invocation's change per action, so a new page sees the latest run.
+        self.latest[(event["module"], event.get("attribute") or f"{event.get('action')}()")] = event
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()  # drop the oldest for this slow subscriber only

@@ -1,4 +1,4 @@
-"""The lab's OpenAPI document: one path per module attribute, and every status each operation can answer.
+"""The lab's OpenAPI document: one path per module attribute and action, and every status each operation can answer.
 
 routes/docs.py serves `/openapi.json` as FastAPI's schema of the routes passed
 through `lab_schema`.  When the experiment process describes its modules, the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from labbridge.core.action import STATUSES
 from labbridge.core.attribute import limits_text
 from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_errors, error_schema
 
@@ -60,6 +61,9 @@ _FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
                               (404, 405, 409, 413, 422, 502, *BACKEND)),
     # Its success answers (JSON, CSV) are declared by routes/history.py itself.
     "/{module}/{attribute}/history": ({}, (404, 422, *BACKEND)),
+    # Their success answers are declared by routes/invocations.py.
+    "/invocations": ({}, (404, 422, *BACKEND)),
+    "/invocations/{invocation}": ({}, (404, 409, 422, *BACKEND)),
 }
 
 
@@ -124,6 +128,44 @@ def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _invocation_schema(action: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema of an invocation of `action` (its description), as `POST` and `/invocations` answer it."""
+    number_or_null = {"type": ["number", "null"]}
+    return {"type": "object", "properties": {
+        "id": {"type": "string"}, "module": {"type": "string"}, "action": {"type": "string"},
+        "arguments": action["parameters"],
+        "status": {"enum": list(STATUSES)},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "message": {"type": ["string", "null"], "description": "the latest status line the action reported"},
+        "result": {"anyOf": [action["returns"], {"type": "null"}]},
+        "error": {"anyOf": [{"type": "object", "properties": {"error": {"type": "string"},
+                                                               "message": {"type": "string"}}}, {"type": "null"}]},
+        "created": {"type": "number"}, "started": number_or_null, "finished": number_or_null,
+        "href": {"type": "string", "description": "where to follow it: GET, or DELETE to cancel"},
+    }}
+
+
+def action_paths(modules: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAPI path per action: POST starts it (201, its invocation), GET describes it."""
+    paths: dict[str, Any] = {}
+    for module, description in modules.items():
+        for name, info in description.get("actions", {}).items():
+            owns = f" While it runs, it owns {', '.join(info['owns'])}: writes to them get 409." if info["owns"] else ""
+            describe = _operation(module, f"describe_{module}_{name}", f"Describe the action {module}.{name}",
+                                  info["doc"], _json("its doc, parameters and result as JSON Schema", _OBJECT),
+                                  (404, *BACKEND))
+            start = _operation(module, f"start_{module}_{name}", f"Start {module}.{name}", info["doc"] + owns, {
+                "description": "started: the invocation, to follow at its href (also in Location)",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": _invocation_schema(info)}}},
+                (404, 409, 413, 422, *BACKEND))
+            start["responses"] = {"201": start["responses"].pop("200")}
+            start["requestBody"] = {"required": bool(info["parameters"]["required"]),
+                                    "content": {"application/json": {"schema": info["parameters"]}}}
+            paths[f"/{module}/{name}"] = {"get": describe, "post": start}
+    return paths
+
+
 def history_paths(modules: dict[str, Any], generic: dict[str, Any]) -> dict[str, Any]:
     """`/<module>/<attribute>/history` for each scalar attribute: the generic operation, named for it."""
     paths: dict[str, Any] = {}
@@ -154,6 +196,7 @@ def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: 
         for generic in GENERIC_PATHS:
             paths.pop(generic, None)
         paths.update(module_paths(modules))
+        paths.update(action_paths(modules))
         if history is not None:
             paths.update(history_paths(modules, history))
     for path, operations in paths.items():

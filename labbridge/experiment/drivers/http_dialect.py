@@ -91,6 +91,11 @@ class HttpDriver:
             raise type(exc)(f"the instrument of {self.module} accepted PUT {url}, but reading it back failed: "
                             f"{exc.detail}") from None
 
+    async def command(self, name: str, arguments: dict[str, Any]) -> Any:
+        """POST `arguments` to `name`'s path; the instrument's JSON answer (None when it sends none)."""
+        reply = await self.client.request("POST", self.dialect.url(name), arguments)
+        return reply.data if reply.is_json else None
+
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         if self.dialect.summary is None:
             return {name: (await self.read(name))[0] for name in names}

@@ -7,12 +7,18 @@ real.  The API is the one BaseModule's default driver expects:
     PUT  /<name>          {"value": ...} -> {"value": <value after the write>}
     GET  /attributes      -> {"position": ..., "speed": ..., ...}
     GET  /parameters      -> {"position": {"value": ..., "min": ..., "max": ..., "unit": ...}, ...}
+    POST /move            {"to": mm, "speed": mm/s (optional)} -> {"position", "target", "speed", "moving"}
+    POST /stop            -> {"position", "moving"}
 
 Like a real instrument it keeps its own ranges and refuses values outside them
-(HTTP 422).  `force` follows position and speed, `temperature` drifts, so
-values move, and `trace` holds the force samples of the last move (100,000 by
-default, as in the original example's 100 x 1000 force data): recorded once per
-move, encoded on every request, as an instrument's web API would.
+(HTTP 422).  The carriage moves for real (motion.py): `POST /move` starts it
+towards a target at a speed, `position` changes along the way, `moving` is true
+until it arrives or `POST /stop` halts it where it is.  A `PUT /position` puts
+it there at once (a move under way is halted first).  `force` follows position
+and the speed it moves at, `temperature` drifts, so values move, and `trace`
+holds the force samples along the last move (100,000 by default, as in the
+original example's 100 x 1000 force data): computed once per move, encoded on
+every request, as an instrument's web API would.
 `GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
 `delay` adds seconds to every answer, to imitate a slow instrument;
 `trace_samples` sets the trace length; `serial_number`.  Run it alone with
@@ -34,9 +40,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from labbridge.experiment.simulators.motion import Carriage, Travel
+
 # name: (unit, min, max) for the writable settings; the instrument's own ranges.
 RANGES: dict[str, tuple[str, float, float]] = {"position": ("mm", 0.0, 100.0), "speed": ("mm/s", 0.1, 50.0)}
-SENSORS = ("force", "temperature", "serial_number")  # read-only scalars
+SENSORS = ("force", "temperature", "serial_number", "moving")  # read-only scalars
 READ_ONLY = (*SENSORS, "trace")
 
 
@@ -46,30 +54,37 @@ class ActuatorSimulator:
     def __init__(self, serial_number: str = "SIM-0001", trace_samples: int = 100_000) -> None:
         if not 1 <= trace_samples <= 10_000_000:
             raise ValueError(f"trace_samples must be 1 to 10000000, got {trace_samples}")
-        self.values: dict[str, Any] = {"position": 0.0, "speed": 10.0}
+        self.values: dict[str, Any] = {"speed": 10.0}
+        self.carriage = Carriage(0.0, self.values["speed"])
         self.serial_number = serial_number
         self.trace_samples = trace_samples
         self._started = time.monotonic()
-        self._trace: tuple[tuple[float, float], list[float]] | None = None
+        self._trace: tuple[Travel, list[float]] | None = None
 
     def trace(self) -> list[float]:
-        """The force samples of the move to the current position."""
-        key = (self.values["position"], self.values["speed"])
-        if self._trace is None or self._trace[0] != key:
-            position, speed = key
+        """The force samples along the last move."""
+        travel = self.carriage.last_travel
+        if self._trace is None or self._trace[0] != travel:
             n = self.trace_samples
-            drag = 0.05 * speed
-            # Force along the move from home to `position`, with a small deterministic ripple.
-            samples = [round(0.8 * position * i / n + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4) for i in range(n)]
-            self._trace = (key, samples)
+            drag = 0.05 * travel.speed
+            step = (travel.end - travel.start) / n
+            # Force along the travel, with a small deterministic ripple.
+            samples = [round(0.8 * (travel.start + step * i) + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4)
+                       for i in range(n)]
+            self._trace = (travel, samples)
         return self._trace[1]
 
     def read(self, name: str) -> Any:
+        if name == "position":
+            return round(self.carriage.position(), 6)
+        if name == "moving":
+            return self.carriage.moving()
         if name in self.values:
             return self.values[name]
         if name == "force":
-            # A spring (0.8 N/mm) plus viscous drag (0.05 N per mm/s) plus a little noise.
-            return round(0.8 * self.values["position"] + 0.05 * self.values["speed"] + random.gauss(0, 0.01), 4)
+            # A spring (0.8 N/mm) plus viscous drag (0.05 N per mm/s of the move, or of the set speed) plus noise.
+            speed = self.carriage.speed() or self.values["speed"]
+            return round(0.8 * self.carriage.position() + 0.05 * speed + random.gauss(0, 0.01), 4)
         if name == "temperature":
             return round(22.5 + 0.3 * math.sin((time.monotonic() - self._started) / 60), 3)
         if name == "serial_number":
@@ -83,14 +98,32 @@ class ActuatorSimulator:
         unit, lo, hi = RANGES[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
             raise ValueError(f"{name} must be a number from {lo:g} to {hi:g} {unit}")
-        self.values[name] = float(value)
-        return self.values[name]
+        if name == "position":
+            self.carriage.jump(float(value), self.values["speed"])
+        else:
+            self.values[name] = float(value)
+        return self.read(name)
+
+    def move(self, to: Any, speed: Any = None) -> dict[str, Any]:
+        """Start moving to `to` at `speed` (default: the speed setting); ValueError if either is out of range."""
+        speed = self.values["speed"] if speed is None else speed
+        for name, value in (("position", to), ("speed", speed)):
+            unit, lo, hi = RANGES[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"{'to' if name == 'position' else name} must be a number from {lo:g} to {hi:g} {unit}")
+        self.carriage.move(float(to), float(speed))
+        return {"position": self.read("position"), "target": float(to), "speed": float(speed),
+                "moving": self.carriage.moving()}
+
+    def stop(self) -> dict[str, Any]:
+        self.carriage.halt()
+        return {"position": self.read("position"), "moving": False}
 
     def all_values(self) -> dict[str, Any]:
         return {name: self.read(name) for name in (*RANGES, *SENSORS)}
 
     def parameters(self) -> dict[str, Any]:
-        return {n: {"value": self.values[n], "min": lo, "max": hi, "unit": u} for n, (u, lo, hi) in RANGES.items()}
+        return {n: {"value": self.read(n), "min": lo, "max": hi, "unit": u} for n, (u, lo, hi) in RANGES.items()}
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -133,9 +166,25 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         except ValueError as exc:
             return _json({"error": str(exc)}, 422)
 
+    async def move(request: Request) -> Response:
+        await pause()
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+            return _json(sim.move(body["to"], body.get("speed")))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return _json({"error": 'body must be {"to": ..., "speed": ...}'}, 400)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 422)
+
+    async def stop(request: Request) -> Response:
+        await pause()
+        return _json(sim.stop())
+
     return Starlette(routes=[
         Route("/attributes", attributes),
         Route("/parameters", parameters),
+        Route("/move", move, methods=["POST"]),
+        Route("/stop", stop, methods=["POST"]),
         Route("/{name}", attribute, methods=["GET", "PUT"]),
     ])
 

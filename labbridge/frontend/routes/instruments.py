@@ -12,6 +12,7 @@ client gone mid-body) is recorded here; the experiment process records the rest.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,9 +21,7 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from labbridge.core.attribute import RESERVED_NAMES
-from labbridge.core.audit import WriteAttempt
 from labbridge.core.errors import (
-    BackendNotReached,
     BridgeError,
     ClientDisconnected,
     MalformedRequest,
@@ -33,6 +32,7 @@ from labbridge.core.errors import (
 )
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
+from labbridge.frontend.writes import forward_write
 
 router = APIRouter()
 
@@ -56,27 +56,15 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
 
 
 async def _put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
-    """Forward a write; one the frontend refuses itself is recorded here, one it forwards by the experiment process."""
-    attempt = WriteAttempt("put", module, attribute, client=request.client.host if request.client else None)
+    value = partial(_put_value, bridge, request, module, attribute)
+    return json_bytes(await forward_write(bridge, request, "put", module, attribute, value))
+
+
+async def _put_value(bridge: FrontendState, request: Request, module: str, attribute: str) -> Any:
     try:
-        bridge.check_network(request)
-        attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
-        try:
-            attempt.requested = await read_value(request, bridge.settings.max_body_bytes)
-        except MalformedRequest:
-            await _check_writable(bridge, module, attribute)  # a missing or read-only target is the error to report
-            raise
-        outgoing = bridge.backend.prepare("put", module, attribute, attempt.requested,
-                                          client=attempt.client, identity=attempt.identity)
-    except BridgeError as exc:
-        if bridge.audit is not None:
-            await bridge.audit.record_refusal(attempt, exc.code)
-        raise
-    try:
-        return json_bytes(await bridge.backend.send(outgoing))
-    except BackendNotReached as exc:  # never sent, so the experiment process cannot record it: this one does
-        if bridge.audit is not None:
-            await bridge.audit.record_refusal(attempt, exc.code)
+        return await read_value(request, bridge.settings.max_body_bytes)
+    except MalformedRequest:
+        await _check_writable(bridge, module, attribute)  # a missing or read-only target is the error to report
         raise
 
 
@@ -92,7 +80,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     try:
         bridge.check_network(request)
         bridge.auth.identify(request.headers.get("authorization"), write=False)  # writability is a detail of the lab
-        allowed = await _allowed_methods(bridge, module, attribute)
+        allowed = await allowed_methods(bridge, module, attribute)
     except BridgeError as error:
         return await bridge_error(request, error)
     return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /{module}/{attribute}; "
@@ -101,11 +89,12 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
 async def _check_writable(bridge: FrontendState, module: str, attribute: str) -> None:
     """Raise UnknownModule, UnknownAttribute or ReadOnlyAttribute as a write of this attribute would."""
-    if "PUT" not in await _allowed_methods(bridge, module, attribute):
+    if "PUT" not in await allowed_methods(bridge, module, attribute):
         raise ReadOnlyAttribute(f"{module}.{attribute} is read-only")
 
 
-async def _allowed_methods(bridge: FrontendState, module: str, attribute: str) -> list[str]:
+async def allowed_methods(bridge: FrontendState, module: str, attribute: str) -> list[str]:
+    """The methods `/<module>/<attribute>` takes: GET, and PUT when the attribute is writable."""
     try:
         modules = orjson.loads(await bridge.backend.request("describe"))["modules"]
     except BridgeError:
@@ -114,14 +103,16 @@ async def _allowed_methods(bridge: FrontendState, module: str, attribute: str) -
         raise UnknownModule(f"no module named {module!r}")
     if attribute in RESERVED_NAMES:
         return ["GET"]
+    if attribute in modules[module].get("actions", {}):
+        return ["GET", "POST"]
     found = modules[module]["attributes"].get(attribute)
     if found is None:
         raise UnknownAttribute(f"module {module!r} has no attribute {attribute!r}")
     return ["GET", "PUT"] if found["writable"] else ["GET"]
 
 
-async def read_value(request: Request, limit: int) -> Any:
-    """The `value` of a `{"value": ...}` body, read with a size limit."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it is over `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes")
@@ -133,6 +124,12 @@ async def read_value(request: Request, limit: int) -> Any:
                 raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
     except ClientDisconnect:  # gone, or closed by the frontend for taking too long (server_limits.py)
         raise ClientDisconnected(f"the client went away after {len(body)} bytes of its body; nothing was sent") from None
+    return bytes(body)
+
+
+async def read_value(request: Request, limit: int) -> Any:
+    """The `value` of a `{"value": ...}` body, read with a size limit."""
+    body = await read_body(request, limit)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

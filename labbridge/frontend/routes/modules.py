@@ -33,6 +33,8 @@ async def described(request: Request) -> dict[str, Any]:
                            "parameters": f"{base}/{name}/parameters"}
         for attr, info in module["attributes"].items():
             info["url"] = f"{base}/{name}/{attr}"
+        for action, info in module.get("actions", {}).items():
+            info["url"] = f"{base}/{name}/{action}"
     return modules
 
 

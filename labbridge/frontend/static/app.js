@@ -136,7 +136,7 @@ function render(modules) {
       el("h2", {}, module), el("div", { class: "class" }, description.class),
       el("p", { class: "doc" }, description.doc),
       el("p", { class: "module-error", id: `module-error-${module}`, role: "status", hidden: true }),
-      el("table", {}, el("tbody", {}, ...rows))));
+      el("table", {}, el("tbody", {}, ...rows)), actionsPanel(module, description.actions)));
   }
 }
 
@@ -191,6 +191,7 @@ function connectLive() {
   state.socket = socket;
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
+    if (event.invocation) { showInvocation(event.invocation); return; }  // actions.js
     Plots.live(event);
     if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);
@@ -203,6 +204,7 @@ async function start() {
     state.modules = (await getJSON("/modules")).modules;
     render(state.modules);
     await refreshValues();
+    await refreshInvocations();  // actions.js
   } catch (failure) {
     if (failure.status === 401 || failure.status === 403) {  // reads need a token (auth_reads)
       $("#token-box").hidden = false;

@@ -1,0 +1,263 @@
+"""Invocations: starting, following, cancelling and remembering runs of actions.
+
+The experiment process keeps every invocation (the frontend only forwards, so
+restarting it changes nothing).  `handle` answers the protocol's invocation ops:
+
+- `invoke` checks the arguments before anything runs (422), refuses an action
+  that would drive what a running one owns (409 busy, naming it), records the
+  invocation (journal, audit log) and runs the action in its own task;
+- `cancel` cancels the action's task, which raises CancelledError at the
+  action's current await so its clean-up runs (202; 409 when already finished);
+- `invocation` answers one, optionally waiting until its status changes
+  (a long poll, bounded by MAX_WAIT and the request's deadline);
+- `invocations` lists them, newest first, filtered by module and status.
+
+Each change is published live like a value.  Finished invocations are kept
+per module up to `actions.history`; running ones always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from labbridge.core.action import MAX_WAIT, STATUSES, ActionSpec
+from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.core.audit import AuditedWrite, AuditLog, WriteAttempt
+from labbridge.core.errors import (
+    AlreadyFinished,
+    BackendBusy,
+    BridgeError,
+    Busy,
+    InstrumentError,
+    InvalidValue,
+    MalformedRequest,
+    NotAnAction,
+    UnknownAction,
+    UnknownInvocation,
+)
+from labbridge.core.protocol import Request
+from labbridge.experiment.base_module import BaseModule
+from labbridge.experiment.invocation import Invocation, current_invocation
+from labbridge.experiment.invocation_journal import InvocationJournal
+
+log = logging.getLogger(__name__)
+
+# How long a cancel request waits for the action's clean-up before answering (it goes on regardless).
+CANCEL_WAIT = 1.0
+# Time kept back from a request's deadline so the reply reaches the client before it gives up.
+REPLY_MARGIN = 0.1
+LOST = {"error": "lost", "message": "the experiment process stopped while this ran; its outcome is unknown"}
+
+
+class Invocations:
+    """Every invocation the experiment process knows of, and the rules for running them."""
+
+    def __init__(self, find_module: Callable[[str | None], BaseModule], *, kept: int = 100,
+                 journal: InvocationJournal | None = None, audit: AuditLog | None = None) -> None:
+        self._find_module = find_module
+        self.kept = kept  # finished invocations kept per module
+        self.journal = journal
+        self.audit = audit
+        self._audited: dict[str, AuditedWrite] = {}  # the audit lines of each running invocation
+        self.publish: Callable[[dict[str, Any]], None] = lambda event: None
+        self._all: dict[str, Invocation] = {}
+        self._finished: dict[str, list[Invocation]] = {}
+        self._owners: dict[tuple[str, str], Invocation] = {}
+
+    async def start(self) -> None:
+        """Report the invocations that were running when the process last stopped as lost."""
+        if self.journal is None:
+            return
+        for record in await asyncio.to_thread(self.journal.recover, time.time()):
+            invocation = Invocation(record["id"], record["module"], record["action"], record["arguments"] or {},
+                                    record["created"] or 0.0, status="lost", error=dict(LOST),
+                                    started=record["started"], finished=record["finished"])
+            self._all[invocation.id] = invocation
+            self._keep(invocation)
+            log.warning("invocation %s of %s.%s was running when the process stopped: lost",
+                        invocation.id, invocation.module, invocation.action)
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Cancel what still runs (its clean-up gets `grace` seconds), then close the journal."""
+        running = [inv for inv in self._all.values() if not inv.is_finished]
+        for invocation in running:
+            invocation.message = "cancelled: the experiment process is stopping"
+            self._request_cancel(invocation)
+        tasks = [inv.task for inv in running if inv.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        if self.journal is not None:
+            self.journal.close()
+
+    async def handle(self, request: Request) -> Any:
+        payload = request.value if request.has_value else {}
+        if not isinstance(payload, dict):
+            raise MalformedRequest(f"{request.op} needs an object as its value")
+        until = request.deadline - REPLY_MARGIN
+        if request.op == "invoke":
+            return await self._invoke(request, payload)
+        if request.op == "invocations":
+            return self._list(payload.get("module"), payload.get("status"))
+        invocation = self._get(payload.get("id"))
+        if request.op == "cancel":
+            return await self._cancel(invocation, request, until)
+        wait = payload.get("wait", 0)
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
+            raise InvalidValue(f"wait must be 0 to {MAX_WAIT:g} s; got {wait!r}")
+        if not invocation.is_finished:
+            await invocation.wait_for_change(invocation.status, min(wait, until - time.time()))
+        return invocation.public()
+
+    def check_free(self, module: str, attribute: str, refused: str = "") -> None:
+        """Refuse a write to an attribute that a running action owns, naming the invocation to cancel."""
+        owner = self._owners.get((module, attribute))
+        if owner is not None and owner is not current_invocation.get():
+            raise Busy(f"{refused}{module}.{attribute} is driven by {owner.action} (invocation {owner.id}, "
+                       f"{owner.status}); wait for it to finish or cancel it with DELETE {owner.href}")
+
+    async def _invoke(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
+        module, name = self._find_module(request.module), request.attribute or ""
+        identity, client = request.identity, request.client
+        arguments = payload.get("arguments", {})
+        attempt = WriteAttempt("invoke", module.name, name, arguments, client, identity, request.id)
+        try:
+            spec = self._action(module, name)
+            if not isinstance(arguments, dict):
+                raise MalformedRequest(f"the arguments of {name} must be a JSON object, like {{\"to\": 80}}")
+            checked = spec.check_arguments(arguments, module.specs)
+            for attribute in spec.owns:
+                self.check_free(module.name, attribute, f"{name} cannot start: ")
+            running = sum(1 for inv in self._all.values() if inv.module == module.name and not inv.is_finished)
+            if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
+                raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
+        except BridgeError as exc:
+            if self.audit is not None:
+                await self.audit.record_refusal(attempt, exc.code)
+            raise
+        invocation = Invocation(uuid.uuid4().hex, module.name, name, checked, time.time(), spec.owns, identity, client,
+                                on_change=self._publish)
+        self._all[invocation.id] = invocation
+        for attribute in spec.owns:
+            self._owners[(module.name, attribute)] = invocation
+        if self.journal is not None:
+            try:
+                await asyncio.to_thread(self.journal.started, invocation.public())
+            except OSError as exc:
+                self._release(invocation)
+                del self._all[invocation.id]
+                raise BridgeError(f"cannot record the invocation in {self.journal.path}: {exc.strerror}") from None
+        if self.audit is not None:  # on disk before the action runs; its end follows in _finish
+            attempt.id, attempt.requested = invocation.id, checked
+            self._audited[invocation.id] = self.audit.record_write(attempt)
+            await self._audited[invocation.id].started()
+        invocation.task = asyncio.create_task(self._run(invocation, module, spec))
+        log.info("invocation %s: %s.%s(%s) by %s", invocation.id, module.name, name, checked, identity or client)
+        return invocation.public()
+
+    async def _run(self, invocation: Invocation, module: BaseModule, spec: ActionSpec) -> None:
+        current_invocation.set(invocation)  # this task's context: the action's report() and cancelled see it
+        status, result, error = "completed", None, None
+        try:
+            if invocation.cancel_requested.is_set():  # cancelled before it started
+                raise asyncio.CancelledError
+            invocation.started = time.time()
+            invocation.set_status("running")
+            result = spec.output(await spec.function(module, **invocation.arguments))
+            if invocation.cancel_requested.is_set():  # the action caught the cancellation and returned
+                status = "cancelled"
+        except asyncio.CancelledError:
+            status = "cancelled"
+        except BridgeError as exc:
+            status, error = "failed", {"error": exc.code, "message": exc.detail}
+        except Exception as exc:  # a bug in the action: say what, keep serving
+            log.exception("action %s.%s failed", module.name, spec.name)
+            status = "failed"
+            error = {"error": InstrumentError.code, "message": f"{module.name}.{spec.name} failed: {type(exc).__name__}: {exc}"}
+        await self._finish(invocation, status, result, error)
+
+    async def _finish(self, invocation: Invocation, status: str, result: Any, error: dict[str, str] | None) -> None:
+        invocation.result, invocation.error, invocation.finished = result, error, time.time()
+        invocation.status = status  # final from here on: a late cancel gets 409, the owned attributes are free
+        self._release(invocation)
+        self._keep(invocation)
+        try:
+            if self.journal is not None:
+                await asyncio.to_thread(self.journal.ended, invocation.id, status, invocation.finished)
+        except OSError as exc:
+            log.error("could not record the end of invocation %s: %s", invocation.id, exc)
+        audited = self._audited.pop(invocation.id, None)
+        if audited is not None:
+            await audited.finished(status, after=result if error is None else error)
+        invocation.set_status(status)  # wakes waiting clients and publishes the final state
+
+    async def _cancel(self, invocation: Invocation, request: Request, until: float) -> dict[str, Any]:
+        attempt = WriteAttempt("cancel", invocation.module, invocation.action, {"invocation": invocation.id},
+                               request.client, request.identity, request.id)
+        if invocation.is_finished:
+            if self.audit is not None:
+                await self.audit.record_refusal(attempt, AlreadyFinished.code)
+            raise AlreadyFinished(f"invocation {invocation.id} has already finished ({invocation.status}); "
+                                  "there is nothing to cancel")
+        if self.audit is not None:
+            write = self.audit.record_write(attempt)
+            await write.started()
+            await write.finished("ok")
+        self._request_cancel(invocation)
+        if invocation.task is not None:
+            await asyncio.wait([invocation.task], timeout=max(0.0, min(CANCEL_WAIT, until - time.time())))
+        return invocation.public()
+
+    def _request_cancel(self, invocation: Invocation) -> None:
+        if invocation.cancel_requested.is_set():
+            return  # cancelling twice would interrupt the clean-up of the first cancel
+        invocation.cancel_requested.set()
+        if invocation.task is not None and invocation.status == "running":
+            invocation.task.cancel()  # a pending one sees the flag when it starts
+
+    def _action(self, module: BaseModule, name: str) -> ActionSpec:
+        spec = module.actions.get(name)
+        if spec is not None:
+            return spec
+        known = ", ".join(module.actions) or "none"
+        if name in module.specs or name in RESERVED_NAMES:
+            raise NotAnAction(f"{module.name}.{name} is not an action: GET reads it, PUT sets it; "
+                              f"POST starts an action (actions of {module.name}: {known})")
+        raise UnknownAction(f"module {module.name!r} has no action {name!r}; known: {known}")
+
+    def _get(self, ident: Any) -> Invocation:
+        invocation = self._all.get(ident) if isinstance(ident, str) else None
+        if invocation is None:
+            raise UnknownInvocation(f"no invocation {ident!r} (finished ones are kept for the last "
+                                    f"{self.kept} per module)")
+        return invocation
+
+    def _list(self, module: Any, status: Any) -> dict[str, Any]:
+        if module is not None:
+            module = self._find_module(module).name
+        if status is not None and status not in STATUSES:
+            raise InvalidValue(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        found = [inv for inv in self._all.values()
+                 if (module is None or inv.module == module) and (status is None or inv.status == status)]
+        found.sort(key=lambda inv: inv.created, reverse=True)
+        return {"invocations": [inv.public() for inv in found]}
+
+    def _keep(self, invocation: Invocation) -> None:
+        """File a finished invocation; forget the oldest of its module beyond the history."""
+        kept = self._finished.setdefault(invocation.module, [])
+        kept.append(invocation)
+        while len(kept) > self.kept:
+            self._all.pop(kept.pop(0).id, None)
+
+    def _release(self, invocation: Invocation) -> None:
+        for attribute in invocation.owns:
+            if self._owners.get((invocation.module, attribute)) is invocation:
+                del self._owners[(invocation.module, attribute)]
+
+    def _publish(self, invocation: Invocation) -> None:
+        self.publish({"module": invocation.module, "action": invocation.action, "invocation": invocation.public()})
+

@@ -1,0 +1,57 @@
+"""`/invocations`: follow and cancel runs of actions, kept by the experiment process.
+
+`GET /invocations?module=&status=` lists them newest first; `GET /invocations/<id>`
+answers one, and with `?wait=<s>` waits until its status changes (a long poll,
+for clients without WebSockets; the request's own timeout is stretched by the
+wait); `DELETE /invocations/<id>` cancels a pending or running one (202, 409
+when it has already finished), needing a token exactly as a PUT does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from labbridge.core.action import MAX_WAIT, Status
+from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.state import bridge_of
+from labbridge.frontend.writes import forward_write
+
+router = APIRouter(tags=["invocations"])
+
+InvocationId = Annotated[str, Path(max_length=64, description="The invocation's id, from its `href`.")]
+
+
+@router.get("/invocations", summary="Invocations of actions, newest first (finished ones: the last few per module)")
+async def list_invocations(request: Request, module: Annotated[str | None, Query(max_length=100)] = None,
+                           status: Status | None = None) -> Response:
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    return json_bytes(await bridge.backend.request("invocations", value={"module": module, "status": status}))
+
+
+@router.get("/invocations/{invocation}", summary="One invocation; with ?wait=, answered when its status changes")
+async def get_invocation(invocation: InvocationId, request: Request,
+                         wait: Annotated[float, Query(ge=0, le=MAX_WAIT,
+                                                      description="Seconds to wait for the status to change.")] = 0,
+                         ) -> Response:
+    bridge = bridge_of(request)
+    bridge.check_network(request)
+    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    return json_bytes(await bridge.backend.request("invocation", value={"id": invocation, "wait": wait},
+                                                   timeout=bridge.settings.request_timeout + wait))
+
+
+@router.delete("/invocations/{invocation}", status_code=202, summary="Cancel a pending or running invocation",
+               openapi_extra={"security": [{"HTTPBearer": []}]})
+async def cancel_invocation(invocation: InvocationId, request: Request) -> Response:
+    body = await forward_write(bridge_of(request), request, "cancel", None, None, _nothing,
+                               wrap=lambda _: {"id": invocation})
+    return json_bytes(body, 202)
+
+
+async def _nothing() -> None:
+    """A cancel has no body to read."""

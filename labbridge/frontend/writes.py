@@ -1,0 +1,49 @@
+"""forward_write: one request that changes an instrument, sent once, with what the frontend refuses on record.
+
+PUT of a value, POST of an action and DELETE of an invocation all go the same
+way: the network and the token are checked, the body is read with its size
+limit, and the request is handed to the experiment process exactly once.  That
+process records every write that reaches it (core/audit.py); what the frontend
+turns down itself (no or a wrong token, a malformed or oversized body, a client
+gone mid-body, an experiment process it could not hand the request to) only the
+frontend knows of, so it records each of those here as one `refused` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+
+from labbridge.core.audit import WriteAttempt
+from labbridge.core.errors import BackendNotReached, BridgeError
+from labbridge.core.protocol import Chunk, Op
+from labbridge.frontend.state import FrontendState
+
+
+async def forward_write(bridge: FrontendState, request: Request, op: Op, module: str | None, name: str | None,
+                        read_payload: Callable[[], Awaitable[Any]], *,
+                        wrap: Callable[[Any], Any] = lambda payload: payload,
+                        timeout: float | None = None) -> Chunk:
+    """Check, read and send a write; the experiment process's JSON answer, or the error, raised."""
+    attempt = WriteAttempt(op, module, name, client=request.client.host if request.client else None)
+    try:
+        bridge.check_network(request)
+        attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
+        attempt.requested = await read_payload()
+        outgoing = bridge.backend.prepare(op, module, name, wrap(attempt.requested), client=attempt.client,
+                                          identity=attempt.identity, timeout=timeout)
+    except BridgeError as exc:
+        await _record_refusal(bridge, attempt, exc)
+        raise
+    try:
+        return await bridge.backend.send(outgoing)
+    except BackendNotReached as exc:  # never sent, so the experiment process cannot record it
+        await _record_refusal(bridge, attempt, exc)
+        raise
+
+
+async def _record_refusal(bridge: FrontendState, attempt: WriteAttempt, exc: BridgeError) -> None:
+    if bridge.audit is not None:
+        await bridge.audit.record_refusal(attempt, exc.code)

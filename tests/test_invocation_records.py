@@ -1,0 +1,102 @@
+"""What the experiment process keeps of invocations: the journal (lost after a crash) and the audit records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from base_module import InvalidValue
+from labbridge.core.config import ConfigError
+from labbridge.core.errors import AlreadyFinished, UnknownInvocation
+from labbridge.experiment.experiment import Experiment
+from labbridge.experiment.invocation_journal import FILE_NAME, InvocationJournal
+from tests.test_invocations import experiment, invoke, op, run, winch
+
+
+def test_a_journal_reports_what_ran_when_the_process_died_as_lost_and_keeps_it_across_restarts(tmp_path: Path) -> None:
+    async def crash(exp: Experiment) -> str:
+        ident: str = (await exp.handle(invoke("reel", to=5, steps=1000)))["id"]
+        await asyncio.sleep(0.05)
+        exp.invocations.journal = None  # the process "dies": its close never records an end
+        return ident
+
+    ident = run(crash, experiment(tmp_path))
+    with open(tmp_path / "data" / FILE_NAME, "ab") as journal:
+        journal.write(b'{"event": "start", "id": "torn')  # a kill in the middle of a write
+
+    async def restarted(exp: Experiment) -> dict[str, Any]:
+        return await exp.handle(op("invocation", {"id": ident}))
+
+    for _ in range(2):  # and again after a further restart
+        lost = run(restarted, experiment(tmp_path))
+        assert lost["status"] == "lost" and lost["arguments"] == {"to": 5.0, "steps": 1000}
+        assert lost["error"] == {"error": "lost", "message": "the experiment process stopped while this ran; "
+                                                             "its outcome is unknown"}
+        assert lost["finished"] is not None
+
+
+def test_stopping_cleanly_cancels_what_runs_with_its_clean_up_so_nothing_is_lost(tmp_path: Path) -> None:
+    module = winch()
+
+    async def started(exp: Experiment) -> str:
+        ident: str = (await exp.handle(invoke("reel", to=5, steps=1000)))["id"]
+        await asyncio.sleep(0.05)
+        return ident
+
+    ident = run(started, experiment(tmp_path, module=module))
+    assert module.log == ["reel started", "cleaned up"]
+
+    async def restarted(exp: Experiment) -> None:
+        with pytest.raises(UnknownInvocation):  # finished ones are not kept across restarts; only lost ones are
+            await exp.handle(op("invocation", {"id": ident}))
+
+    run(restarted, experiment(tmp_path))
+
+
+def test_every_invoke_cancel_and_end_is_audited_with_identity_and_client(tmp_path: Path) -> None:
+    async def scenario(exp: Experiment) -> str:
+        with pytest.raises(InvalidValue):
+            await exp.handle(invoke("reel", identity="mallory", to=500))
+        ident: str = (await exp.handle(invoke("reel", to=5, steps=1000)))["id"]
+        await asyncio.sleep(0.05)
+        await exp.handle(op("cancel", {"id": ident}, client="10.0.0.2", identity="bob"))
+        with pytest.raises(AlreadyFinished):
+            await exp.handle(op("cancel", {"id": ident}, client="10.0.0.2", identity="bob"))
+        return ident
+
+    ident = run(scenario, experiment(tmp_path))
+    records = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    seen = [(r["op"], r["stage"], r["identity"], r["client"], r["outcome"]) for r in records]
+    assert seen == [("invoke", "refused", "mallory", "127.0.0.1", "invalid_value"),
+                    ("invoke", "started", "alice", "127.0.0.1", None),
+                    ("cancel", "started", "bob", "10.0.0.2", None),
+                    ("cancel", "finished", "bob", "10.0.0.2", "ok"),
+                    ("invoke", "finished", "alice", "127.0.0.1", "cancelled"),
+                    ("cancel", "refused", "bob", "10.0.0.2", "already_finished")]
+    assert records[1]["requested"] == {"to": 5.0, "steps": 1000} and all(r["attribute"] == "reel" for r in records)
+    # The lines of the run and of the cancel that reached it name the invocation; the started one its id.
+    assert records[1]["id"] == records[4]["id"] == ident
+    assert records[2]["requested"] == records[5]["requested"] == {"invocation": ident}
+
+
+def test_a_data_dir_that_cannot_be_used_stops_the_start_with_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")
+    with pytest.raises(ConfigError, match="data_dir: cannot use"):
+        InvocationJournal(tmp_path / "data").recover(time.time())
+
+
+def test_the_journal_is_compacted_to_what_must_be_kept(tmp_path: Path) -> None:
+    journal = InvocationJournal(tmp_path, compact_after=10)
+    journal.recover(time.time())
+    record = {"module": "winch", "action": "reel", "arguments": {}, "created": 1.0, "started": None}
+    journal.started({**record, "id": "open"})
+    for number in range(20):
+        journal.started({**record, "id": f"done{number}"})
+        journal.ended(f"done{number}", "completed", 2.0)
+    lines = (tmp_path / FILE_NAME).read_bytes().splitlines()
+    assert len(lines) < 12
+    assert [r["id"] for r in InvocationJournal(tmp_path).recover(3.0)] == ["open"]  # still known as lost
