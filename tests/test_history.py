@@ -254,7 +254,7 @@ def test_history_off_answers_404_and_health_says_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("params", "named"), [
     ({"since": "yesterday"}, "since"), ({"until": "2025-13-45"}, "until"), ({"since": "nan"}, "since"),
-    ({"since": "10", "until": "5"}, "until"), ({"limit": "0"}, "limit"), ({"limit": "100001"}, "limit"),
+    ({"limit": "0"}, "limit"), ({"limit": "100001"}, "limit"),
     ({"every": "-1"}, "every"), ({"every": "inf"}, "every"), ({"format": "xml"}, "format"), ({"since": "1" * 41}, "since"),
 ])
 def test_bad_parameters_get_422_naming_them(recording: Recording, params: dict[str, str], named: str) -> None:

@@ -55,7 +55,8 @@ def test_a_description_becomes_a_module_with_types_limits_access_and_docs() -> N
         "integration_time": {"type": "float", "unit": "s", "writable": True, "doc": "Exposure of one spectrum.",
                              "min": 0, "max": 60},
         "averages": {"type": "int", "unit": None, "writable": True, "doc": "Spectra averaged", "min": 1, "max": 1000},
-        "grating": {"type": "str", "unit": None, "writable": True, "doc": "", "choices": ["300 l/mm", "1200 l/mm"]},
+        "grating": {"type": "str", "unit": None, "writable": True, "doc": "", "choices": ["300 l/mm", "1200 l/mm"],
+                    "max_length": 4096},
         "spectrum": {"type": "list[float]", "unit": None, "writable": False, "doc": "Counts per pixel."},
         "lamp_on": {"type": "bool", "unit": None, "writable": True, "doc": ""},
     }
