@@ -117,6 +117,8 @@ class ValueRule:
 
     def validate(self, value: Any) -> Any:
         """Check a value a client sent; raise InvalidValue naming the problem, the limits and the unit."""
+        if self.base_type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # 3.0 is an integer to JSON Schema (and to JavaScript, which has only numbers)
         try:
             checked = _strict_adapter(self.type).validate_python(value, strict=True)
         except ValidationError as exc:

@@ -17,8 +17,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Match
 
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.errors import (
@@ -73,9 +75,13 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
     Registered for status 405 by the app: the router's own answer would name the
     methods of the first route that matched the path (only GET)."""
-    module, attribute = request.path_params.get("module"), request.path_params.get("attribute")
+    # The first route whose path matched named the parameters: actions.py's POST route, or the attribute's.
+    params = request.path_params
+    module, attribute = params.get("module"), params.get("attribute", params.get("action"))
     if module is None or attribute is None or request.url.path.count("/") != 2:  # not /<module>/<attribute>
-        return await http_error(request, exc)
+        allow = ", ".join(methods_of_path(request))  # every route of this path, not only the first that matched
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; "
+                              f"use {' or '.join(allow.split(', '))}", {"Allow": allow})
     bridge = bridge_of(request)
     try:
         bridge.check_network(request)
@@ -85,6 +91,25 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return await bridge_error(request, error)
     return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /{module}/{attribute}; "
                           f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
+
+
+def methods_of_path(request: Request) -> list[str]:
+    """The methods of every route whose path matches the request's (Starlette names only the first's)."""
+    matching = [route for route in _routes(request.app.router.routes)
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE]
+    # `/invocations/{invocation}` rather than `/{module}/{attribute}`: the path with the fewest parameters.
+    fewest = min((route.path.count("{") for route in matching), default=0)
+    methods = {method for route in matching if route.path.count("{") == fewest for method in route.methods or ()}
+    return sorted(methods - {"HEAD"})
+
+
+def _routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes of the app's routers, flattened (FastAPI wraps each included router in one entry)."""
+    flat: list[BaseRoute] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        flat.extend(_routes(included.routes) if included is not None else [route])
+    return flat
 
 
 async def _check_writable(bridge: FrontendState, module: str, attribute: str) -> None:
