@@ -90,15 +90,19 @@ def test_wrong_types_nan_infinity_and_booleans_are_rejected(value: object) -> No
         POSITION.validate(value)
 
 
-def test_int_attribute_rejects_floats_and_booleans() -> None:
+def test_int_attribute_rejects_fractions_and_booleans_and_takes_whole_floats() -> None:
     class Counter(BaseModule):
         steps: int = Attribute(minimum=0, maximum=10, writable=True)
 
     spec = Counter.attributes["steps"]
     assert spec.validate(3) == 3
-    for bad in (3.0, True, "3"):
+    # 3.0 is an integer to JSON Schema, and all a JavaScript number can say: it is taken, as the int 3.
+    assert spec.validate(3.0) == 3 and type(spec.validate(3.0)) is int
+    for bad in (3.5, True, "3", float("inf")):
         with pytest.raises(InvalidValue, match="steps must be an int"):
             spec.validate(bad)
+    with pytest.raises(InvalidValue, match="steps must be 0 to 10"):
+        spec.validate(1e300)
 
 
 def test_choices_are_enforced() -> None:

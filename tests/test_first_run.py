@@ -219,7 +219,7 @@ def test_405_allows_what_the_attribute_allows(lab_url: str, method: str, path: s
 
 def test_405_on_something_that_is_not_there_is_404(lab_url: str) -> None:
     assert httpx.post(lab_url + "/module_b/position").json()["error"] == "unknown_module"
-    assert httpx.post(lab_url + "/module_a/colour").json()["error"] == "unknown_attribute"
+    assert httpx.post(lab_url + "/module_a/colour").json()["error"] == "unknown_action"  # POST starts actions
 
 
 # 9g: without Chromium the browser tests fail with one line each (CI installs it and must run them).

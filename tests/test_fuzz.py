@@ -55,7 +55,9 @@ def schemathesis_cli(url: str, cwd: Path, *headers: str) -> subprocess.Completed
     # One check is left out: use_after_free takes DELETE for "remove", while DELETE of an invocation
     # cancels it and the invocation stays, as the record of what ran (issue 11's contract, as LabThings).
     args = [sys.executable, "-m", "schemathesis.cli", "run", "--checks", "all", "--exclude-checks", "use_after_free",
-            "--max-examples", "40", "--seed", "20261126", "--no-color", f"{url}/openapi.json"]
+            "--max-examples", "40", "--seed", "20261126", "--no-color",
+            # A long poll (GET /invocations/<id>?wait=) may rightly take up to its 60 s.
+            "--request-timeout", "70", "--max-response-time", "70", f"{url}/openapi.json"]
     for header in headers:
         args += ["--header", header]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=cwd)  # its cache goes in cwd

@@ -11,7 +11,7 @@ import pytest
 
 from base_module import InvalidValue
 from labbridge.core.config import ConfigError
-from labbridge.core.errors import AlreadyFinished, UnknownInvocation
+from labbridge.core.errors import ActionsUnavailable, AlreadyFinished, UnknownInvocation
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.invocation_journal import FILE_NAME, InvocationJournal
 from tests.test_invocations import experiment, invoke, op, run, winch
@@ -87,6 +87,20 @@ def test_a_data_dir_that_cannot_be_used_stops_the_start_with_a_config_error(tmp_
     (tmp_path / "data").write_text("a file where the folder should be")
     with pytest.raises(ConfigError, match="data_dir: cannot use"):
         InvocationJournal(tmp_path / "data").recover(time.time())
+
+
+def test_actions_wait_for_a_usable_data_dir_while_the_rest_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the folder should be")  # as a read-only or full disk would
+
+    async def scenario(exp: Experiment) -> str:
+        with pytest.raises(ActionsUnavailable, match="data"):
+            await exp.handle(invoke("reel", to=5))
+        assert (await exp.handle(op("get", module="winch", attribute="length")))["value"] == 0.0  # reads go on
+        (tmp_path / "data").unlink()  # fixed: the next invoke finds the folder usable
+        started: str = (await exp.handle(invoke("reel", to=1, steps=1)))["status"]
+        return started
+
+    assert run(scenario, experiment(tmp_path)) in ("pending", "running")
 
 
 def test_the_journal_is_compacted_to_what_must_be_kept(tmp_path: Path) -> None:

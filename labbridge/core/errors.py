@@ -19,6 +19,7 @@ so that one exception handler in main.py renders every error.
     ├── NotAnAction              405 method_not_allowed (POST to an attribute)
     ├── Busy                     409 busy (an action holds what the request would change)
     ├── AlreadyFinished          409 already_finished (cancelling a finished invocation)
+    ├── ActionsUnavailable       503 actions_unavailable (data_dir cannot journal invocations)
     ├── MalformedRequest         422 malformed_request
     ├── ClientDisconnected       400 client_disconnected (nobody hears it: for the audit log)
     ├── PayloadTooLarge          413 payload_too_large
@@ -213,6 +214,16 @@ class NotAnAction(BridgeError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": self.allow}
+
+
+class ActionsUnavailable(BridgeError):
+    """The experiment process cannot journal invocations just now (config.yml's data_dir), so none starts."""
+
+    status = 503
+    code = "actions_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
 
 
 class Busy(BridgeError):

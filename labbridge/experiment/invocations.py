@@ -28,7 +28,9 @@ from typing import Any
 from labbridge.core.action import MAX_WAIT, STATUSES, ActionSpec
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.audit import AuditedWrite, AuditLog, WriteAttempt
+from labbridge.core.config import ConfigError
 from labbridge.core.errors import (
+    ActionsUnavailable,
     AlreadyFinished,
     BackendBusy,
     BridgeError,
@@ -64,16 +66,30 @@ class Invocations:
         self.journal = journal
         self.audit = audit
         self._audited: dict[str, AuditedWrite] = {}  # the audit lines of each running invocation
+        self.journal_problem: str | None = None  # why invocations cannot be journalled just now
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
         self._all: dict[str, Invocation] = {}
         self._finished: dict[str, list[Invocation]] = {}
         self._owners: dict[tuple[str, str], Invocation] = {}
 
     async def start(self) -> None:
-        """Report the invocations that were running when the process last stopped as lost."""
+        """Report the invocations that were running when the process last stopped as lost.
+
+        A data_dir that cannot be used (a read-only folder, a full disk) stops only the actions, never
+        the rest of the experiment: each invoke tries again, and is refused (503) while it fails."""
         if self.journal is None:
             return
-        for record in await asyncio.to_thread(self.journal.recover, time.time()):
+        try:
+            await self._recover()
+        except ConfigError as exc:
+            self.journal_problem = str(exc)
+            log.error("actions cannot start until this is fixed: %s (everything else goes on)", exc)
+
+    async def _recover(self) -> None:
+        assert self.journal is not None
+        records = await asyncio.to_thread(self.journal.recover, time.time())
+        self.journal_problem = None
+        for record in records:
             invocation = Invocation(record["id"], record["module"], record["action"], record["arguments"] or {},
                                     record["created"] or 0.0, status="lost", error=dict(LOST),
                                     started=record["started"], finished=record["finished"])
@@ -113,6 +129,15 @@ class Invocations:
             await invocation.wait_for_change(invocation.status, min(wait, until - time.time()))
         return invocation.public()
 
+    async def _check_journal(self) -> None:
+        """Refuse to start an action that could not be reported lost after a crash."""
+        if self.journal_problem is None:
+            return
+        try:
+            await self._recover()
+        except ConfigError as exc:
+            raise ActionsUnavailable(f"actions cannot start: {exc}; nothing ran") from None
+
     def check_free(self, module: str, attribute: str, refused: str = "") -> None:
         """Refuse a write to an attribute that a running action owns, naming the invocation to cancel."""
         owner = self._owners.get((module, attribute))
@@ -132,6 +157,7 @@ class Invocations:
             checked = spec.check_arguments(arguments, module.specs)
             for attribute in spec.owns:
                 self.check_free(module.name, attribute, f"{name} cannot start: ")
+            await self._check_journal()
             running = sum(1 for inv in self._all.values() if inv.module == module.name and not inv.is_finished)
             if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
                 raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
@@ -150,7 +176,8 @@ class Invocations:
             except OSError as exc:
                 self._release(invocation)
                 del self._all[invocation.id]
-                raise BridgeError(f"cannot record the invocation in {self.journal.path}: {exc.strerror}") from None
+                raise ActionsUnavailable(f"cannot record the invocation in {self.journal.path} ({exc.strerror}), "
+                                         "so it could not be reported lost after a crash; it was not started") from None
         if self.audit is not None:  # on disk before the action runs; its end follows in _finish
             attempt.id, attempt.requested = invocation.id, checked
             self._audited[invocation.id] = self.audit.record_write(attempt)

@@ -25,6 +25,9 @@ GENERIC_PATHS = ("/{module}", "/{module}/{attribute}", HISTORY_PATH)
 # Paths served without a token whatever is configured (probes need /health).
 OPEN_PATHS = frozenset({"/health"})
 _OBJECT = {"type": "object"}
+# What a started invocation leads to (routes/invocations.py): follow it, or cancel it.
+INVOCATION_LINKS = {name: {"operationId": operation, "parameters": {"invocation": "$response.body#/id"}}
+                    for name, operation in (("follow", "get_invocation"), ("cancel", "cancel_invocation"))}
 TIME_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
 _REF = "#/components/schemas/"
 SCHEMAS: dict[str, Any] = {
@@ -157,7 +160,8 @@ def action_paths(modules: dict[str, Any]) -> dict[str, Any]:
             start = _operation(module, f"start_{module}_{name}", f"Start {module}.{name}", info["doc"] + owns, {
                 "description": "started: the invocation, to follow at its href (also in Location)",
                 "headers": {"Location": {"schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": _invocation_schema(info)}}},
+                "content": {"application/json": {"schema": _invocation_schema(info)}},
+                "links": INVOCATION_LINKS},
                 (404, 409, 413, 422, *BACKEND))
             start["responses"] = {"201": start["responses"].pop("200")}
             start["requestBody"] = {"required": bool(info["parameters"]["required"]),

@@ -24,7 +24,8 @@ router = APIRouter(tags=["invocations"])
 InvocationId = Annotated[str, Path(max_length=64, description="The invocation's id, from its `href`.")]
 
 
-@router.get("/invocations", summary="Invocations of actions, newest first (finished ones: the last few per module)")
+@router.get("/invocations", operation_id="list_invocations",
+            summary="Invocations of actions, newest first (finished ones: the last few per module)")
 async def list_invocations(request: Request, module: Annotated[str | None, Query(max_length=100)] = None,
                            status: Status | None = None) -> Response:
     bridge = bridge_of(request)
@@ -33,7 +34,8 @@ async def list_invocations(request: Request, module: Annotated[str | None, Query
     return json_bytes(await bridge.backend.request("invocations", value={"module": module, "status": status}))
 
 
-@router.get("/invocations/{invocation}", summary="One invocation; with ?wait=, answered when its status changes")
+@router.get("/invocations/{invocation}", operation_id="get_invocation",
+            summary="One invocation; with ?wait=, answered when its status changes")
 async def get_invocation(invocation: InvocationId, request: Request,
                          wait: Annotated[float, Query(ge=0, le=MAX_WAIT,
                                                       description="Seconds to wait for the status to change.")] = 0,
@@ -45,7 +47,8 @@ async def get_invocation(invocation: InvocationId, request: Request,
                                                    timeout=bridge.settings.request_timeout + wait))
 
 
-@router.delete("/invocations/{invocation}", status_code=202, summary="Cancel a pending or running invocation",
+@router.delete("/invocations/{invocation}", status_code=202, operation_id="cancel_invocation",
+               summary="Cancel a pending or running invocation",
                openapi_extra={"security": [{"HTTPBearer": []}]})
 async def cancel_invocation(invocation: InvocationId, request: Request) -> Response:
     body = await forward_write(bridge_of(request), request, "cancel", None, None, _nothing,
