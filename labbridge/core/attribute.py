@@ -14,6 +14,12 @@ through that table.  `AttributeSpec.validate` checks a value a client wants to
 write (strict type, finite, within limits or choices) before anything is sent
 to the instrument; `AttributeSpec.coerce_reading` checks what the instrument sent back.
 
+An array is declared with NumPy's annotation and, optionally, its shape
+(`frame: NDArray[np.uint16] = Attribute(shape=(2048, 2048))`, `None` for a
+dimension of any length): its readings are checked by arrays.py without a
+Python loop, sent as JSON (nested lists) or, when asked, as a `.npy` file.
+Array attributes are read-only.
+
 A `str` attribute holds at most `max_length` characters (DEFAULT_MAX_LENGTH
 unless declared), in both directions: a longer value is refused before it
 reaches the instrument, and a longer reading is an instrument error, so no
@@ -31,13 +37,16 @@ import math
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Generic, TypeVar, get_origin, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_origin, overload
 
 import msgspec
 
 from labbridge.core.errors import InstrumentError
 from labbridge.core.values import DEFAULT_MAX_LENGTH, ValueRule, shown
 from labbridge.core.values import limits_text as limits_text  # where openapi.py and others find it
+
+if TYPE_CHECKING:
+    from labbridge.core.arrays import ArrayType
 
 T = TypeVar("T")
 
@@ -48,15 +57,17 @@ RESERVED_NAMES = frozenset({"attributes", "parameters"})
 
 def Attribute(*, unit: str | None = None, minimum: float | None = None, maximum: float | None = None,  # noqa: N802
               choices: tuple[Any, ...] | None = None, writable: bool = False, doc: str = "",
-              scpi: str | None = None, max_length: int | None = None) -> Any:
+              scpi: str | None = None, max_length: int | None = None,
+              shape: tuple[int | None, ...] | None = None) -> Any:
     """Declare an attribute on a BaseModule subclass; the annotation gives its type.
 
     `scpi` is the command header of an attribute of a ScpiModule: "SOUR:VOLT"
     is read with `SOUR:VOLT?` and written with `SOUR:VOLT <value>`.  `max_length`
     bounds a `str` attribute (DEFAULT_MAX_LENGTH characters when not given).
+    `shape` is the shape of an `NDArray[...]` attribute (None: any length).
     """
     return AttributeSpec(unit=unit, minimum=minimum, maximum=maximum, choices=choices, writable=writable, doc=doc,
-                         scpi=scpi, max_length=max_length)
+                         scpi=scpi, max_length=max_length, shape=shape)
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,10 @@ class AttributeSpec(Generic[T]):
     doc: str = ""
     scpi: str | None = None
     max_length: int | None = None  # str only; DEFAULT_MAX_LENGTH when not declared
+    shape: tuple[int | None, ...] | None = None  # NDArray only
     name: str = ""
     type: Any = None
+    array: ArrayType | None = None  # an NDArray's dtype and shape, set by `bind`
 
     def __set_name__(self, owner: type, name: str) -> None:
         # The dataclass is frozen so a declaration cannot be changed by accident
@@ -101,7 +114,12 @@ class AttributeSpec(Generic[T]):
         if not _NAME.match(self.name) or self.name in RESERVED_NAMES:
             raise TypeError(f"attribute name {self.name!r} must be lower_snake_case and not one of {sorted(RESERVED_NAMES)}")
         max_length = DEFAULT_MAX_LENGTH if annotation is str and self.max_length is None else self.max_length
-        bound = replace(self, type=annotation, max_length=max_length)
+        array = _array_type(annotation, self.shape, f"attribute {self.name!r}")
+        if array is None and self.shape is not None:
+            raise TypeError(f"attribute {self.name!r}: shape needs an array type, e.g. NDArray[np.uint16]")
+        if array is not None and self.writable:
+            raise TypeError(f"attribute {self.name!r}: array attributes are read-only")
+        bound = replace(self, type=annotation, max_length=max_length, array=array)
         bound.rule.check_declaration(f"attribute {self.name!r}")
         return bound
 
@@ -116,9 +134,10 @@ class AttributeSpec(Generic[T]):
             raise ValueError(f"min {lo} is above max {hi}")
         return replace(self, minimum=lo, maximum=hi)
 
-    @property
+    @cached_property
     def is_array(self) -> bool:
-        return get_origin(self.type) is list
+        """A list or an NDArray: read on demand, never polled, published live or recorded."""
+        return self.array is not None or get_origin(self.type) is list
 
     @cached_property
     def rule(self) -> ValueRule:
@@ -127,7 +146,7 @@ class AttributeSpec(Generic[T]):
 
     @property
     def type_name(self) -> str:
-        return self.rule.type_name
+        return self.array.name if self.array is not None else self.rule.type_name
 
     def within_limits(self, value: float) -> bool:
         return self.rule.within_limits(value)
@@ -143,6 +162,14 @@ class AttributeSpec(Generic[T]):
     def coerce_reading(self, value: Any, module: str) -> T:
         """Check a value the instrument sent; garbage becomes InstrumentError."""
         assert self.type is not None, "Attribute used before BaseModule bound it"
+        if self.array is not None:
+            from labbridge.core.arrays import ArrayMismatch
+
+            try:
+                return self.array.check(value)  # type: ignore[return-value]
+            except ArrayMismatch as exc:
+                raise InstrumentError(f"instrument of {module} sent {exc} for {self.name}, "
+                                      f"expected {self.array.expected()}") from None
         try:
             # Lax: an instrument that sends 5 for a float or "1.5" for a number is still understood.
             checked = msgspec.convert(value, self.type, strict=False)
@@ -168,4 +195,16 @@ class AttributeSpec(Generic[T]):
             info["choices"] = list(self.choices)
         if self.max_length is not None:
             info["max_length"] = self.max_length
+        if self.array is not None:
+            info.update(self.array.describe())
         return info
+
+
+def _array_type(annotation: Any, shape: tuple[int | None, ...] | None, what: str) -> ArrayType | None:
+    """The ArrayType of an NDArray annotation, else None; NumPy is imported only for one (the frontend never is)."""
+    origin = get_origin(annotation)
+    if getattr(origin, "__module__", None) != "numpy" or getattr(origin, "__name__", None) != "ndarray":
+        return None
+    from labbridge.core.arrays import ArrayType
+
+    return ArrayType.of(annotation, shape, what)

@@ -17,6 +17,7 @@ so that one exception handler in main.py renders every error.
     ├── UnknownAction            404 unknown_action
     ├── UnknownInvocation        404 unknown_invocation
     ├── NotAnAction              405 method_not_allowed (POST to an attribute)
+    ├── NotAcceptable            406 not_acceptable (only .npy accepted, for a value that is not an array)
     ├── Busy                     409 busy (an action holds what the request would change)
     ├── AlreadyFinished          409 already_finished (cancelling a finished invocation)
     ├── ActionsUnavailable       503 actions_unavailable (data_dir cannot journal invocations)
@@ -104,6 +105,13 @@ class ReadOnlyAttribute(BridgeError):
 class MalformedRequest(BridgeError):
     status = 422
     code = "malformed_request"
+
+
+class NotAcceptable(BridgeError):
+    """The client takes only formats this answer does not come in (`.npy` for a value that is not an array)."""
+
+    status = 406
+    code = "not_acceptable"
 
 
 class ClientDisconnected(BridgeError):

@@ -16,6 +16,12 @@ browser without re-encoding it::
 
     {"id": "9f1c...", "ok": true}                                   + body
     {"id": "9f1c...", "ok": false, "error": "UnknownModule", "detail": "..."}  + b""
+
+A `get` may carry `"accept": ["npy", "json"]`, the formats its client takes,
+preferred first (JSON when absent).  An array then comes as a NumPy .npy file,
+`{"id": ..., "ok": true, "format": "npy"}` followed by the file in as many
+frames as it was made of (its header, then the array's memory as it lies, so
+that an array crosses without being copied into one buffer first).
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations"]
+# What a `get` answer may be sent as: JSON, or (arrays) a NumPy .npy file.
+Format = Literal["json", "npy"]
+FORMATS: frozenset[str] = frozenset({"json", "npy"})
+JSON_ONLY: tuple[Format, ...] = ("json",)
 # Actions (see core/action.py): `value` carries each op's payload, an object:
 #   invoke       module, attribute = the action; {"arguments": {...}}
 #   cancel       {"id": invocation id}
@@ -59,6 +69,7 @@ class Request:
     id: str = ""
     client: str | None = None  # who asked for a write (address, token identity): for the audit log
     identity: str | None = None
+    accept: tuple[Format, ...] = JSON_ONLY  # the formats the client takes, preferred first
 
     @classmethod
     def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
@@ -81,6 +92,8 @@ class Request:
             msg["client"] = self.client
         if self.identity is not None:
             msg["identity"] = self.identity
+        if self.accept != JSON_ONLY:
+            msg["accept"] = self.accept
         try:
             return orjson.dumps(msg)
         except orjson.JSONEncodeError as exc:  # e.g. a value nested deeper than orjson's 254 levels
@@ -102,7 +115,11 @@ class Request:
         client, identity = msg.get("client"), msg.get("identity")
         if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity)):
             raise MalformedRequest("'module', 'attribute', 'client' and 'identity' must be strings")
-        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity)
+        accept = msg.get("accept", JSON_ONLY)
+        if not (isinstance(accept, (list, tuple)) and accept and all(f in FORMATS for f in accept)):
+            raise MalformedRequest(f"'accept' must list formats among {sorted(FORMATS)}")
+        return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity,
+                   tuple(accept))
 
 
 def request_id_of(frame: bytes) -> str:
@@ -115,7 +132,13 @@ def request_id_of(frame: bytes) -> str:
 
 
 def encode_reply(request_id: str, body: Any) -> list[bytes]:
-    return [orjson.dumps({"id": request_id, "ok": True}), orjson.dumps(body)]
+    # NumPy arrays in a body (array attributes) are written as nested lists, by orjson itself.
+    return [orjson.dumps({"id": request_id, "ok": True}), orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)]
+
+
+def encode_npy_reply(request_id: str, parts: tuple[Any, ...]) -> list[Any]:
+    """A reply holding a .npy file, in `parts` (bytes-like: its header, the array's memory)."""
+    return [orjson.dumps({"id": request_id, "ok": True, "format": "npy"}), *parts]
 
 
 def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
@@ -125,22 +148,34 @@ def encode_error(request_id: str, error: BridgeError) -> list[bytes]:
 
 @dataclass(frozen=True)
 class Reply:
-    """A reply from the backend: its header, parsed once, and its body as received."""
+    """A reply from the backend: its header, parsed once, and its body as received (a .npy file: in parts)."""
 
     header: dict[str, Any]
     body: Chunk
+    more: tuple[Chunk, ...] = ()  # the rest of a body sent in several frames
 
     @classmethod
     def parse(cls, frames: list[Chunk]) -> Reply:
-        if len(frames) != 2:
-            raise BridgeError(f"backend sent {len(frames)} frames, expected 2")
+        if len(frames) < 2:
+            raise BridgeError(f"backend sent {len(frames)} frames, expected at least 2")
         try:
             header = orjson.loads(frames[0])
         except orjson.JSONDecodeError:
             raise BridgeError("backend sent a reply header that is not JSON") from None
         if not isinstance(header, dict):
             raise BridgeError("backend sent a reply header that is not a JSON object")
-        return cls(header, frames[1])
+        if len(frames) > 2 and header.get("format") != "npy":
+            raise BridgeError(f"backend sent {len(frames)} frames for a JSON reply, expected 2")
+        return cls(header, frames[1], tuple(frames[2:]))
+
+    @property
+    def format(self) -> Format:
+        return "npy" if self.header.get("format") == "npy" else "json"
+
+    @property
+    def parts(self) -> tuple[Chunk, ...]:
+        """The body, frame by frame."""
+        return (self.body, *self.more)
 
     @property
     def id(self) -> str:

@@ -157,7 +157,8 @@ class BaseModule:
             known = ", ".join(self.specs) or "none"
             raise UnknownAttribute(f"module {self.name!r} has no attribute {name!r}; known: {known}") from None
 
-    async def get(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str, *, raw: bool = False) -> dict[str, Any]:
+        """Read `name`; the answer's value is what the instrument sent, checked (`raw`: never its JSON text)."""
         spec = self.spec(name)
         result = await self.worker.run(self.read, name)
         reading = result if isinstance(result, Reading) else Reading(result)
@@ -170,7 +171,7 @@ class BaseModule:
         self.last_values[name] = value
         # An array the instrument sent as valid JSON goes on as those bytes: re-encoding
         # 100,000 floats would cost more than everything else on the way.
-        passed = orjson.Fragment(reading.json) if spec.is_array and reading.json is not None else value
+        passed = orjson.Fragment(reading.json) if spec.is_array and reading.json is not None and not raw else value
         return {"module": self.name, "attribute": name, "value": passed, "unit": spec.unit}
 
     def writable_spec(self, name: str) -> AttributeSpec[Any]:
@@ -278,7 +279,8 @@ class BaseModule:
 
     @driver_hook
     async def read(self, name: str) -> Any:
-        return Reading(*await self._driver().read(name))
+        # An array is asked for as a .npy file, which the instrument may send instead of JSON.
+        return Reading(*await self._driver().read(name, binary=self.specs[name].array is not None))
 
     @driver_hook
     async def write(self, name: str, value: Any) -> Any:

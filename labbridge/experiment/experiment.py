@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from labbridge.core.arrays import npy_answer
 from labbridge.core.attribute import RESERVED_NAMES
 from labbridge.core.audit import AuditedWrite, AuditLog, WriteAttempt
 from labbridge.experiment.base_module import BaseModule
@@ -39,6 +40,7 @@ from labbridge.core.errors import (
     InstrumentError,
     InstrumentTimeout,
     MalformedRequest,
+    NotAcceptable,
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
@@ -200,10 +202,14 @@ class Experiment:
                 raise MalformedRequest("put needs a value")
             spec.validate(request.value)
             self.invocations.check_free(module.name, name)
-        elif name in module.actions:
-            return module.describe_action(name)
-        elif name not in RESERVED_NAMES:
-            module.spec(name)
+        else:
+            if name not in module.actions and name not in RESERVED_NAMES:
+                module.spec(name)  # an unknown attribute is a 404 whatever the client accepts
+            if "json" not in request.accept and not (name in module.specs and module.specs[name].is_array):
+                raise NotAcceptable(f"{module.name}.{name} is not an array, so it comes as JSON only "
+                                    "(application/json), not as application/x-npy")
+            if name in module.actions:
+                return module.describe_action(name)
         return await self._run(module, request, write)
 
     async def _read_history(self, module: BaseModule, name: str, request: Request) -> Any:
@@ -233,7 +239,9 @@ class Experiment:
         try:
             # Wait for the module only until the deadline, so the client hears "it never ran"
             # (rather than "outcome unknown") and the request is gone before the module is free.
-            if not await _acquire_before(queue.lock, request.deadline - REPLY_MARGIN):
+            if queue.pending == 1:  # alone in the module's queue: the lock is free, taken at once, no timer needed
+                await queue.lock.acquire()
+            elif not await _acquire_before(queue.lock, request.deadline - REPLY_MARGIN):
                 raise _expired(module, request)
             try:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
@@ -298,6 +306,12 @@ class Experiment:
             return await module.read_attributes()
         if name == "parameters":
             return await module.read_parameters()
+        if request.accept[0] == "npy" and module.specs[name].is_array:
+            answer = await module.get(name, raw=True)
+            npy = npy_answer(answer)
+            if npy is None and "json" not in request.accept:  # a list of strings, say
+                raise NotAcceptable(f"{module.name}.{name} is not numbers, so it comes as JSON only")
+            return answer if npy is None else npy
         return await module.get(name)
 
 

@@ -46,6 +46,11 @@ class InstrumentReply:
     content: bytes
     is_json: bool = True
 
+    @property
+    def is_npy(self) -> bool:
+        """True when the instrument sent a NumPy .npy file (an array, in binary)."""
+        return self.content[:6] == b"\x93NUMPY"
+
     def value_json(self) -> bytes | None:
         """The JSON text of `value` as sent, when the reply is exactly `{"value": ...}`.
 
@@ -80,11 +85,13 @@ class InstrumentClient:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, path: str, body: Any = None) -> InstrumentReply:
+    async def request(self, method: str, path: str, body: Any = None, accept: str | None = None) -> InstrumentReply:
         if self._session is None:
             raise InstrumentError(f"module {self.module} is not started")
         data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if accept is not None:
+            headers["Accept"] = accept
         where = f"instrument of {self.module}"
         unknown = UNKNOWN_OUTCOME if method != "GET" else ""
         try:
@@ -99,7 +106,7 @@ class InstrumentClient:
             raise InstrumentError(f"{where} failed on {method} {path}: {exc or type(exc).__name__}{unknown}") from None
         try:
             parsed, is_json = orjson.loads(content), True
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError:  # at its first byte, for a .npy file
             parsed, is_json = None, False
         if status >= 400:
             reason = _message(parsed.get(self.error_key)) if isinstance(parsed, dict) else None

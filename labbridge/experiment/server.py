@@ -1,8 +1,10 @@
 """ExperimentServer: the experiment process's end of the ZeroMQ hop.
 
 One ROUTER socket, bound to the configured endpoint, receives requests from any
-number of frontends (each a DEALER, see backend_client.py).  Each request is
-answered in its own task, so a slow module never holds up the socket;
+number of frontends (each a DEALER, see backend_client.py); every request that
+has arrived is taken in one go when the socket becomes readable
+(core/loop_socket.py).  Each request is answered in its own task, so a slow
+module never holds up the socket;
 Experiment decides what may run in parallel.  A second socket beside it
 (events.py) carries live values (written and polled, each stamped with its
 Unix time) to the frontends' dashboards, and each goes to the history recorder
@@ -28,10 +30,12 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from labbridge.core.config import ConfigError, CurveSettings
 from labbridge.core.curve import AuthorizedKeys, secure_server
 from labbridge.core.errors import UNKNOWN_OUTCOME, BackendUnavailable, BridgeError, Forbidden, InstrumentError
+from labbridge.core.loop_socket import LoopSocket
 from labbridge.core.message_limits import limit_incoming
 from labbridge.experiment.events import EventPublisher
 from labbridge.experiment.experiment import Experiment
-from labbridge.core.protocol import Request, encode_error, encode_reply, request_id_of
+from labbridge.core.arrays import NpyAnswer
+from labbridge.core.protocol import Request, encode_error, encode_npy_reply, encode_reply, request_id_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,8 @@ class ExperimentServer:
         self._events: EventPublisher | None = None
         self._max_request_bytes, self._max_reply_bytes = max_request_bytes, max_reply_bytes  # -1: no limit
         self._context = context or zmq.asyncio.Context.instance()
-        self._socket: zmq.asyncio.Socket | None = None
+        self._socket: zmq.Socket[Any] | None = None
+        self._reader: LoopSocket | None = None  # reads and answers on `_socket` while serving
         self._tasks: set[asyncio.Task[None]] = set()
         self._curve, self._config_file = curve, config_file
         self._authenticator: AsyncioAuthenticator | None = None
@@ -56,7 +61,7 @@ class ExperimentServer:
 
     def bind(self) -> None:
         """Bind now, so a port in use is reported before anything else starts."""
-        sock = self._context.socket(zmq.ROUTER)
+        sock: zmq.Socket[Any] = zmq.Socket(self._context, zmq.ROUTER)  # a plain socket: LoopSocket reads it
         limit_incoming(sock, self._max_request_bytes)
         # Live values go out on their own socket, with the same CurveZMQ keys as the requests.
         events = EventPublisher(self._context) if self.events_endpoint is not None else None
@@ -87,27 +92,26 @@ class ExperimentServer:
             self._events.publish(event)
 
     async def serve(self) -> None:
-        """Answer requests until cancelled."""
+        """Answer requests until cancelled; from then on, every request that arrives gets a 503 at once."""
         if self._socket is None:
             self.bind()
         assert self._socket is not None
         if self._events is not None:
             self._events.start()
-        plain: zmq.Socket[bytes] = zmq.Socket.shadow(self._socket)  # synchronous view, used only while no asyncio receive is pending
-        copy = self._keys is None  # with CurveZMQ, frames come as zmq.Frame, which tell their sender's key
-        while True:
-            frames = await self._socket.recv_multipart(copy=copy)
-            while True:
-                admitted = self._admitted(frames)
-                if admitted is not None:
-                    task = asyncio.create_task(self._answer(admitted))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                try:  # take every request already here without another trip through the event loop
-                    frames = plain.recv_multipart(zmq.NOBLOCK, copy=copy)
-                except zmq.Again:
-                    break
-            del frames, admitted  # hold no request while waiting for the next: it may be megabytes
+        # With CurveZMQ, frames come as zmq.Frame, which tell their sender's key.
+        self._reader = LoopSocket(self._socket, self._start_answer, copy=self._keys is None)
+        self._reader.start()
+        try:
+            await asyncio.get_running_loop().create_future()  # answers are started by the reader
+        finally:
+            self._reader.on_message = self._refuse
+
+    def _start_answer(self, frames: list[Any]) -> None:
+        admitted = self._admitted(frames)
+        if admitted is not None:
+            task = asyncio.create_task(self._answer(admitted))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _admitted(self, frames: list[Any]) -> list[bytes] | None:
         """The frames as bytes, or None for a request refused here: its sender's key is no longer authorized."""
@@ -126,18 +130,18 @@ class ExperimentServer:
 
         Call after cancelling `serve`: requests arriving meanwhile get a 503 at once.
         """
-        refusing = asyncio.create_task(self._refuse_new()) if self._socket is not None else None
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=grace)
-        if refusing is not None:
-            refusing.cancel()
-        if self._socket is not None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        elif self._socket is not None:
             self._socket.close(linger=0)
-            self._socket = None
+        self._socket = None
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -146,14 +150,11 @@ class ExperimentServer:
             self._authenticator.stop()
             self._authenticator = None
 
-    async def _refuse_new(self) -> None:
-        assert self._socket is not None
-        while True:
-            frames = await self._socket.recv_multipart()
-            if len(frames) >= 2:
-                payload = frames[-1]
-                self._send(frames[:-1], encode_error(request_id_of(payload), BackendUnavailable(
-                    "the experiment process is shutting down; the request was not run")))
+    def _refuse(self, frames: list[Any]) -> None:
+        if len(frames) >= 2:
+            as_bytes = [frame.bytes if isinstance(frame, zmq.Frame) else frame for frame in frames]
+            self._send(as_bytes[:-1], encode_error(request_id_of(as_bytes[-1]), BackendUnavailable(
+                "the experiment process is shutting down; the request was not run")))
 
     async def _answer(self, frames: list[bytes]) -> None:
         # DEALER clients send [identity, request]; REQ clients add an empty
@@ -164,14 +165,21 @@ class ExperimentServer:
             return
         request: Request | None = None
         request_id = ""
+        copy = True
         try:
             request = Request.decode(payload)
             request_id = request.id
-            reply = encode_reply(request_id, await self.experiment.handle(request))
-            if 0 <= self._max_reply_bytes < len(reply[1]):
+            body = await self.experiment.handle(request)
+            if isinstance(body, NpyAnswer):  # an array's memory goes out as it lies, not copied into a message
+                reply, size = encode_npy_reply(request_id, body.parts), body.nbytes
+            else:
+                reply = encode_reply(request_id, body)
+                size = len(reply[1])
+            if 0 <= self._max_reply_bytes < size:
                 raise InstrumentError(f"the answer to {request.op} {request.module}.{request.attribute} is "
-                                      f"{len(reply[1])} bytes, over experiment_socket.max_reply_bytes "
+                                      f"{size} bytes, over experiment_socket.max_reply_bytes "
                                       f"({self._max_reply_bytes})")
+            copy = not isinstance(body, NpyAnswer)
         except BridgeError as exc:
             reply = encode_error(request_id or request_id_of(payload), exc)
         except asyncio.CancelledError:
@@ -183,13 +191,13 @@ class ExperimentServer:
         except Exception as exc:  # a bug, not a user mistake: log it, answer anyway, keep serving
             log.exception("unexpected error while answering a request")
             reply = encode_error(request_id, BridgeError(f"internal error in the experiment process: {type(exc).__name__}"))
-        self._send(envelope, reply)
+        self._send(envelope, reply, copy=copy)
 
-    def _send(self, envelope: list[bytes], reply: list[bytes]) -> None:
-        if self._socket is None:
+    def _send(self, envelope: list[bytes], reply: list[Any], *, copy: bool = True) -> None:
+        if self._reader is None:
             return
         try:
             # ROUTER never blocks on send: a reply to a client that is gone is dropped.
-            self._socket.send_multipart([*envelope, *reply], flags=zmq.NOBLOCK)
+            self._reader.send([*envelope, *reply], copy=copy)
         except zmq.ZMQError as exc:
             log.warning("could not send a reply: %s", exc)

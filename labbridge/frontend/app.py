@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from labbridge.core.config import Config
-from labbridge.frontend.hosts import AllowedHosts, HostGuard
+from labbridge.frontend.hosts import AllowedHosts
+from labbridge.frontend.hot_path import BridgeApp
 from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.responses import add_error_handlers
-from labbridge.frontend.request_metrics import RequestMetrics
 from labbridge.frontend.routes import actions, dashboard, docs, health, history, instruments, invocations, metrics, modules
 from labbridge.frontend.state import FrontendState
 
@@ -37,10 +37,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(config: Config, config_file: Path) -> FastAPI:
     """The frontend app, talking to the experiment process named in `config`."""
-    app = FastAPI(title="Instrument bridge", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_url=None, docs_url=None, redoc_url=None)
+    # BridgeApp times every request, checks its Host and answers GET/PUT /<module>/<attribute> (hot_path.py),
+    # all before FastAPI's own middleware and router.
+    app = BridgeApp(title="Instrument bridge", description=DESCRIPTION, lifespan=lifespan,
+                    openapi_url=None, docs_url=None, redoc_url=None)
     app.state.bridge = FrontendState.from_config(config, config_file)
-    app.add_middleware(HostGuard, allowed=AllowedHosts(config.frontend.allowed_hosts, config.frontend.host))
+    app.allowed_hosts = AllowedHosts(config.frontend.allowed_hosts, config.frontend.host)
     redact_tokens_in_logs()
     app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
@@ -49,6 +51,5 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
                    modules.module_router, actions.router, instruments.router, history.router):
         app.include_router(router)
     add_error_handlers(app)
-    app.add_middleware(RequestMetrics, metrics=app.state.bridge.metrics)
     app.add_exception_handler(405, instruments.method_not_allowed)  # Allow: as the attribute allows
     return app

@@ -1,9 +1,9 @@
 """BackendClient: the frontend's end of the ZeroMQ hop, one DEALER socket for every request.
 
 Requests are multiplexed over a single DEALER socket and matched to their
-replies by request id: many requests are in flight at once, and one reader task
-drains every reply that has arrived in one go, so under load the cost of the
-asyncio machinery is shared.  A request that times out or is cancelled simply
+replies by request id: many requests are in flight at once, and every reply
+that has arrived is taken in one go when the socket becomes readable
+(core/loop_socket.py: no Future or task per message).  A request that times out or is cancelled simply
 leaves the table of pending requests; its late reply, if any, finds no one
 waiting and is dropped, so it can never be taken for another request's answer.
 (A pool of REQ sockets had to close and replace a socket for that, the Lazy
@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import zmq
@@ -38,6 +38,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from labbridge.core.config import Config
 from labbridge.core.curve import client_keys
+from labbridge.core.loop_socket import LoopSocket
 from labbridge.core.errors import (
     UNKNOWN_OUTCOME,
     BackendNotReached,
@@ -47,7 +48,7 @@ from labbridge.core.errors import (
     PayloadTooLarge,
 )
 from labbridge.core.message_limits import limit_incoming, max_reply_bytes, max_request_bytes
-from labbridge.core.protocol import MISSING, Chunk, Op, Reply, Request
+from labbridge.core.protocol import JSON_ONLY, MISSING, Chunk, Format, Op, Reply, Request
 from labbridge.core.transport import connect_endpoints
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ class BackendClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._context = context or zmq.asyncio.Context.instance()
-        self._socket: zmq.asyncio.Socket | None = None
-        self._tasks: list[asyncio.Task[None]] = []  # the reply reader and the disconnect watcher
+        self._socket: LoopSocket | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # the disconnect watcher
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
@@ -103,13 +104,19 @@ class BackendClient:
         `timeout` replaces the configured request timeout (a long poll waits longer)."""
         return await self.send(self.prepare(op, module, attribute, value, timeout=timeout))
 
+    async def read(self, module: str, attribute: str, accept: tuple[Format, ...]) -> Reply:
+        """A `get` whose answer may come in another format than JSON (an array as .npy): the whole reply,
+        whose `result()` raises the error it reports."""
+        return await self.exchange(self.prepare("get", module, attribute, accept=accept))
+
     def prepare(self, op: Op, module: str | None = None, attribute: str | None = None, value: Any = MISSING, *,
-                client: str | None = None, identity: str | None = None, timeout: float | None = None) -> Outgoing:
+                client: str | None = None, identity: str | None = None, timeout: float | None = None,
+                accept: tuple[Format, ...] = JSON_ONLY) -> Outgoing:
         """Build and encode a request without sending it: MalformedRequest if it cannot be encoded,
         PayloadTooLarge if it is over what the experiment process takes."""
         timeout = self.timeout if timeout is None else timeout
         request = Request(op, module, attribute, value, time.time() + timeout, f"{self._prefix}{next(self._ids)}",
-                          client, identity)
+                          client, identity, accept)
         frame = request.encode()
         if 0 <= self.max_request_bytes < len(frame):
             raise PayloadTooLarge(f"the value is {len(frame)} bytes once encoded for the experiment process, "
@@ -118,24 +125,25 @@ class BackendClient:
 
     async def send(self, outgoing: Outgoing) -> Chunk:
         """Send a prepared request; return the JSON body of the reply or raise the reported error."""
+        return (await self.exchange(outgoing)).result()
+
+    async def exchange(self, outgoing: Outgoing) -> Reply:
+        """Send a prepared request; return its reply (BackendTimeout, BackendUnavailable if none comes)."""
         request = outgoing.request
         sock = self._connected_socket()
-        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Reply] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
         try:
             await self._send(sock, outgoing)
             # Waiting for the reply from here: sent, with no await since, so no reply can have come yet.
             self._pending[request.id] = waiter
-            try:
-                async with asyncio.timeout_at(_loop_time(request.deadline)):
-                    reply = await waiter
-            except TimeoutError:
-                raise BackendTimeout(
-                    f"the experiment process did not answer {request.op} {request.module}.{request.attribute} "
-                    f"within {outgoing.timeout:g} s" + (UNKNOWN_OUTCOME if request.op == "put" else "")
-                ) from None
+            timer = loop.call_at(_loop_time(request.deadline), _give_up, waiter, outgoing)
+            return await waiter  # matched to this request by its id in _deliver
         finally:
             self._pending.pop(request.id, None)
-        return reply.result()  # matched to this request by its id in _deliver
+            if timer is not None:
+                timer.cancel()
 
     async def ping_modules(self) -> dict[str, Any]:
         """Round trip to the backend, each module's last instrument contact, and whether history is recorded."""
@@ -149,15 +157,15 @@ class BackendClient:
             task.cancel()
         self._tasks.clear()
         if self._socket is not None:
-            self._socket.close(linger=0)
+            self._socket.close()
             self._socket = None
 
-    async def _send(self, sock: zmq.asyncio.Socket, outgoing: Outgoing) -> None:
+    async def _send(self, sock: LoopSocket, outgoing: Outgoing) -> None:
         frame, request = outgoing.frame, outgoing.request
         give_up = min(time.time() + self.connect_timeout, request.deadline)
         while True:
             try:
-                await sock.send(frame, zmq.NOBLOCK)  # resolves at once: sent, or zmq.Again
+                sock.send((frame,))  # sent at once, or zmq.Again
                 return
             except zmq.Again:
                 self._connected.clear()  # not connected (yet): wait for the monitor to see a handshake
@@ -171,10 +179,10 @@ class BackendClient:
             except TimeoutError:
                 pass
 
-    def _connected_socket(self) -> zmq.asyncio.Socket:
+    def _connected_socket(self) -> LoopSocket:
         # Made on first use, inside the running event loop that will read it.
         if self._socket is None:
-            sock = self._context.socket(zmq.DEALER)
+            sock: zmq.Socket[Any] = zmq.Socket(self._context, zmq.DEALER)  # a plain socket: LoopSocket reads it
             sock.linger = 0
             sock.immediate = True
             sock.sndhwm = 100_000  # with IMMEDIATE, a refused send then means "no backend", not "queue full"
@@ -185,12 +193,13 @@ class BackendClient:
                 sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
             # Watched from before connecting: the first handshake may come (or be refused) at once.
             events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            monitor = sock.get_monitor_socket(events)
+            monitor = cast(zmq.asyncio.Socket, sock.get_monitor_socket(events))  # asyncio, as its context is
             sock.connect(self.endpoint)
-            self._socket = sock
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._read_replies(sock, zmq.Socket.shadow(sock))),
-                           loop.create_task(self._watch_connection(monitor))]
+            # Frames are received without copying: a large body (an array) goes on
+            # to the HTTP response as a view of the ZeroMQ message.
+            self._socket = LoopSocket(sock, self._deliver, copy=False)
+            self._socket.start()
+            self._tasks = [asyncio.get_running_loop().create_task(self._watch_connection(monitor))]
         return self._socket
 
     async def _watch_connection(self, monitor: zmq.asyncio.Socket) -> None:
@@ -226,22 +235,7 @@ class BackendClient:
 
     def _reconnect(self) -> None:
         if self._socket is not None:
-            reconnect(self._socket, self.endpoint)
-
-    async def _read_replies(self, sock: zmq.asyncio.Socket, plain: zmq.Socket[bytes]) -> None:
-        # `plain` is a synchronous view of the same socket, used only while no
-        # asyncio receive is pending on it.
-        # Frames are received without copying; a large body (an array) goes on
-        # to the HTTP response as a view of the ZeroMQ message.
-        while True:
-            frames = await sock.recv_multipart(copy=False)
-            while True:
-                self._deliver(frames)
-                try:  # take every reply already here without another trip through the event loop
-                    frames = plain.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-            del frames  # hold no reply while waiting for the next: it may be megabytes
+            reconnect(self._socket.sock, self.endpoint)
 
     def _deliver(self, frames: list[zmq.Frame]) -> None:
         try:
@@ -260,6 +254,15 @@ def reconnect(sock: zmq.Socket[Any], endpoint: str) -> None:
     with contextlib.suppress(zmq.ZMQError):  # the refused connection may already be gone
         sock.disconnect(endpoint)
     sock.connect(endpoint)
+
+
+def _give_up(waiter: asyncio.Future[Reply], outgoing: Outgoing) -> None:
+    """The request's deadline passed with no reply: its caller gets BackendTimeout."""
+    if not waiter.done():
+        request = outgoing.request
+        waiter.set_exception(BackendTimeout(
+            f"the experiment process did not answer {request.op} {request.module}.{request.attribute} "
+            f"within {outgoing.timeout:g} s" + (UNKNOWN_OUTCOME if request.op == "put" else "")))
 
 
 def _loop_time(deadline: float) -> float:

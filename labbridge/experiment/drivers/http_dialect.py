@@ -7,6 +7,10 @@ The bridge's home dialect is one instance of the declaration (`HOME`):
     GET  /attributes    -> {"<name>": ..., ...}
     errors              -> {"error": "<message>"}
 
+An array attribute is asked for with `Accept: application/x-npy, application/json;q=0.5`:
+an instrument that answers with a NumPy .npy file (in any dialect) has it passed on
+as it came, checked but neither parsed nor copied (core/arrays.py); JSON works as ever.
+
 A module whose instrument speaks otherwise declares the differences on its
 class, for example a LabThings-FastAPI Thing:
 
@@ -22,8 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from labbridge.core.arrays import ArrayMismatch, read_npy
 from labbridge.core.errors import BridgeError, InstrumentError
 from labbridge.experiment.instrument_client import InstrumentClient, InstrumentReply
+
+# What an array read asks for: its .npy file, else JSON.
+ACCEPT_ARRAY = "application/x-npy, application/json;q=0.5"
 
 Shape = Literal["wrapped", "bare"]
 PutReply = Literal["value", "nothing", "read_back"]
@@ -72,10 +80,17 @@ class HttpDriver:
     def __init__(self, module: str, dialect: HttpDialect, client: InstrumentClient) -> None:
         self.module, self.dialect, self.client = module, dialect, client
 
-    async def read(self, name: str) -> tuple[Any, bytes | None]:
-        """The value of `name` and, when the reply allows it, its JSON text as sent."""
+    async def read(self, name: str, binary: bool = False) -> tuple[Any, bytes | None]:
+        """The value of `name` and, when the reply allows it, its JSON text as sent; `binary`: an array, which the
+        instrument may send as a .npy file (then the value is an array viewing the bytes that came)."""
         url = self.dialect.url(name)
-        return self._value(await self.client.request("GET", url), self.dialect.reply, f"GET {url}")
+        reply = await self.client.request("GET", url, accept=ACCEPT_ARRAY if binary else None)
+        if binary and reply.is_npy:
+            try:
+                return read_npy(reply.content), None
+            except ArrayMismatch as exc:
+                raise InstrumentError(f"instrument of {self.module} answered GET {url} with {exc}") from None
+        return self._value(reply, self.dialect.reply, f"GET {url}")
 
     async def write(self, name: str, value: Any) -> Any:
         """Write `value`; return the value the instrument reports (or was sent, for put_reply "nothing")."""

@@ -1,7 +1,8 @@
 """`GET` and `PUT /<module>/<attribute>`: `instrument_command`, the proxy at the heart of the bridge.
 
 A read is forwarded to the experiment process and its JSON reply returned as
-it came, without re-encoding.  A write's body must be exactly `{"value": ...}`
+it came, without re-encoding; an array asked for with `Accept:
+application/x-npy` comes back as a .npy file (npy.py).  A write's body must be exactly `{"value": ...}`
 and is read with a size limit; the backend validates the value against the
 attribute's declaration before anything reaches the instrument.  A bad body
 sent to a read-only or unknown attribute gets the 405 or 404 that the target
@@ -32,6 +33,8 @@ from labbridge.core.errors import (
     UnknownAttribute,
     UnknownModule,
 )
+from labbridge.core.protocol import JSON_ONLY
+from labbridge.frontend.npy import NpyResponse, formats_accepted
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
 from labbridge.frontend.writes import forward_write
@@ -53,7 +56,12 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
     if request.method == "GET":
         bridge.check_network(request)
         bridge.auth.identify(request.headers.get("authorization"), write=False)
-        return json_bytes(await bridge.backend.request("get", module, attribute))
+        accept = formats_accepted(request.headers.get("accept"))
+        if accept == JSON_ONLY:
+            return json_bytes(await bridge.backend.request("get", module, attribute))
+        reply = await bridge.backend.read(module, attribute, accept)  # an array may come as a .npy file
+        body = reply.result()
+        return NpyResponse(reply.parts) if reply.format == "npy" else json_bytes(body)
     return await _put(bridge, request, module, attribute)
 
 
@@ -95,7 +103,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
 def methods_of_path(request: Request) -> list[str]:
     """The methods of every route whose path matches the request's (Starlette names only the first's)."""
-    matching = [route for route in _routes(request.app.router.routes)
+    matching = [route for route in flat_routes(request.app.router.routes)
                 if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE]
     # `/invocations/{invocation}` rather than `/{module}/{attribute}`: the path with the fewest parameters.
     fewest = min((route.path.count("{") for route in matching), default=0)
@@ -103,12 +111,12 @@ def methods_of_path(request: Request) -> list[str]:
     return sorted(methods - {"HEAD"})
 
 
-def _routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+def flat_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
     """The routes of the app's routers, flattened (FastAPI wraps each included router in one entry)."""
     flat: list[BaseRoute] = []
     for route in routes:
         included = getattr(route, "original_router", None)
-        flat.extend(_routes(included.routes) if included is not None else [route])
+        flat.extend(flat_routes(included.routes) if included is not None else [route])
     return flat
 
 
