@@ -15,6 +15,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
+from numpy.typing import NDArray
+
 from base_module import Attribute, BaseModule, InstrumentError, InvalidValue, Param, action
 from labbridge.experiment.simulators.actuator import create_app
 
@@ -43,7 +46,7 @@ class ModuleA(BaseModule):
     force: float = Attribute(unit="N", doc="Actuation force measured by the load cell.")
     temperature: float = Attribute(unit="degC", doc="Temperature of the drive electronics.")
     serial_number: str = Attribute(doc="The instrument's serial number.")
-    trace: list[float] = Attribute(unit="N", doc="Force samples of the last actuation cycle.")
+    trace: NDArray[np.float64] = Attribute(unit="N", shape=(None,), doc="Force samples of the last actuation cycle.")
     moving: bool = Attribute(doc="True while the carriage travels.")
 
     @action(owns=("position",))

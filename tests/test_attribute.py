@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from labbridge.core.attribute import Attribute
 from base_module import BaseModule
 from labbridge.core.config import ModuleSettings
 from labbridge.core.errors import InstrumentError, InvalidValue, ReadOnlyAttribute, UnknownAttribute
 from module_a import ModuleA
+from tests.fixture_modules import Recorder
 
 POSITION = ModuleA.attributes["position"]
 
@@ -24,7 +27,9 @@ def settings(**extra: object) -> ModuleSettings:
 
 def test_declarations_are_collected_with_their_annotated_types() -> None:
     assert list(ModuleA.attributes) == ["position", "speed", "force", "temperature", "serial_number", "trace", "moving"]
-    assert ModuleA.attributes["trace"].type == list[float] and ModuleA.attributes["trace"].is_array
+    trace = ModuleA.attributes["trace"]
+    assert trace.type == NDArray[np.float64] and trace.is_array and trace.array is not None
+    assert trace.array.dtype == np.float64 and trace.array.shape == (None,)
     assert POSITION.type is float and POSITION.unit == "mm" and POSITION.writable
     assert ModuleA.attributes["serial_number"].type is str
     assert not ModuleA.attributes["force"].writable
@@ -155,11 +160,11 @@ def test_readings_are_coerced_and_garbage_is_an_instrument_error() -> None:
 
 
 @pytest.mark.parametrize("garbage", [[1.0, "x"], [1.0, None], [1.0, [2.0]], [True, 2.0], {"a": 1.0}, "1,2"])
-def test_an_array_reading_must_be_a_flat_list_of_numbers(garbage: Any) -> None:
-    trace = ModuleA.attributes["trace"]
-    assert trace.coerce_reading([1, 2.5], "m") == [1.0, 2.5]
-    with pytest.raises(InstrumentError, match="for trace, expected a list"):
-        trace.coerce_reading(garbage, "m")
+def test_a_list_reading_must_be_a_flat_list_of_numbers(garbage: Any) -> None:
+    writes = Recorder.attributes["writes"]
+    assert writes.coerce_reading([1, 2.5], "m") == [1.0, 2.5]
+    with pytest.raises(InstrumentError, match="for writes, expected a list"):
+        writes.coerce_reading(garbage, "m")
 
 
 def test_routing_only_reaches_declared_attributes() -> None:

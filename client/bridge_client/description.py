@@ -36,7 +36,7 @@ class AttributeInfo:
 
     @property
     def is_array(self) -> bool:
-        return self.type.startswith("list[")
+        return self.type.startswith(("list[", "ndarray["))
 
     def limits_text(self) -> str | None:
         """The limits in words ("0 to 100 mm"), or None when there are none."""

@@ -1,9 +1,10 @@
 """Values as Python users expect them: numeric arrays as numpy arrays when numpy is installed.
 
 The bridge sends every value as JSON.  Scalars stay plain Python values
-(float, int, str, bool); an attribute declared as a list of numbers becomes a
-numpy array when numpy can be imported, else stays a list, so the client
-needs nothing beyond httpx.
+(float, int, str, bool); an attribute declared as a list of numbers or as an
+ndarray (`ndarray[uint16]`, of the dtype named) becomes a numpy array when
+numpy can be imported, else stays a (nested) list, so the client needs nothing
+beyond httpx.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def numpy_or_none() -> ModuleType | None:
 
 def decode(value: Any, info: AttributeInfo) -> Any:
     """A value read from the bridge, as the attribute's declared type suggests."""
-    dtype = _DTYPES.get(info.type)
+    dtype = info.type[8:-1] if info.type.startswith("ndarray[") else _DTYPES.get(info.type)
     if dtype is None or not isinstance(value, list):
         return value
     numpy = numpy_or_none()

@@ -18,7 +18,8 @@ it there at once (a move under way is halted first).  `force` follows position
 and the speed it moves at, `temperature` drifts, so values move, and `trace`
 holds the force samples along the last move (100,000 by default, as in the
 original example's 100 x 1000 force data): computed once per move, encoded on
-every request, as an instrument's web API would.
+every request, as an instrument's web API would: as JSON, or as a NumPy .npy
+file for a client whose `Accept` names application/x-npy (the same numbers).
 `GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
 `delay` adds seconds to every answer, to imitate a slow instrument;
 `trace_samples` sets the trace length; `serial_number`.  Run it alone with
@@ -29,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import math
 import random
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -59,10 +62,17 @@ class ActuatorSimulator:
         self.serial_number = serial_number
         self.trace_samples = trace_samples
         self._started = time.monotonic()
-        self._trace: tuple[Travel, list[float]] | None = None
+        self._trace: tuple[Travel, list[float], np.ndarray[Any, Any]] | None = None
 
     def trace(self) -> list[float]:
         """The force samples along the last move."""
+        return self._traced()[1]
+
+    def trace_array(self) -> np.ndarray[Any, Any]:
+        """The same samples as a NumPy array (float64), for the .npy answer."""
+        return self._traced()[2]
+
+    def _traced(self) -> tuple[Travel, list[float], np.ndarray[Any, Any]]:
         travel = self.carriage.last_travel
         if self._trace is None or self._trace[0] != travel:
             n = self.trace_samples
@@ -71,8 +81,8 @@ class ActuatorSimulator:
             # Force along the travel, with a small deterministic ripple.
             samples = [round(0.8 * (travel.start + step * i) + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4)
                        for i in range(n)]
-            self._trace = (travel, samples)
-        return self._trace[1]
+            self._trace = (travel, samples, np.asarray(samples, dtype=np.float64))
+        return self._trace
 
     def read(self, name: str) -> Any:
         if name == "position":
@@ -130,6 +140,12 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def _npy(values: np.ndarray[Any, Any]) -> Response:
+    body = io.BytesIO()
+    np.save(body, values)
+    return Response(body.getvalue(), media_type="application/x-npy")
+
+
 def create_app(options: dict[str, Any] | None = None) -> Starlette:
     """The simulator as an ASGI app; `options` come from config.yml's `simulator:` key."""
     options = dict(options or {})
@@ -152,6 +168,8 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         await pause()
         name = request.path_params["name"]
         if request.method == "GET":
+            if name == "trace" and "application/x-npy" in request.headers.get("accept", ""):
+                return _npy(sim.trace_array())
             try:
                 return _json({"value": sim.read(name)})
             except KeyError:
