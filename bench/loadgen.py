@@ -1,6 +1,7 @@
 """A low-overhead HTTP/1.1 load generator on asyncio, used when wrk is not installed.
 
     python bench/loadgen.py http://127.0.0.1:8000/setpoint/value -c 32 -d 5 [--method PUT --body '{"value": 1}']
+                            [--header "Accept: application/x-npy"]
 
 Each of `-c` connections sends requests back to back over keep-alive and
 records each latency.  Prints one JSON line: requests, errors (non-2xx or
@@ -37,10 +38,12 @@ async def _connection(host: str, port: int, request: bytes, until: float, latenc
         writer.close()
 
 
-async def run(url: str, connections: int, duration: float, method: str, body: bytes) -> dict[str, float]:
+async def run(url: str, connections: int, duration: float, method: str, body: bytes,
+              headers: list[str] | None = None) -> dict[str, float]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (f"{method} {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    extra = "".join(f"{header}\r\n" for header in headers or [])
+    request = (f"{method} {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors = [0]
@@ -64,13 +67,14 @@ def main() -> None:
     parser.add_argument("-d", "--duration", type=float, default=5.0)
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", default="")
+    parser.add_argument("--header", action="append", default=[], help='an extra header, "Name: value"')
     args = parser.parse_args()
     try:
         import uvloop  # a faster loop keeps the generator's own overhead down
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run(args.url, args.connections, args.duration, args.method, args.body.encode()))
+    result = asyncio.run(run(args.url, args.connections, args.duration, args.method, args.body.encode(), args.header))
     print(json.dumps(result))  # noqa: T201 - this script's output is its result
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ if __name__ == "__main__":
 
     run_inside("requirements-dev.txt")
 
-from bench.run import QUIET, Load  # noqa: E402
+from bench.load import QUIET, Load  # noqa: E402
 from tests.processes import free_port, start_backend, start_frontend, write_config  # noqa: E402
 
 PATHS = {"get": ("/setpoint/value", None), "put": ("/setpoint/value", b'{"value": 1.5}'),
@@ -60,7 +61,7 @@ def main() -> None:
         try:
             path, body = PATHS[args.path]
             spies = {proc_name: (tmp / f"{proc_name}.txt", subprocess.Popen(
-                ["py-spy", "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate", "200",
+                [_py_spy(), "record", "--pid", str(pid), "--duration", str(args.seconds), "--rate", "200",
                  "--format", "raw", "--output", str(tmp / f"{proc_name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 for proc_name, pid in (("frontend", frontend.proc.pid), ("backend", backend.proc.pid))}
@@ -78,9 +79,12 @@ def main() -> None:
 
 
 def _has_wrk() -> bool:
-    import shutil
-
     return shutil.which("wrk") is not None
+
+
+def _py_spy() -> str:
+    """py-spy from PATH, else the one installed beside this Python (a virtual environment not activated)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ if __name__ == "__main__":  # one command on a fresh machine: install what the b
 
     run_inside("requirements-dev.txt")
 
+from bench.load import QUIET  # noqa: E402
 from tests.processes import start_backend, start_frontend, write_config  # noqa: E402
 
 MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": 0.5}},
            "setpoint": {"class": "setpoint.Setpoint"}}
-QUIET = ["--no-access-log", "--log-level", "warning"]
 BODY = b'{"value": 1.5}'
 
 
@@ -80,7 +80,7 @@ def recording_lines(results: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    from bench.run import Load as ToolLoad
+    from bench.load import Load as ToolLoad
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
