@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match, Router
+from starlette.routing import BaseRoute, Match, Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from labbridge.core.errors import BridgeError
@@ -57,8 +57,8 @@ class HotPath:
         self.app = app
         self._router = router
         self._routes: dict[str, BaseRoute] | None = None  # method -> its route; found on the first request
-        self._literal_first: frozenset[str] = frozenset()
-        self._literal_second: frozenset[str] = frozenset()
+        # method -> first and second path segments that routes taking that method spell out literally
+        self._literal: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path") and self._claims(scope):
@@ -77,7 +77,8 @@ class HotPath:
         if path[:1] != "/" or slash < 2 or slash == len(path) - 1 or path.find("/", slash + 1) != -1:
             return False  # not exactly two non-empty segments
         module, attribute = path[1:slash], path[slash + 1:]
-        if module in self._literal_first or attribute in self._literal_second:
+        first, second = self._literal[scope["method"]]
+        if module in first or attribute in second:  # a route that spells it out may come first: the router decides
             return False
         scope["path_params"] = {"module": module, "attribute": attribute}
         scope["route"] = route  # as the router leaves it: RequestMetrics reads the route template
@@ -97,19 +98,33 @@ class HotPath:
 
     def _find_routes(self) -> dict[str, BaseRoute]:
         routes = flat_routes(self._router.routes)
-        first, second = set(), set()
-        for route in routes:
-            segments = getattr(route, "path", "").strip("/").split("/")
-            if not segments[0].startswith("{"):
-                first.add(segments[0])
-            if len(segments) == 2 and not segments[1].startswith("{"):
-                second.add(segments[1])
-        self._literal_first, self._literal_second = frozenset(first), frozenset(second)
         found: dict[str, BaseRoute] = {}
         for method in METHODS:
+            literal = _spelled_out(routes, method)
             probe: Scope = {"type": "http", "method": method, "path": _PROBE, "root_path": ""}
             winner = next((route for route in routes if route.matches(probe)[0] == Match.FULL), None)
-            if winner is not None and getattr(winner, "endpoint", None) is instrument_command:
+            if literal is not None and winner is not None and getattr(winner, "endpoint", None) is instrument_command:
+                self._literal[method] = literal
                 found[method] = winner
         self._routes = found
         return found
+
+
+def _spelled_out(routes: list[BaseRoute], method: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The first and second segments that routes taking `method` spell out, where they could match a path of two
+    segments; None if one could match any two-segment path (a mount or `{...:path}` at the start)."""
+    first, second = set(), set()
+    for route in routes:
+        mount = isinstance(route, Mount)  # takes every method, and paths below it of any length
+        if not mount and method not in (getattr(route, "methods", None) or ()):  # WebSocket routes take none
+            continue
+        segments = getattr(route, "path", "").strip("/").split("/")
+        if mount or any(":path}" in part for part in segments):  # may take a path of any length
+            if segments[0].startswith("{"):
+                return None
+            first.add(segments[0])
+        elif len(segments) == 2 and not segments[0].startswith("{"):
+            first.add(segments[0])
+        elif len(segments) == 2 and not segments[1].startswith("{"):
+            second.add(segments[1])
+    return frozenset(first), frozenset(second)
