@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from base_module import Attribute, BaseModule
 from labthings_stage import LabThingsStage
@@ -180,3 +189,50 @@ class SlowWriter(BaseModule):
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {"value": self.current}
+
+
+SPECTRUM = np.linspace(0, 4000, 1000, dtype=np.float32)
+
+
+def npy_file(array: np.ndarray[Any, Any]) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+def array_instrument_app(options: dict[str, Any]) -> Starlette:
+    """An instrument's HTTP API answering arrays the ways instruments do, right and wrong."""
+    wants_npy = lambda request: "application/x-npy" in request.headers.get("accept", "")  # noqa: E731
+    npy = {
+        "spectrum": npy_file(SPECTRUM),
+        "wrong_dtype": npy_file(np.linspace(0, 1, 4)),  # fractions, where uint16 is declared
+        "wrong_shape": npy_file(np.zeros((3, 3), dtype=np.uint16)),  # 2x2 is declared
+        "broken": npy_file(np.zeros(100, dtype=np.uint16))[:-10],  # cut off
+        "big": npy_file(np.zeros(2 * 1024 * 1024, dtype=np.uint8)),  # over a max_reply_bytes of 1 MiB
+    }
+
+    async def attribute(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name in npy and (wants_npy(request) or name != "spectrum"):
+            return Response(npy[name], media_type="application/x-npy")
+        if name == "spectrum":
+            return Response(orjson.dumps({"value": SPECTRUM}, option=orjson.OPT_SERIALIZE_NUMPY),
+                            media_type="application/json")
+        if name == "json_only":
+            return JSONResponse({"value": [1, 2, 3]})
+        return JSONResponse({"error": f"no attribute {name}"}, 404)
+
+    return Starlette(routes=[Route("/{name}", attribute)])
+
+
+class ArrayInstrument(BaseModule):
+    """An HTTP instrument with array attributes (array_instrument_app plays it)."""
+
+    simulator = staticmethod(array_instrument_app)
+
+    spectrum: NDArray[np.float32] = Attribute(shape=(None,), unit="counts", doc="As .npy when asked, else JSON.")
+    json_only: NDArray[np.int32] = Attribute(shape=(3,), doc="Always JSON: an instrument that knows no .npy.")
+    wrong_dtype: NDArray[np.uint16] = Attribute(shape=(None,), doc="Comes as float64.")
+    wrong_shape: NDArray[np.uint16] = Attribute(shape=(2, 2), doc="Comes as 3x3.")
+    broken: NDArray[np.uint16] = Attribute(doc="Comes as a cut-off .npy file.")
+    big: NDArray[np.uint8] = Attribute(doc="2 MiB.")

@@ -75,15 +75,6 @@ class ArrayType:
     def describe(self) -> dict[str, Any]:
         return {"dtype": str(self.dtype), "shape": None if self.shape is None else list(self.shape)}
 
-    def schema(self) -> dict[str, Any]:
-        """JSON Schema of the value as JSON: nested arrays, one level per dimension."""
-        schema: dict[str, Any] = {"type": {"b": "boolean", "f": "number"}.get(self.dtype.kind, "integer")}
-        for length in reversed(self.shape if self.shape is not None else (None,)):
-            schema = {"type": "array", "items": schema}
-            if length is not None:
-                schema.update(minItems=length, maxItems=length)
-        return schema
-
     def check(self, value: Any) -> np.ndarray[Any, Any]:
         """The reading as an array of this type (converted only when nothing is lost); ArrayMismatch if not."""
         array = value if isinstance(value, np.ndarray) else _from_json(value)

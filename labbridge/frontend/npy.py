@@ -21,10 +21,11 @@ _JSON_RANGES = frozenset({"application/json", "application/*", "*/*"})
 
 def formats_accepted(accept: str | None) -> tuple[Format, ...]:
     """The formats an `Accept` header takes, preferred first: JSON only unless it names application/x-npy."""
-    if not accept or NPY_MEDIA_TYPE not in accept:
+    accept = (accept or "").lower()  # media types are case-insensitive
+    if NPY_MEDIA_TYPE not in accept:
         return JSON_ONLY
     npy = json = -1.0
-    for media_range in accept.lower().split(","):
+    for media_range in accept.split(","):
         kind, _, params = media_range.partition(";")
         quality = _quality(params)
         if kind.strip() == NPY_MEDIA_TYPE:

@@ -16,6 +16,7 @@ from typing import Any
 
 from labbridge.core.action import STATUSES
 from labbridge.core.attribute import limits_text
+from labbridge.frontend.npy import NPY_MEDIA_TYPE
 from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_errors, error_schema
 
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
@@ -61,7 +62,7 @@ _FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
                  "503": _json("the backend does not answer", {"$ref": _REF + "Health"})}, ()),
     "/{module}": ({"200": _json("the module's description", {"$ref": _REF + "Module"})}, (404, *BACKEND)),
     "/{module}/{attribute}": ({"200": _json("the value, or a module's summary", _OBJECT)},
-                              (404, 405, 409, 413, 422, 502, *BACKEND)),
+                              (404, 405, 406, 409, 413, 422, 502, *BACKEND)),
     # Its success answers (JSON, CSV) are declared by routes/history.py itself.
     "/{module}/{attribute}/history": ({}, (404, 422, *BACKEND)),
     # Their success answers are declared by routes/invocations.py.
@@ -73,6 +74,8 @@ _FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
 def value_schema(info: dict[str, Any], *, limits: bool = True) -> dict[str, Any]:
     """JSON Schema of an attribute's value; with `limits`, also its limits and choices (what a write must meet)."""
     kind = info["type"]
+    if kind.startswith("ndarray["):
+        return _ndarray_schema(info["dtype"], info.get("shape"))
     schema: dict[str, Any] = {"type": _JSON_TYPES.get(kind, "array" if kind.startswith("list[") else "string")}
     if kind.startswith("list["):
         schema["items"] = {"type": _JSON_TYPES.get(kind[5:-1], "string")}
@@ -82,6 +85,16 @@ def value_schema(info: dict[str, Any], *, limits: bool = True) -> dict[str, Any]
                 schema[keyword] = info[key]
     if "max_length" in info:
         schema["maxLength"] = info["max_length"]
+    return schema
+
+
+def _ndarray_schema(dtype: str, shape: list[int | None] | None) -> dict[str, Any]:
+    """An NDArray as JSON: nested arrays, one level per dimension, of booleans, integers or numbers."""
+    schema: dict[str, Any] = {"type": "boolean" if dtype == "bool" else "number" if "float" in dtype else "integer"}
+    for length in reversed(shape if shape is not None else [None]):
+        schema = {"type": "array", "items": schema}
+        if length is not None:
+            schema.update(minItems=length, maxItems=length)
     return schema
 
 
@@ -116,8 +129,11 @@ def module_paths(modules: dict[str, Any]) -> dict[str, Any]:
             limits = f" Limits: {limits_text(info.get('min'), info.get('max'), unit)}." if "min" in info or "max" in info else ""
             text = f"{info['doc']} Type: {info['type']}{unit}.{limits}"
             reply = _json("the value", _reading(info))
+            if info["type"].startswith(("list[", "ndarray[")):  # an array: also as a .npy file, when asked
+                reply["content"][NPY_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
+                reply["description"] += f" (`Accept: {NPY_MEDIA_TYPE}`: the array as a NumPy .npy file)"
             operations = {"get": _operation(module, f"read_{module}_{name}", f"Read {module}.{name}{unit}", text,
-                                            reply, (404, 502, *BACKEND))}
+                                            reply, (404, 406, 502, *BACKEND))}
             if info["writable"]:
                 body = {"type": "object", "required": ["value"], "additionalProperties": False,
                         "properties": {"value": value_schema(info)}}

@@ -27,6 +27,7 @@ REASONS: dict[int, str] = {
     403: "the token is not valid, or no token is configured and the request came from the network",
     404: "no such module or attribute",
     405: "the attribute is read-only (see `Allow`), or the method is not served here",
+    406: "`Accept` asks only for application/x-npy, and the value is not an array",
     409: "a running action owns what this request would change",
     413: "the body is over frontend.max_body_bytes",
     422: "the body is not `{\"value\": ...}`, or the value has the wrong type, is not finite, "
