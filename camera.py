@@ -89,7 +89,7 @@ class Sensor:
         row, col = (int(SIZE / 2 + SIZE / 4 * np.sin(angle)), int(SIZE / 2 + SIZE / 4 * np.cos(angle)))
         y, x = np.ogrid[-SPOT:SPOT, -SPOT:SPOT]
         spot = np.exp(-(x * x + y * y) / np.float32(2 * (SPOT / 3) ** 2)).astype(np.float32)
-        counts[row - SPOT:row + SPOT, col - SPOT:col + SPOT] += spot * np.float32(4 * COUNTS_PER_MS * exposure_ms)
+        counts[row - SPOT:row + SPOT, col - SPOT:col + SPOT] += spot * np.float32(COUNTS_PER_MS * exposure_ms)
         counts += np.roll(noise, int(self._random.integers(SIZE * SIZE)))  # a different noise pattern each frame
         np.clip(counts, 0, FULL_WELL, out=counts)
         return counts.astype(np.uint16)

@@ -47,11 +47,11 @@ async function getJSON(url) {
 function row(module, name, info) {
   const id = `${module}-${name}`;
   const limits = limitsText(info);
-  if (info.type.startsWith("list[")) {  // arrays are read on demand, not pushed into the page
+  if (info.type.startsWith("list[") || info.type.startsWith("ndarray[")) {  // arrays are read on demand, not pushed
     return el("tr", { dataset: { attribute: name } },
       el("th", { scope: "row", title: info.doc }, name, el("small", {}, info.doc)),
       el("td", {}, el("a", { href: `/${module}/${name}` }, "read as JSON"), " ", el("span", { class: "unit" }, info.unit || ""),
-        Plots.arrayChart(module, name, info)));
+        Images.isImage(info) ? Images.view(module, name, info) : Plots.arrayChart(module, name, info)));  // images.js
   }
   const value = el("span", { class: "value stale", id: `value-${id}` }, "–");
   const cell = el("td", {}, value, " ", el("span", { class: "unit" }, info.unit || ""),
@@ -129,6 +129,7 @@ function showReadError(module, name, message) {
 function render(modules) {
   const root = $("#modules");
   Plots.reset();
+  Images.reset();
   root.replaceChildren();
   for (const [module, description] of Object.entries(modules)) {
     const rows = Object.entries(description.attributes).map(([name, info]) => row(module, name, info));
