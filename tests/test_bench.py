@@ -1,7 +1,10 @@
-"""The benchmark command runs end to end and prints every figure README quotes (tiny durations: not a timing test)."""
+"""The benchmark command runs end to end and prints every figure README quotes (tiny durations: not a timing test).
+
+It starts a real LabThings-FastAPI server, from .venv-labthings (made on first use)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -20,12 +23,17 @@ def test_benchmark_runs_and_prints_the_whole_table(load: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for target in ("(a) bridge, in-memory module", "(b) bridge, simulated instrument",
-                   "(c) bare FastAPI (floor)", "(d) simulator direct"):
+                   "(c) bare FastAPI (floor)", "(d) simulator direct", "(e) LabThings-FastAPI property"):
         assert out.count(target) == 4  # GET and PUT at concurrency 1 and 32
-    for line in ("| a/c req/s |", "| b/d req/s |", "| bridged / direct (p50) |", "| backend |", "| frontend |",
-                 "| bare uvicorn |", "Fast module while a slow module"):
+    for line in ("| a/c req/s |", "| b/d req/s |", "| a/e req/s |", "| a/e p50 |", "| a/c CPU/req |",
+                 "| backend |", "| frontend |", "| bare uvicorn |", "| LabThings |", "Fast module while a slow module",
+                 "| trace (100,000 float64), bridged, JSON |", "| trace, bridged, .npy |",
+                 "| camera frame (2048 x 2048 uint16, 8 MB), bridged, .npy |",
+                 "| the same 8 MB from a bare Starlette endpoint |", "trace JSON / .npy, bridged (p50)"):
         assert line in out
-    assert out.count("| PASS |") + out.count("| MISS |") == 9
+    cpu = re.findall(r"^\| \((?:a|c|e)\) [^|]+ \| (?:GET|PUT) \| \d+ \|(?: [^|]+ \|){4} ([\d,]+) \|$", out, re.M)
+    assert len(cpu) == 12 and all(int(us.replace(",", "")) > 0 for us in cpu)  # CPU per request of each server
+    assert out.count("| PASS |") + out.count("| MISS |") == 14
     assert out.count("| recording off |") == out.count("| recording on |") == 4  # GET and PUT at c1 and c32
     assert "| recording on / off |" in out
     assert ("load: wrk" if load == "wrk" else "load: bench/loadgen.py") in out
