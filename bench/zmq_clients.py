@@ -1,18 +1,22 @@
-"""REQ-socket pool or one DEALER?  Measures both frontend clients against a real backend.
+"""REQ-socket pool or one DEALER, read through pyzmq's asyncio sockets or LoopSocket?  Measures the frontend clients.
 
     python bench/zmq_clients.py [--seconds 3]
 
 Starts the experiment process with the in-memory Setpoint module, then drives
 GETs through each client from one asyncio (uvloop) process at concurrency 1 and
-32, and prints requests/s and median latency.  `ReqPoolClient` below is the
+32, and prints requests/s, median latency and the CPU time per request of the
+client's process and of the experiment process.  `ReqPoolClient` below is the
 Lazy Pirate pool of REQ sockets the bridge started with; backend_client.py's
-DEALER replaced it because of this measurement.
+DEALER replaced it because of this measurement.  `AsyncioDealerClient` is that
+DEALER as it was read before core/loop_socket.py: through pyzmq's asyncio
+socket (a Future per send and receive, a state check after each).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -28,7 +32,8 @@ import zmq.asyncio  # noqa: E402
 
 from labbridge.frontend.backend_client import BackendClient  # noqa: E402
 from labbridge.core.errors import BackendTimeout, BackendUnavailable  # noqa: E402
-from labbridge.core.protocol import Request, decode_reply  # noqa: E402
+from bench.load import cpu_seconds  # noqa: E402
+from labbridge.core.protocol import Reply, Request, decode_reply  # noqa: E402
 from tests.processes import backend_endpoint, start_backend, write_config  # noqa: E402
 
 
@@ -70,6 +75,44 @@ class ReqPoolClient:
         return sock
 
 
+class AsyncioDealerClient:
+    """One DEALER read through pyzmq's asyncio socket, replies matched by id (backend_client.py before LoopSocket)."""
+
+    def __init__(self, endpoint: str, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        self._sock.linger = 0
+        self._sock.connect(endpoint)
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def request(self, op: Any, module: str, attribute: str) -> Any:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+        request = Request.new(op, module, attribute, timeout=self.timeout)
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = waiter
+        try:
+            await self._sock.send(request.encode(), zmq.NOBLOCK)
+            async with asyncio.timeout(self.timeout):
+                return await waiter
+        finally:
+            self._pending.pop(request.id, None)
+
+    async def _read(self) -> None:
+        while True:
+            frames = await self._sock.recv_multipart()
+            reply = Reply.parse(frames)
+            waiter = self._pending.get(reply.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(reply.result())
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        self._sock.close(linger=0)
+
+
 async def drive(client: Any, concurrency: int, seconds: float) -> tuple[float, float]:
     latencies: list[float] = []
     until = time.perf_counter() + seconds
@@ -97,20 +140,25 @@ def main() -> None:
     rows = []
     try:
         for name, make in (("REQ pool (Lazy Pirate)", lambda: ReqPoolClient(endpoint)),
-                           ("one DEALER (backend_client.py)", lambda: BackendClient(endpoint))):
+                           ("one DEALER, pyzmq asyncio socket", lambda: AsyncioDealerClient(endpoint)),
+                           ("one DEALER, LoopSocket (backend_client.py)", lambda: BackendClient(endpoint))):
             for concurrency in (1, 32):
-                async def run() -> tuple[float, float]:
+                async def run() -> tuple[float, float, float, float]:
                     client = make()
                     await drive(client, concurrency, 0.3)  # warm up
-                    result = await drive(client, concurrency, args.seconds)
+                    before = cpu_seconds(os.getpid()), cpu_seconds(backend.proc.pid)
+                    rps, p50 = await drive(client, concurrency, args.seconds)
+                    requests = rps * args.seconds
+                    own, served = (cpu_seconds(os.getpid()) - before[0], cpu_seconds(backend.proc.pid) - before[1])
                     client.close()
-                    return result
+                    return rps, p50, 1e6 * own / requests, 1e6 * served / requests
 
-                rps, p50 = uvloop.run(run())
-                rows.append(f"| {name} | {concurrency} | {rps:,.0f} | {p50:.3f} |")
+                rps, p50, client_us, backend_us = uvloop.run(run())
+                rows.append(f"| {name} | {concurrency} | {rps:,.0f} | {p50:.3f} | {client_us:,.0f} | {backend_us:,.0f} |")
     finally:
         backend.stop()
-    sys.stdout.write("| client | concurrency | req/s | p50 ms |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    sys.stdout.write("| client | concurrency | req/s | p50 ms | client CPU us/req | backend CPU us/req |\n"
+                     "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

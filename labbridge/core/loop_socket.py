@@ -4,8 +4,8 @@ The request/reply hop between the processes is on the path of every request,
 and pyzmq's asyncio sockets cost more than the hop itself: a Future per send
 and receive, and a check of the socket's state (`ZMQ_EVENTS`, a `poll()` system
 call inside libzmq) after each.  At one request at a time that was eleven
-`poll()`s per request in each process; a round trip cost three times the CPU
-it costs here (bench/zmq_loop.py measures both ways).
+`poll()`s per request in each process; read this way, a frontend's request
+costs half the CPU and half the time (bench/zmq_clients.py measures both).
 
 So the request sockets of both processes are plain sockets that the loop
 watches: when libzmq's notification descriptor becomes readable, every message

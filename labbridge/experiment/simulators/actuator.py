@@ -17,9 +17,10 @@ until it arrives or `POST /stop` halts it where it is.  A `PUT /position` puts
 it there at once (a move under way is halted first).  `force` follows position
 and the speed it moves at, `temperature` drifts, so values move, and `trace`
 holds the force samples along the last move (100,000 by default, as in the
-original example's 100 x 1000 force data): computed once per move, encoded on
-every request, as an instrument's web API would: as JSON, or as a NumPy .npy
-file for a client whose `Accept` names application/x-npy (the same numbers).
+original example's 100 x 1000 force data): computed once per move, encoded as
+JSON on every request, as an instrument's web API would; a client whose
+`Accept` names application/x-npy gets the same numbers as a NumPy .npy file,
+made once per move (the instrument's buffer, as it lies).
 `GET /attributes` leaves the trace out.  Options (config.yml `simulator:`):
 `delay` adds seconds to every answer, to imitate a slow instrument;
 `trace_samples` sets the trace length; `serial_number`.  Run it alone with
@@ -62,17 +63,17 @@ class ActuatorSimulator:
         self.serial_number = serial_number
         self.trace_samples = trace_samples
         self._started = time.monotonic()
-        self._trace: tuple[Travel, list[float], np.ndarray[Any, Any]] | None = None
+        self._trace: tuple[Travel, list[float], bytes] | None = None
 
     def trace(self) -> list[float]:
         """The force samples along the last move."""
         return self._traced()[1]
 
-    def trace_array(self) -> np.ndarray[Any, Any]:
-        """The same samples as a NumPy array (float64), for the .npy answer."""
+    def trace_npy(self) -> bytes:
+        """The same samples as a NumPy .npy file (float64), as a camera or scope keeps its last buffer."""
         return self._traced()[2]
 
-    def _traced(self) -> tuple[Travel, list[float], np.ndarray[Any, Any]]:
+    def _traced(self) -> tuple[Travel, list[float], bytes]:
         travel = self.carriage.last_travel
         if self._trace is None or self._trace[0] != travel:
             n = self.trace_samples
@@ -81,7 +82,9 @@ class ActuatorSimulator:
             # Force along the travel, with a small deterministic ripple.
             samples = [round(0.8 * (travel.start + step * i) + drag + 0.01 * ((i * 7919) % 101 - 50) / 50, 4)
                        for i in range(n)]
-            self._trace = (travel, samples, np.asarray(samples, dtype=np.float64))
+            npy = io.BytesIO()
+            np.save(npy, np.asarray(samples, dtype=np.float64))
+            self._trace = (travel, samples, npy.getvalue())
         return self._trace
 
     def read(self, name: str) -> Any:
@@ -140,10 +143,6 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _npy(values: np.ndarray[Any, Any]) -> Response:
-    body = io.BytesIO()
-    np.save(body, values)
-    return Response(body.getvalue(), media_type="application/x-npy")
 
 
 def create_app(options: dict[str, Any] | None = None) -> Starlette:
@@ -169,7 +168,7 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         name = request.path_params["name"]
         if request.method == "GET":
             if name == "trace" and "application/x-npy" in request.headers.get("accept", ""):
-                return _npy(sim.trace_array())
+                return Response(sim.trace_npy(), media_type="application/x-npy")
             try:
                 return _json({"value": sim.read(name)})
             except KeyError:
