@@ -15,13 +15,14 @@ import re
 import sys
 
 
-def pycon_blocks(readme: str) -> list[str]:
-    return re.findall(r"```pycon\n(.*?)```", readme, flags=re.S)
+def pycon_blocks(readme: str, fence: str = "pycon") -> list[str]:
+    """The blocks fenced ```pycon (or ```pycon numpy, for the examples that need NumPy)."""
+    return re.findall(rf"```{re.escape(fence)}\n(.*?)```", readme, flags=re.S)
 
 
-def run_examples(readme: str, url: str) -> tuple[int, int, str]:
+def run_examples(readme: str, url: str, fence: str = "pycon") -> tuple[int, int, str]:
     """(failed, attempted, report) of the README's Python examples, run in order in one namespace."""
-    text = "\n".join(pycon_blocks(readme)).replace("http://localhost:8000", url)
+    text = "\n".join(pycon_blocks(readme, fence)).replace("http://localhost:8000", url)
     test = doctest.DocTestParser().get_doctest(text, {}, "README.md (pycon examples)", "README.md", 0)
     report: list[str] = []
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

@@ -113,7 +113,8 @@ def test_module_examples_are_valid_modules() -> None:
 
     for source in blocks("python"):
         namespace: dict[str, Any] = {"__name__": "readme_example"}
-        exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+        # As a module file would be compiled, not with this test file's `from __future__ import annotations`.
+        exec(compile(source, "README.md", "exec", dont_inherit=True), namespace)  # noqa: S102 - our own README
         classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, BaseModule)
                    and v.__module__ == "readme_example"]  # defined there, not imported (ScpiModule)
         assert classes and all(c.attributes for c in classes)
@@ -125,3 +126,12 @@ def test_python_examples_print_what_the_readme_shows(base_url: str) -> None:
     assert len(pycon_blocks(README)) >= 4
     failed, attempted, report = run_examples(README, f"http://{base_url}")
     assert attempted >= 15 and failed == 0, report
+
+
+def test_numpy_examples_print_what_the_readme_shows(base_url: str) -> None:
+    """The examples that need NumPy (fenced ```pycon numpy; the client alone does not install it)."""
+    from tests.readme_python import pycon_blocks, run_examples
+
+    assert pycon_blocks(README, "pycon numpy")
+    failed, attempted, report = run_examples(README, f"http://{base_url}", "pycon numpy")
+    assert attempted >= 5 and failed == 0, report
