@@ -99,12 +99,12 @@ class ExperimentServer:
         if self._events is not None:
             self._events.start()
         # With CurveZMQ, frames come as zmq.Frame, which tell their sender's key.
-        self._reader = LoopSocket(self._socket, self._start_answer, copy=self._keys is None)
-        self._reader.start()
+        reader = self._reader = LoopSocket(self._socket, self._start_answer, copy=self._keys is None)
+        reader.start()
         try:
             await asyncio.get_running_loop().create_future()  # answers are started by the reader
         finally:
-            self._reader.on_message = self._refuse
+            reader.on_message = self._refuse  # (close() may have closed it already)
 
     def _start_answer(self, frames: list[Any]) -> None:
         admitted = self._admitted(frames)
