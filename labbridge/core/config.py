@@ -150,7 +150,7 @@ class FrontendSettings(_Strict):
     auth_reads: bool = False  # GETs need a token too
     allow_open_network: bool = False  # listen beyond loopback without any token
     trusted_proxies: list[str] = []  # addresses/networks whose X-Forwarded-For names the client (frontend/proxies.py)
-    # Enforced by `python main.py` (serve.py), not by a bare `uvicorn main:app`:
+    # Connection limits (frontend/server_limits.py):
     client_timeout: Seconds = 10.0  # to send a whole request, or take an answer; idle connections close after it
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # open at once; past it 503 (see server_limits.py)
 

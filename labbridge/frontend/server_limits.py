@@ -22,8 +22,8 @@ that serve.py runs uvicorn with, adds what nginx and Apache have:
   dashboard sends nothing; uvicorn's default of 16 MiB, inflated from a small
   compressed message and held unread, pinned 32 MiB per connection).
 
-A bare `uvicorn main:app` has none of these: uvicorn picks its protocol before
-it loads the app.  `python main.py`, `python demo.py` and deploy/ use them.
+`python main.py` passes them to uvicorn.run; under `uvicorn main:app`, main.py
+sets them on the uvicorn that imports it (serve.py, configure_importing_uvicorn).
 """
 
 from __future__ import annotations
