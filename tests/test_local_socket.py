@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,27 +128,29 @@ def test_a_socket_folder_made_by_another_user_is_refused(tmp_path: Path) -> None
     squatted = tmp_path / "sockets"
     squatted.mkdir(mode=0o700)
     os.chown(squatted, 65534, 65534)
-    config = write_config(tmp_path / "config.yml", SETPOINT)
-    data = yaml.safe_load(config.read_text())
-    data["experiment_socket"]["socket_dir"] = "sockets"
-    config.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="belongs to user id 65534"):
-        backend_of(config)
-    result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "belongs to user id 65534" in result.stderr and "Traceback" not in result.stderr
+    refused_at_start(socket_config(tmp_path, socket_dir="sockets"), "belongs to user id 65534")
 
 
 def test_tcp_beyond_loopback_needs_curve(tmp_path: Path) -> None:
+    refused_at_start(socket_config(tmp_path, host="0.0.0.0"), "experiment_socket.host: 0.0.0.0 lets other machines")
+
+
+def socket_config(tmp_path: Path, **socket: Any) -> Path:
+    """A config.yml with these `experiment_socket` keys."""
     config = write_config(tmp_path / "config.yml", SETPOINT)
     data = yaml.safe_load(config.read_text())
-    data["experiment_socket"]["host"] = "0.0.0.0"
+    data["experiment_socket"].update(socket)
     config.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="experiment_socket.host: 0.0.0.0 lets other machines"):
+    return config
+
+
+def refused_at_start(config: Path, message: str) -> None:
+    """Both ways in refuse `config`: reading it, and the experiment process (exit 2, one line, no traceback)."""
+    with pytest.raises(ConfigError, match=message):
         backend_of(config)
     result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "0.0.0.0 lets other machines" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 @POSIX_ONLY
