@@ -23,6 +23,8 @@ import orjson
 import pytest
 
 import bridge_client
+from labbridge.core.errors import InvalidValue as ServerInvalidValue
+from labbridge.core.values import ValueRule
 from tests.conftest import Stack
 from tests.processes import running_stack, start_backend, wait_until, write_config
 
@@ -162,6 +164,31 @@ def test_arguments_the_bridge_would_refuse_are_refused_before_anything_is_sent(
     if "nan" not in message:  # the bridge, asked itself, refuses the same (NaN is not JSON: it cannot be asked)
         answer = httpx.post(f"{stack.url}/module_a/{action}", json=arguments)
         assert answer.status_code == 422 and message in answer.json()["message"]
+
+
+RULES = [ValueRule("x", float, "mm", 0, 100), ValueRule("n", int, None, 1, 10), ValueRule("o", float | None, "V", 0, 12),
+         ValueRule("s", str, choices=("a", "b")), ValueRule("t", str, max_length=5), ValueRule("b", bool),
+         ValueRule("l", list[float])]
+VALUES = [5, 5.5, 3.0, 150, -1, 0, True, False, None, float("nan"), float("inf"), "a", "abcdef", [1.0, 2], ["a"], {}]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: f"{rule.name}:{rule.type_name}")
+def test_the_client_refuses_exactly_what_the_bridge_refuses_and_in_its_words(rule: ValueRule) -> None:
+    parameter = bridge_client.ParameterInfo.from_json(rule.name, rule.schema(), required=True)  # as /modules has it
+    for value in VALUES:
+        try:
+            rule.validate(value)
+            bridge = None
+        except ServerInvalidValue as exc:
+            bridge = exc.detail
+        try:
+            parameter.check(value)
+            client = None
+        except bridge_client.InvalidValue as exc:
+            client = exc.message
+        assert (client is None) == (bridge is None), (value, client, bridge)
+        if client is not None and rule.name != "l":  # the bridge adds pydantic's reason for a wrong type
+            assert str(bridge).startswith(client), (value, client, bridge)
 
 
 def test_what_python_allows_and_the_bridge_takes_is_sent(lab: bridge_client.Bridge) -> None:

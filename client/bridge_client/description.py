@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge_client import schema
+from bridge_client import schema as json_schema
 from bridge_client.errors import InvalidValue
 
 
@@ -88,14 +88,14 @@ class ParameterInfo:
     @property
     def type(self) -> str:
         """The type in Python's words: "float", "int or None", "list[float]"."""
-        return schema.type_name(self.schema)
+        return json_schema.type_name(self.schema)
 
     def limits_text(self) -> str | None:
-        return schema.limits_text(self.schema, self.unit)
+        return json_schema.limits_text(self.schema, self.unit)
 
     def help_text(self) -> str:
         """One line: name, type, unit or limits, default, doc ("to: float, 0 to 100 mm. Where it goes.")."""
-        value, _ = schema.branches(self.schema)
+        value, _ = json_schema.branches(self.schema)
         facts = [self.type]
         if (limits := self.limits_text()) is not None:
             facts.append(limits)
@@ -109,7 +109,7 @@ class ParameterInfo:
 
     def check(self, value: Any) -> None:
         """Raise InvalidValue, in the bridge's words, if the bridge would refuse `value`."""
-        found = schema.problem(value, self.schema, self.unit)
+        found = json_schema.problem(value, self.schema, self.unit)
         if found is not None:
             raise InvalidValue(f"{self.name}{'' if found.startswith('[') else ' '}{found}")
 
@@ -146,16 +146,16 @@ class ActionInfo:
             elif parameter.required:
                 limits = parameter.limits_text()
                 raise InvalidValue(f"{self.name} needs the argument {name!r} "
-                                   f"({schema.a_type(parameter.type)}{f', {limits}' if limits else ''})")
+                                   f"({json_schema.a_type(parameter.type)}{f', {limits}' if limits else ''})")
 
     def signature(self) -> inspect.Signature:
         """`(self, *, to: float, speed: float | None = None) -> float`: keyword-only, as the bridge takes them."""
         keyword = inspect.Parameter.KEYWORD_ONLY
         parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        parameters += [inspect.Parameter(p.name, keyword, annotation=schema.annotation(p.schema),
+        parameters += [inspect.Parameter(p.name, keyword, annotation=json_schema.annotation(p.schema),
                                          default=inspect.Parameter.empty if p.required else p.default)
                        for p in self.parameters.values()]
-        return inspect.Signature(parameters, return_annotation=schema.annotation(self.returns.schema))
+        return inspect.Signature(parameters, return_annotation=json_schema.annotation(self.returns.schema))
 
     def help_text(self) -> str:
         """The doc, then each parameter and the result: what help() and `?` show."""
@@ -164,8 +164,8 @@ class ActionInfo:
             lines += ["Parameters:", *(f"  {p.help_text()}" for p in self.parameters.values())]
         result = self.returns.help_text().partition(": ")[2]
         lines += [f"Returns {result}" if self.returns.schema else "Returns nothing.", "",
-                  f"Starts the action and returns its Invocation at once: .wait() waits for the result "
-                  f"(.wait(progress=True) with a progress bar), .cancel() stops it."]
+                  "Starts the action and returns its Invocation at once: .wait() waits for the result "
+                  "(.wait(progress=True) with a progress bar), .cancel() stops it."]
         if self.owns:
             lines.append(f"While it runs, writing {' or '.join(self.owns)} is refused (Busy).")
         return "\n".join(lines)

@@ -145,8 +145,8 @@ class AsyncInvocation:
                 if bar is not None:
                     bar.show(self)
         except asyncio.CancelledError:
-            await asyncio.shield(asyncio.ensure_future(self.cancel_quietly()))
-            log.warning("%s", interrupted(self))
+            problem = await asyncio.shield(asyncio.ensure_future(self.cancel_quietly()))
+            log.warning("%s", interrupted(self, problem))
             raise
         finally:
             if bar is not None:

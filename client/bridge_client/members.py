@@ -90,7 +90,7 @@ class ActionMethod:
 
     def __call__(self, proxy: _Proxy, /, *args: Any, **arguments: Any) -> Any:
         if args:
-            example = ", ".join(f"{name}=..." for name in self.info.parameters) or ""
+            example = ", ".join(f"{name}=..." for name in self.info.parameters)
             raise TypeError(f"{self.info.name}() takes its arguments by name: {self.info.name}({example})")
         return proxy.invoke(self.info.name, **arguments)
 
