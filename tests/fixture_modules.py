@@ -145,6 +145,14 @@ class MutePowerSupply(PowerSupply):
     silent: float = Attribute(unit="V", scpi="SYST:NOPE", doc="A query the instrument does not know.")
 
 
+class SlowPowerSupply(PowerSupply):
+    """PowerSupply whose every setting takes a second, as over a slow GPIB or serial line (its hooks block)."""
+
+    def write(self, name: str, value: Any) -> Any:
+        time.sleep(1.0)
+        return super().write(name, value)
+
+
 class WideLabThingsStage(LabThingsStage):
     """LabThingsStage letting through positions the Thing refuses itself."""
 
