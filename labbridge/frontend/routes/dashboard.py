@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 
 from labbridge.core.errors import BridgeError
+from labbridge.frontend.page_headers import page
 from labbridge.frontend.state import bridge_of
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -56,7 +57,7 @@ def wants_html(request: Request) -> bool:
 
 
 def dashboard_page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html")
+    return page(STATIC / "index.html")
 
 
 @router.websocket("/ws")
