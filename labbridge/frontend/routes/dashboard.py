@@ -65,15 +65,16 @@ async def live_values(websocket: WebSocket) -> None:
     """Stream live values: the latest of every attribute first, then each new one."""
     bridge = bridge_of(websocket)
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    if bridge.auth.protect_reads:
-        # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
-        # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
-        authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
-        try:
+    try:
+        bridge.check_network(websocket)  # as every read: no token configured, loopback only
+        if bridge.auth.protect_reads:
+            # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
+            # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
+            authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
             bridge.auth.identify(authorization, write=False)
-        except BridgeError:
-            await websocket.close(code=1008)
-            return
+    except BridgeError:
+        await websocket.close(code=1008)
+        return
     # A browser drops a socket whose server picks none of the subprotocols it offered; never echo the token's.
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     async with bridge.feed.subscribe() as events:
