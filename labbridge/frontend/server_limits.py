@@ -41,6 +41,7 @@ from uvicorn.server import ServerState
 
 from labbridge.core.config import FrontendSettings
 from labbridge.core.errors import BridgeError, HeadersTooLarge, TooManyConnections
+from labbridge.frontend.stream_caps import connection_cap
 
 log = logging.getLogger("uvicorn.error")
 
@@ -59,7 +60,7 @@ class ConnectionGuard:
 
     @classmethod
     def from_settings(cls, settings: FrontendSettings, open_files: int) -> ConnectionGuard:
-        cap = max(1, min(settings.max_connections, open_files // 2))
+        cap = connection_cap(settings, open_files)
         if cap < settings.max_connections:
             log.warning("serving at most %d connections at once (half of the %d files this process may open; "
                         "raise LimitNOFILE or `ulimit -n` for more)", cap, open_files)

@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.page_headers import page
 from labbridge.frontend.state import bridge_of
+from labbridge.frontend.stream_caps import TRY_AGAIN_LATER
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -77,8 +78,15 @@ async def live_values(websocket: WebSocket) -> None:
         return
     # A browser drops a socket whose server picks none of the subprotocols it offered; never echo the token's.
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    async with bridge.feed.subscribe() as events:
-        await stream_events(websocket, events)
+    if not bridge.websockets.take():  # plain requests keep their room (stream_caps.py)
+        await websocket.close(TRY_AGAIN_LATER, f"try again later: {bridge.websockets.limit} live-value connections "
+                              "are open, the most this frontend serves")
+        return
+    try:
+        async with bridge.feed.subscribe() as events:
+            await stream_events(websocket, events)
+    finally:
+        bridge.websockets.release()
 
 
 async def stream_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:

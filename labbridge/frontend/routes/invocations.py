@@ -3,7 +3,8 @@
 `GET /invocations?module=&status=` lists them newest first; `GET /invocations/<id>`
 answers one, and with `?wait=<s>` waits until its status changes (a long poll,
 for clients without WebSockets; the request's own timeout is stretched by the
-wait); `DELETE /invocations/<id>` cancels a pending or running one (202, 409
+wait; past `frontend.max_long_polls` at once it is answered at once, see
+stream_caps.py); `DELETE /invocations/<id>` cancels a pending or running one (202, 409
 when it has already finished), needing a token exactly as a PUT does.
 """
 
@@ -43,8 +44,14 @@ async def get_invocation(invocation: InvocationId, request: Request,
     bridge = bridge_of(request)
     bridge.check_network(request)
     bridge.auth.identify(request.headers.get("authorization"), write=False)
-    return json_bytes(await bridge.backend.request("invocation", value={"id": invocation, "wait": wait},
-                                                   timeout=bridge.settings.request_timeout + wait))
+    waiting = wait > 0 and bridge.long_polls.take()  # over the cap: answered at once (stream_caps.py)
+    value = {"id": invocation, "wait": wait if waiting else 0}
+    try:
+        return json_bytes(await bridge.backend.request("invocation", value=value,
+                                                       timeout=bridge.settings.request_timeout + wait))
+    finally:
+        if waiting:
+            bridge.long_polls.release()
 
 
 @router.delete("/invocations/{invocation}", status_code=202, operation_id="cancel_invocation",
