@@ -104,7 +104,7 @@ class InvocationJournal:
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         os.fsync(self._fd)
         self._lines += 1
@@ -117,7 +117,8 @@ class InvocationJournal:
             {"event": "end", "id": lost["id"], "status": "lost", "finished": lost["finished"]})]
         records += [{"event": "start", **entry} for entry in self._open.values()]
         temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "wb") as file:
+        # os.open: created for this user only, whatever the umask (open() would leave it to the umask).
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
             file.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
             file.flush()
             os.fsync(file.fileno())
