@@ -292,3 +292,11 @@ def test_csv_text_that_a_spreadsheet_would_run_is_kept_text(recording: Recording
     assert cells == ["'" + label for label in labels[:6]] + ["run 7", "a=b"]
     values = history(recording.url, "setpoint/value", since=start, until=start + 1, format="csv").text.splitlines()
     assert [line.split(",")[2] for line in values[1:]] == ["-5.0", "2.5"]  # numbers stay numbers
+
+
+def test_times_at_the_ends_of_iso_8601_are_read(recording: Recording) -> None:
+    start = time.time() - 7 * 86400
+    insert(recording.db, "setpoint", "value", [(start, 1.0)])
+    for since, until in (("0001-01-01T00:00:00", start + 1), ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59")):
+        everything = points(recording.url, "setpoint/value", since=since, until=until, limit=100_000)
+        assert [start, 1.0] in everything

@@ -79,13 +79,27 @@ def parse_time(text: str | None, name: str) -> float | None:
         # RFC 3339 allows a lower-case t and z, and a leap second (:60), which Python does not read.
         iso = _LEAP_SECOND.sub(r"\1:59", text.upper().replace("Z", "+00:00"))
         try:
-            value = datetime.fromisoformat(iso).timestamp()  # a time without a zone is local time
-        except (ValueError, OverflowError, OSError):
+            value = unix_seconds(datetime.fromisoformat(iso))  # a time without a zone is local time
+        except ValueError:
             raise MalformedRequest(f"{name} must be Unix seconds or ISO 8601 like 2025-11-26T10:00:00Z; "
                                    f"got {text!r}") from None
     if not math.isfinite(value):
         raise MalformedRequest(f"{name} must be a finite time; got {text!r}")
     return value
+
+
+def unix_seconds(moment: datetime) -> float:
+    """A time of any year from 1 to 9999 as Unix seconds (the platform's own conversion of a local time
+    fails near the ends: `0001-01-01T00:00:00` is "year 0 is out of range", and before 1970 on Windows)."""
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        if moment.tzinfo is None:  # local time: with today's offset from UTC, the best there is so far away
+            moment = moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+        return (moment - _EPOCH).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 async def _csv_response(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery) -> Response:
