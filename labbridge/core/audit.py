@@ -109,6 +109,11 @@ class AuditLog:
         window.written += 1
         await self._append(self._line(attempt, "refused", outcome=outcome))
 
+    async def record_outcome(self, attempt: WriteAttempt, outcome: str) -> None:
+        """A `finished` line for a write whose `started` line an earlier run of the process wrote (an
+        invocation lost when it died: outcome "lost")."""
+        await self._append(self._line(attempt, "finished", outcome=outcome))
+
     def record_write(self, attempt: WriteAttempt) -> AuditedWrite:
         """The lines of one write that may reach the instrument: await `started`, then `finished`."""
         return AuditedWrite(self, attempt)

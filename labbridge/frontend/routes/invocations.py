@@ -10,6 +10,7 @@ when it has already finished), needing a token exactly as a PUT does.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -58,10 +59,12 @@ async def get_invocation(invocation: InvocationId, request: Request,
                summary="Cancel a pending or running invocation",
                openapi_extra={"security": [{"HTTPBearer": []}]})
 async def cancel_invocation(invocation: InvocationId, request: Request) -> Response:
-    body = await forward_write(bridge_of(request), request, "cancel", None, None, _nothing,
-                               wrap=lambda _: {"id": invocation})
+    named = {"invocation": invocation}  # in the audit log, as the experiment process records a cancel
+    body = await forward_write(bridge_of(request), request, "cancel", None, None, partial(_no_body, named),
+                               wrap=lambda _: {"id": invocation}, requested=named)
     return json_bytes(body, 202)
 
 
-async def _nothing() -> None:
-    """A cancel has no body to read."""
+async def _no_body(named: dict[str, str]) -> dict[str, str]:
+    """A cancel has no body to read: what it asks for is in its URL."""
+    return named
