@@ -18,6 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from labbridge.frontend.server_limits import MAX_HEAD_BYTES
 from tests.processes import ROOT, Process, free_port, http_answers, running_stack, start_backend, wait_until, write_config
 
 SETPOINT = {"setpoint": {"class": "setpoint.Setpoint"}}
@@ -200,4 +201,31 @@ def test_40_long_polls_leave_room_for_plain_requests(tmp_path: Path) -> None:
         assert plain == 200
         assert at_once == ["running"] * 30  # over the cap: answered as if wait=0
         assert waited == ["cancelled"] * 10  # a quarter of 40 waited, and heard of the change
+        assert frontend.alive()
+
+
+@pytest.mark.parametrize("extra", [1, 200_000])
+def test_a_head_over_the_limit_in_one_write_gets_431(tmp_path: Path, extra: int) -> None:
+    # The whole head, blank line and all, in one write: the parser would take it in before it was counted.
+    config = write_config(tmp_path / "config.yml", SETPOINT)
+    with running_stack(config, tmp_path) as (_, frontend, url):
+        port = int(url.rsplit(":", 1)[1])
+        head = b"GET /setpoint/value HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+        head += b"a" * (MAX_HEAD_BYTES + extra - len(head) - 4) + b"\r\n\r\n"
+        assert len(head) == MAX_HEAD_BYTES + extra
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head)
+            sock.settimeout(5)
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        # A head just under the limit, with a body in the same write, is a request like any other.
+        body = b'{"value": 4.0}'
+        head = b"PUT /setpoint/value HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Big: "
+        head += b"a" * (MAX_HEAD_BYTES - len(head) - 60)
+        head += b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + body)
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert httpx.get(f"{url}/setpoint/value").json()["value"] == 4.0
         assert frontend.alive()
