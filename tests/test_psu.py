@@ -10,6 +10,7 @@ instrument's), VISA timeouts as 504, and instruments that are not there as 502.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -95,3 +96,17 @@ def test_an_instrument_that_is_not_there_is_unreachable(url: str, module: str, r
         assert reason in answer.json()["message"]
     put = httpx.put(f"{url}/{module}/voltage", json={"value": 1.0}, timeout=10)
     assert put.json()["error"] == "instrument_unreachable"
+
+
+def test_text_an_instrument_cannot_take_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {"panel": {"class": "tests.fixture_modules.DisplayPanel",
+                                                              "simulate": True}})
+    with running_stack(config, tmp_path) as (_, _, url):
+        assert httpx.put(f"{url}/panel/text", json={"value": "run 7"}).json()["value"] == "run 7"
+        for text in ("h\u00e9llo", "del\x7f", "two\nlines"):
+            refused = httpx.put(f"{url}/panel/text", json={"value": text})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"] == "invalid_value" and "printable ASCII only" in refused.json()["message"]
+        assert httpx.get(f"{url}/panel/text").json()["value"] == "run 7"  # nothing reached the display
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["modules"]["panel"]["last_error"] is None  # not degraded
