@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, Response
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.openapi import lab_schema
 from labbridge.frontend.page_headers import page
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.routes.dashboard import STATIC
 from labbridge.frontend.state import bridge_of
 
@@ -68,3 +69,6 @@ async def swagger() -> FileResponse:
 @router.get("/redoc")
 async def redoc() -> FileResponse:
     return page(STATIC / "redoc.html")
+
+
+answer_head(router)

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from labbridge.core.action import MAX_WAIT, Status
 from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.state import bridge_of
 from labbridge.frontend.writes import forward_write
 
@@ -68,3 +69,6 @@ async def cancel_invocation(invocation: InvocationId, request: Request) -> Respo
 async def _no_body(named: dict[str, str]) -> dict[str, str]:
     """A cancel has no body to read: what it asks for is in its URL."""
     return named
+
+
+answer_head(router)
