@@ -273,7 +273,8 @@ class Invocations:
             return spec
         known = ", ".join(module.actions) or "none"
         if name in module.specs or name in RESERVED_NAMES:
-            raise NotAnAction(f"{module.name}.{name} is not an action: GET reads it, PUT sets it; "
+            writable = name in module.specs and module.specs[name].writable
+            raise NotAnAction(f"{module.name}.{name} is not an action: GET reads it{', PUT sets it' if writable else ''}; "
                               f"POST starts an action (actions of {module.name}: {known})")
         raise UnknownAction(f"module {module.name!r} has no action {name!r}; known: {known}")
 
