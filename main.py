@@ -20,11 +20,13 @@ require_python()  # before anything a too-old Python cannot run
 from fastapi import FastAPI  # noqa: E402
 
 from labbridge.core.config import ConfigError, config_path, load_config  # noqa: E402
+from labbridge.core.private_files import keep_files_private  # noqa: E402
 from labbridge.frontend.app import create_app  # noqa: E402
 from labbridge.frontend.serve import configure_importing_uvicorn, serve  # noqa: E402
 
 
 def _app_or_exit() -> FastAPI:
+    keep_files_private()  # the audit log and its folder are this user's alone
     try:
         return create_app(load_config(), config_path())
     except ConfigError as exc:

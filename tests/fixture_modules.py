@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from base_module import Attribute, BaseModule
+from base_module import Attribute, BaseModule, ScpiModule
 from labthings_stage import LabThingsStage
 from module_a import ModuleA
 from psu import PowerSupply
@@ -188,3 +189,10 @@ class SlowWriter(BaseModule):
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {"value": self.current}
+
+
+class DisplayPanel(ScpiModule):
+    """A SCPI instrument with a line of text to set (pyvisa-sim plays it from tests/display_panel.yaml)."""
+
+    sim_file = Path(__file__).with_name("display_panel.yaml")
+    text: str = Attribute(writable=True, scpi="DISP:TEXT", doc="What the display shows.")

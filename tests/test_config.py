@@ -69,6 +69,8 @@ def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch
     ({**GOOD, "history": {"interval": 0}}, r"history\.interval: .*greater than 0"),
     ({**GOOD, "history": {"max_size_mb": -5}}, r"history\.max_size_mb: .*greater than 0"),
     ({**GOOD, "history": {"keep": "forever"}}, r"history\.keep: unknown key"),
+    ({**GOOD, "frontend": {"max_connections": 10, "max_websockets": 5, "max_long_polls": 5}},
+     r"frontend\.max_websockets and max_long_polls \(10 together\) must leave room for plain requests"),
 ])
 def test_schema_problems_name_file_key_and_problem(tmp_path: Path, data: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:

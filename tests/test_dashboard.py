@@ -146,3 +146,11 @@ def test_docs_pages_load_their_assets_from_the_app(lab: Lab) -> None:
         page.goto(lab.url + "/docs")
         page.wait_for_selector("[data-path='/module_a/position']", timeout=15_000)
         assert foreign == []
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/modules", "/docs", "/redoc", "/openapi.json", "/metrics",
+                                  "/invocations", "/static/app.js"])
+def test_head_on_a_fixed_path_answers_as_get_without_the_body(lab: Lab, path: str) -> None:
+    got, head = httpx.get(lab.url + path), httpx.head(lab.url + path)
+    assert head.status_code == got.status_code == 200, head.text
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]

@@ -94,6 +94,8 @@ def test_the_socket_folder_is_private_and_the_sockets_are_the_owners_only(tmp_pa
         for path in endpoints.socket_files:
             assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not any(path.exists() for path in endpoints.socket_files)  # removed on a clean stop
+    lock = endpoints.socket_files[0].with_suffix(".lock")  # experiment-<port>.lock
+    assert lock.parent == endpoints.folder and not lock.exists()  # and so is the lock's file: none pile up
 
 
 @POSIX_ONLY

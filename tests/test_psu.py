@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,3 +167,15 @@ def test_a_cancel_answers_at_once_while_a_blocking_setting_takes_a_second(url: s
     stopped = httpx.get(f"{url}/slow_psu/voltage", timeout=10).json()["value"]  # after the write under way
     assert 0 < stopped < 10
     assert httpx.put(f"{url}/slow_psu/voltage", json={"value": 0}, timeout=10).status_code == 200  # owned no more
+def test_text_an_instrument_cannot_take_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {"panel": {"class": "tests.fixture_modules.DisplayPanel",
+                                                              "simulate": True}})
+    with running_stack(config, tmp_path) as (_, _, url):
+        assert httpx.put(f"{url}/panel/text", json={"value": "run 7"}).json()["value"] == "run 7"
+        for text in ("h\u00e9llo", "del\x7f", "two\nlines"):
+            refused = httpx.put(f"{url}/panel/text", json={"value": text})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"] == "invalid_value" and "printable ASCII only" in refused.json()["message"]
+        assert httpx.get(f"{url}/panel/text").json()["value"] == "run 7"  # nothing reached the display
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["modules"]["panel"]["last_error"] is None  # not degraded

@@ -27,6 +27,7 @@ import zmq
 
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.core.file_limit import raise_open_file_limit
+from labbridge.core.private_files import keep_files_private
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
 from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="restart when a module's code or the config file changes (for development)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_files_private()  # the history, the journal and the audit log are this user's alone
 
     path = config_path(args.config)
     if args.reload:

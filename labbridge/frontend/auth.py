@@ -18,6 +18,7 @@ the answer's timing does not tell how much of a guess was right.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import os
 import string
@@ -28,6 +29,7 @@ import yaml
 
 from labbridge.core.config import ConfigError, FrontendSettings, resolve
 from labbridge.core.errors import Forbidden, NotAuthenticated
+from labbridge.core.private_files import warn_if_open
 from labbridge.core.transport import is_loopback
 
 ENV_TOKEN = "BRIDGE_TOKEN"
@@ -63,6 +65,8 @@ class TokenAuth:
             holders[token] = identity
         if settings.auth_reads and not tokens:
             raise ConfigError(f"frontend.auth_reads: true needs tokens: set frontend.token_file or ${ENV_TOKEN}")
+        if settings.token_file is not None:  # usable: say so if others may read it (after any error, not before)
+            warn_if_open(resolve(config_file, settings.token_file), "tokens", logging.getLogger("uvicorn.error"))
         return cls(tokens, settings.auth_reads)
 
     @property

@@ -26,6 +26,8 @@ from fastapi.responses import FileResponse, Response
 
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.openapi import lab_schema
+from labbridge.frontend.page_headers import page
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.routes.dashboard import STATIC
 from labbridge.frontend.state import bridge_of
 
@@ -61,9 +63,12 @@ async def openapi(request: Request) -> Response:
 
 @router.get("/docs")
 async def swagger() -> FileResponse:
-    return FileResponse(STATIC / "api-docs.html", media_type="text/html")
+    return page(STATIC / "api-docs.html")
 
 
 @router.get("/redoc")
 async def redoc() -> FileResponse:
-    return FileResponse(STATIC / "redoc.html", media_type="text/html")
+    return page(STATIC / "redoc.html")
+
+
+answer_head(router)

@@ -1,7 +1,7 @@
 // The dashboard: every module and attribute, live values over /ws, in-place editing.
 "use strict";
 
-const state = { modules: {}, backendUp: null };
+const state = { modules: {}, backendUp: null, token: storedToken() };
 const $ = (selector, root = document) => root.querySelector(selector);
 
 function el(tag, attrs = {}, ...children) {
@@ -29,11 +29,20 @@ function limitsText(info) {
   return "";
 }
 
+// Storage may be blocked (a browser that keeps no site data): the token then lasts as long as the page.
+function storedToken() {
+  try { return localStorage.getItem("bridge-token") || ""; } catch { return ""; }
+}
+
+function storeToken(token) {
+  state.token = token;
+  try { localStorage.setItem("bridge-token", token); } catch { /* kept for this page only */ }
+}
+
 function headers(json) {
   const h = { Accept: "application/json" };
   if (json) h["Content-Type"] = "application/json";
-  const token = localStorage.getItem("bridge-token");
-  if (token) h.Authorization = `Bearer ${token}`;
+  if (state.token) h.Authorization = `Bearer ${state.token}`;
   return h;
 }
 
@@ -178,7 +187,7 @@ async function checkHealth() {
 
 function liveProtocols() {
   // The token rides in the handshake's Sec-WebSocket-Protocol header, never in the URL (access logs keep URLs).
-  const token = localStorage.getItem("bridge-token");
+  const token = state.token;
   if (!token) return ["labbridge"];
   const utf8 = String.fromCharCode(...new TextEncoder().encode(token));  // btoa takes bytes, a token may not be ASCII
   const base64url = btoa(utf8).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -215,9 +224,9 @@ async function start() {
   }
 }
 
-$("#token").value = localStorage.getItem("bridge-token") || "";
+$("#token").value = state.token;
 $("#token").addEventListener("change", (event) => {
-  localStorage.setItem("bridge-token", event.target.value);
+  storeToken(event.target.value);
   start();
   state.socket?.close();  // reconnects with the new token
 });
