@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from base_module import Attribute, BaseModule
@@ -180,3 +181,24 @@ class SlowWriter(BaseModule):
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {"value": self.current}
+
+
+class PluggedLater(BaseModule):
+    """An instrument on a serial port that is not there until a test plugs it in (creates the file `device`).
+
+    Its blocking `start` raises OSError while the file is missing, as opening an absent COM port does."""
+
+    value: float = Attribute(minimum=-10, maximum=10, writable=True, doc="A setpoint.")
+
+    def start(self) -> None:
+        device = Path(self.settings.simulator["device"])
+        if not device.exists():
+            raise OSError(f"{device.name}: no such port")
+        self.current = float(device.read_text() or 0)
+
+    def read(self, name: str) -> Any:
+        return self.current
+
+    def write(self, name: str, value: Any) -> Any:
+        self.current = value
+        return value

@@ -38,6 +38,7 @@ from labbridge.core.errors import (
     HistoryOff,
     InstrumentError,
     InstrumentTimeout,
+    InstrumentUnreachable,
     MalformedRequest,
     UnknownModule,
     UNKNOWN_OUTCOME,
@@ -121,7 +122,12 @@ class Experiment:
     async def start(self) -> None:
         await self.invocations.start()
         for module in self.modules.values():
-            await module.worker.run(module.start)
+            try:
+                await module.run_start()
+            except InstrumentUnreachable as exc:  # one missing instrument must not take the others down
+                self._states[module.name].last_error = exc.code
+                log.error("module %s could not start: %s; it answers 502 instrument_unreachable and tries again on "
+                          "each request, the other modules serve", module.name, module.start_failure)
 
     def start_polling(self) -> None:
         """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
@@ -144,6 +150,9 @@ class Experiment:
         for task in self._pollers:
             task.cancel()
         for module in self.modules.values():
+            if module.start_failure is not None:  # never started: nothing to close
+                module.worker.close()
+                continue
             try:
                 # A blocking driver stuck on a dead instrument must not hold up the shutdown.
                 async with asyncio.timeout(module.settings.timeout + module.settings.connect_timeout):
@@ -180,7 +189,8 @@ class Experiment:
     async def _dispatch(self, request: Request, write: AuditedWrite | None = None) -> Any:
         if request.op == "ping":
             return {"time": time.time(), "modules": {
-                name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending}
+                name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending,
+                       "start_error": self.modules[name].start_failure}
                 for name, q in self._states.items()},
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
@@ -290,6 +300,7 @@ class Experiment:
     @staticmethod
     async def _call(module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
         name = request.attribute or ""
+        await module.retry_start()  # in the module's turn: a module whose start failed tries again
         if request.op == "put":
             if write is not None:  # the value before, read in the same turn; the line is on disk before the write
                 await write.started(before=(await module.get(name))["value"])
