@@ -202,3 +202,21 @@ class PluggedLater(BaseModule):
     def write(self, name: str, value: Any) -> Any:
         self.current = value
         return value
+
+
+class Thermometer(BaseModule):
+    """A read-only instrument with a driver of its own: it overrides `read` only (nothing is writable)."""
+
+    temperature: float = Attribute(unit="degC", doc="Always 21.5.")
+
+    def read(self, name: str) -> Any:
+        return 21.5
+
+
+class HalfDriven(BaseModule):
+    """Overrides `read` but not `write`, though it has a writable attribute: its writes still go over HTTP."""
+
+    value: float = Attribute(writable=True, doc="A setpoint.")
+
+    def read(self, name: str) -> Any:
+        return 0.0

@@ -128,8 +128,15 @@ class BaseModule:
 
     @classmethod
     def speaks_http(cls) -> bool:
-        """True while `read` or `write` is still the default HTTP one (then ip:port are needed)."""
-        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write"))
+        """True while a driver hook the module needs is still the default HTTP one (then ip:port are needed)."""
+        return bool(cls.http_hooks())
+
+    @classmethod
+    def http_hooks(cls) -> list[str]:
+        """The hooks left to the instrument's HTTP API: `read` unless overridden, and `write` unless overridden
+        or nothing is writable (a read-only module never calls it)."""
+        needed = ["read"] + (["write"] if any(spec.writable for spec in cls.attributes.values()) else [])
+        return [hook for hook in needed if getattr(cls, hook) is getattr(BaseModule, hook)]
 
     @classmethod
     def simulates_itself(cls) -> bool:

@@ -94,7 +94,7 @@ class Experiment:
             module_class = _import_module_class(settings.class_path, where)
             serves_simulator = settings.simulate and not module_class.simulates_itself()
             if settings.port is None and (serves_simulator or module_class.speaks_http()):
-                raise ConfigError(f"{where}.port: required key is missing ({module_class.__name__} talks HTTP to its instrument)")
+                raise ConfigError(f"{where}.port: required key is missing ({_needs_port(module_class, serves_simulator)})")
             for key, names in (("limits", settings.limits), ("poll", settings.poll)):
                 for attr in names:
                     if attr not in module_class.attributes:
@@ -325,6 +325,16 @@ def _import_module_class(path: str, where: str) -> type[BaseModule]:
     if not (isinstance(found, type) and issubclass(found, BaseModule)):
         raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
     return found
+
+
+def _needs_port(module_class: type[BaseModule], serves_simulator: bool) -> str:
+    """Why a module needs `port`, and what to do instead when it has another way to its instrument."""
+    name = module_class.__name__
+    if serves_simulator:
+        return f"simulate: true serves {name}'s simulator on ip:port"
+    hooks = " and ".join(f"`{hook}`" for hook in module_class.http_hooks())
+    return (f"{name} talks HTTP to its instrument at ip:port, as BaseModule's {hooks} do; a module that reaches "
+            f"its instrument another way overrides {hooks}")
 
 
 def _expired(module: BaseModule, request: Request) -> DeadlineExceeded:
