@@ -100,9 +100,11 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
             uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
             simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
             log.info("simulating %s at http://%s:%d", name, settings.ip, settings.port)
-        if not lock.acquire():
-            raise StartupError(f"experiment_socket cannot bind: another experiment process is serving "
-                               f"{config_file} on {endpoints.requests}")
+        if not lock.acquire():  # the socket is named after the port: another config with the same port took it
+            raise StartupError(f"experiment_socket cannot bind: another experiment process is serving the socket "
+                               f"{endpoints.requests.removeprefix('ipc://')} (experiment_socket.port: "
+                               f"{config.experiment_socket.port}); stop it, or give this experiment another "
+                               f"experiment_socket.port in {config_file}")
         try:
             server.bind()
         except zmq.ZMQError as exc:
