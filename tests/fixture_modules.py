@@ -220,3 +220,17 @@ class HalfDriven(BaseModule):
 
     def read(self, name: str) -> Any:
         return 0.0
+
+
+class SlowToLoad(BaseModule):
+    """A module that takes `seconds` (3 by default) to set up, as a vendor SDK loading: its process is slow to be
+    ready, or to fail."""
+
+    value: float = Attribute(doc="Always 1.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        time.sleep(float(self.settings.simulator.get("seconds", 3.0)))
+
+    def read(self, name: str) -> Any:
+        return 1.0

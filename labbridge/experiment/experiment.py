@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -187,8 +188,8 @@ class Experiment:
             raise
 
     async def _dispatch(self, request: Request, write: AuditedWrite | None = None) -> Any:
-        if request.op == "ping":
-            return {"time": time.time(), "modules": {
+        if request.op == "ping":  # `pid` tells a launcher that its own experiment process answers
+            return {"time": time.time(), "pid": os.getpid(), "modules": {
                 name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending,
                        "start_error": self.modules[name].start_failure}
                 for name, q in self._states.items()},
