@@ -201,6 +201,32 @@ def test_a_second_demo_on_the_same_config_is_never_ready_and_exits_with_its_expe
     assert first.poll() is None  # the first demo serves on
 
 
+def test_a_module_beside_a_config_elsewhere_is_imported(tmp_path: Path) -> None:
+    lab = tmp_path / "elsewhere"
+    lab.mkdir()
+    (lab / "lamp.py").write_text(LAMP)
+    config = write_config(lab / "config.yml", {"lamp": {"class": "lamp.Lamp", "port": None}})
+    with running_stack(config, tmp_path) as (_, _, url):  # run from the repository, as README says
+        assert httpx.get(f"{url}/lamp/brightness").json()["value"] == 0.75
+
+
+LAMP = '''
+from base_module import Attribute, BaseModule
+
+
+class Lamp(BaseModule):
+    """A module file beside a config.yml that is not the repository's."""
+
+    brightness: float = Attribute(doc="Always 0.75.")
+
+    async def read(self, name: str) -> float:
+        return 0.75
+
+    async def write(self, name: str, value: object) -> object:
+        raise NotImplementedError("nothing here is writable")
+'''
+
+
 # 9e: the frontend's "no config" message names what its commands have.
 
 @pytest.mark.parametrize("command", [[sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(ROOT)],

@@ -156,6 +156,14 @@ def _run_loop(coro: Any) -> None:
         runner.run(coro)
 
 
+def import_beside(config_file: Path) -> None:
+    """Let module files beside config.yml be imported wherever it is (`--config /elsewhere/config.yml`): its folder
+    goes on the import path, after the script's own (the repository's example modules win a clash)."""
+    folder = str(config_file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(1, folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
@@ -166,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     path = config_path(args.config)
+    import_beside(path)
     if args.reload:
         from labbridge.tools.reloader import reload_on_changes
 
