@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from base_module import Attribute, BaseModule
+from base_module import Attribute, BaseModule, action
 from labthings_stage import LabThingsStage
 from module_a import ModuleA
 from psu import PowerSupply
@@ -234,3 +234,22 @@ class SlowToLoad(BaseModule):
 
     def read(self, name: str) -> Any:
         return 1.0
+
+
+class Relay(BaseModule):
+    """An in-memory relay, switched by an action whose one parameter is a required bool."""
+
+    closed: bool = Attribute(doc="True while the relay is closed.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.state = False
+
+    async def read(self, name: str) -> Any:
+        return self.state
+
+    @action
+    async def switch(self, closed: bool) -> bool:
+        """Close or open the relay."""
+        self.state = closed
+        return closed
