@@ -42,7 +42,13 @@ import orjson
 from labbridge.core.action import ActionSpec, collect_actions
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.config import ModuleSettings
-from labbridge.core.errors import BridgeError, InstrumentError, InstrumentUnreachable, ReadOnlyAttribute, UnknownAttribute
+from labbridge.core.errors import (
+    BridgeError,
+    InstrumentError,
+    InstrumentUnreachable,
+    ReadOnlyAttribute,
+    UnknownAttribute,
+)
 from labbridge.experiment.drivers.http_dialect import HOME, HttpDialect, HttpDriver
 from labbridge.experiment.instrument_client import InstrumentClient
 from labbridge.experiment.invocation import current_invocation
