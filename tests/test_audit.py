@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import signal
 import socket
 import sys
@@ -285,3 +286,57 @@ def test_refused_invocations_and_cancels_and_a_run_lost_in_a_crash_are_all_on_re
     ]
     started, finished = audit_lines(tmp_path)[-2:]
     assert started["id"] == finished["id"] == ramp["id"] and finished["client"] == started["client"] == "127.0.0.1"
+
+
+README_TOKEN = "6d1c0b1e7c2a4f0e9b8a7d6c5b4a3f2e"  # alice's, in README's tokens.yml
+
+
+def readme_audit_lines() -> list[dict[str, Any]]:
+    """The audit lines README shows (its Deploying section, "Audit log")."""
+    from tests.processes import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Audit log.**", 1)[1].split("**Backend and frontend on different machines", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
+    return [orjson.loads(line) for block in blocks for line in block.splitlines()]
+
+
+def shown_as(shown: dict[str, Any], real: dict[str, Any]) -> bool:
+    """Whether a real line is one README shows: the same keys and words; times, ids and values read from the
+    instrument by their type (a null stays null), and an invocation's id in `requested` too."""
+    if set(shown) != set(real):
+        return False
+    for key, value in shown.items():
+        if key in ("time", "id", "before", "after") or (key == "requested" and isinstance(value, dict)
+                                                      and "invocation" in value):
+            if type(value) is not type(real[key]) or (isinstance(value, dict) and set(value) != set(real[key])):
+                return False
+        elif value != real[key]:
+            return False
+    return True
+
+
+def test_the_audit_lines_readme_shows_are_what_the_processes_write(tmp_path: Path) -> None:
+    (tmp_path / "tokens.yml").write_text(yaml.safe_dump({"alice": README_TOKEN}))
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"token_file": "tokens.yml"}, audit_log="audit.jsonl")
+    alice = {"Authorization": f"Bearer {README_TOKEN}"}
+    with running_stack(config, tmp_path) as (_, _, url):
+        position = f"{url}/module_a/position"
+        assert httpx.put(position, json={"value": 42.5}, headers=alice).status_code == 200
+        assert httpx.put(position, json={"value": 10}, headers=alice).status_code == 200
+        assert httpx.put(position, json={"value": 10}).status_code == 401  # no token
+        assert httpx.put(position, json={"value": 150}, headers=alice).status_code == 422
+        move = httpx.post(f"{url}/module_a/move", json={"to": 80, "speed": 20}, headers=alice).json()
+        assert httpx.get(f"{url}/invocations/{move['id']}?wait=30", timeout=40).json()["status"] == "completed"
+        cycle = httpx.post(f"{url}/module_a/cycle", json={"count": 50, "amplitude": 10}, headers=alice).json()
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}", headers=alice).json()["status"] == "cancelled"
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}", headers=alice).status_code == 409
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}").status_code == 401
+        wait_until(lambda: sum(line["op"] != "put" for line in audit_lines(tmp_path)) == 8, 10, "the action lines")
+    real = audit_lines(tmp_path)
+    shown = readme_audit_lines()
+    assert len(shown) >= 10
+    for line in shown:
+        assert any(shown_as(line, written) for written in real), f"README shows {line}\nwritten:\n" + "\n".join(
+            orjson.dumps(w).decode() for w in real)

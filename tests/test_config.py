@@ -106,6 +106,22 @@ def test_instrument_keys_are_checked(tmp_path: Path, changes: dict[str, Any], me
         check(tmp_path, with_module(**changes))
 
 
+def test_a_read_only_module_with_its_own_read_needs_no_port(tmp_path: Path) -> None:
+    experiment = check(tmp_path, with_module(**{"class": "tests.fixture_modules.Thermometer", "port": None,
+                                                "simulate": None}))
+    assert experiment.modules["module_a"].address == "in process"
+
+
+@pytest.mark.parametrize(("module_class", "hooks"), [
+    ("module_a.ModuleA", "`read` and `write`"),
+    ("tests.fixture_modules.HalfDriven", "`write`"),
+])
+def test_a_missing_port_says_which_hooks_to_override(tmp_path: Path, module_class: str, hooks: str) -> None:
+    with pytest.raises(ConfigError, match=rf"modules\.module_a\.port: required key is missing \(.* talks HTTP .*"
+                                          rf"overrides {hooks}\)"):
+        check(tmp_path, with_module(**{"class": module_class, "port": None, "simulate": None}))
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"class": "no_such_file.Thing"}, r"modules\.module_a\.class: cannot import 'no_such_file'"),
     ({"class": "module_a.NoSuchClass"}, r"modules\.module_a\.class: 'module_a' has no class 'NoSuchClass'"),

@@ -120,6 +120,28 @@ def test_two_configs_get_two_sockets_and_one_config_one_experiment(tmp_path: Pat
         backend.stop()
 
 
+@POSIX_ONLY
+def test_a_second_config_on_a_taken_socket_names_the_socket_and_the_key_to_change(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_config(tmp_path / "a" / "config.yml", SETPOINT)
+    port = load_config(first).experiment_socket.port
+    second = write_config(tmp_path / "b" / "config.yml", SETPOINT, backend_port=port)  # a copy that kept the port
+    assert backend_of(first) == backend_of(second)  # the private socket is named after the port, not the file
+    backend = start_backend(first, tmp_path / "first.log")
+    try:
+        again = Process([sys.executable, "start_experiment.py", "--config", str(second)], tmp_path / "again.log")
+        assert again.wait(15) == 1
+        line = next(line for line in again.output.splitlines() if "cannot bind" in line)
+        socket_file = backend_of(first).removeprefix("ipc://")
+        assert f"another experiment process is serving the socket {socket_file}" in line, line
+        assert f"experiment_socket.port: {port}" in line and "give this experiment another experiment_socket.port" in line
+        assert f"serving {second}" not in line and "Traceback" not in again.output
+        again.stop()
+    finally:
+        backend.stop()
+
+
 def backend_of(config: Path) -> str:
     return connect_endpoints(load_config(config).experiment_socket, config).requests
 

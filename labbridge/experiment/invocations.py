@@ -225,6 +225,8 @@ class Invocations:
 
     async def _finish(self, invocation: Invocation, status: str, result: Any, error: dict[str, str] | None) -> None:
         invocation.result, invocation.error, invocation.finished = result, error, time.time()
+        if status == "completed" and invocation.progress is not None:
+            invocation.progress = 1.0  # it got there, whatever its last estimate said
         invocation.status = status  # final from here on: a late cancel gets 409, the owned attributes are free
         self._release(invocation)
         self._keep(invocation)

@@ -118,11 +118,15 @@ def read_token_file(path: Path) -> dict[str, str]:
 
 def check_token(token: str, what: str) -> str:
     """`token` if it holds at least TOKEN_BITS bits, judged by its length and alphabet; else ConfigError."""
-    if not _strong(token):
-        raise ConfigError(f"{what} is too easy to guess ({len(token)} characters, about {_bits(token):.0f} bits; "
-                          f"{len(set(token))} different ones): a token needs {TOKEN_BITS // 8} random bytes, e.g. "
-                          "`python -c \"import secrets; print(secrets.token_hex(16))\"`")
-    return token
+    if _bits(token) < TOKEN_BITS:
+        why = (f"{len(token)} characters can hold at most about {_bits(token):.0f} random bits, and a token needs "
+               f"{TOKEN_BITS}")
+    elif len(set(token)) < MIN_DISTINCT:
+        why = f"long enough, but its {len(token)} characters are only {len(set(token))} different ones: not random"
+    else:
+        return token
+    raise ConfigError(f"{what} is too easy to guess ({why}); make one of {TOKEN_BITS // 8} random bytes with "
+                      "`python -c \"import secrets; print(secrets.token_hex(16))\"`")
 
 
 def _bits(token: str) -> float:

@@ -25,9 +25,13 @@ PAGE_HEADERS = {
 }
 
 
-def page(path: Path) -> FileResponse:
-    """An HTML file of the frontend, with the headers that keep it out of other sites' frames."""
-    return FileResponse(path, media_type="text/html", headers=PAGE_HEADERS)
+def page(path: Path, policy: str = "") -> FileResponse:
+    """An HTML file of the frontend, with the headers that keep it out of other sites' frames.
+
+    `policy` is more of a Content-Security-Policy (what the page may load), joined to `frame-ancestors`."""
+    headers = PAGE_HEADERS if not policy else {
+        **PAGE_HEADERS, "Content-Security-Policy": f"{policy}; {PAGE_HEADERS['Content-Security-Policy']}"}
+    return FileResponse(path, media_type="text/html", headers=headers)
 
 
 class PageFiles(StaticFiles):

@@ -15,7 +15,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function format(value) {
-  if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
+  // 15 significant digits, all a float holds exactly: 1795724976.62 stays itself (never 1795720000), 0.1 + 0.2 is 0.3.
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(+value.toPrecision(15));
   if (value === null || value === undefined) return "–";
   return String(value);
 }
@@ -75,9 +76,10 @@ function row(module, name, info) {
 function editor(module, name, info, id) {
   const numeric = info.type === "float" || info.type === "int";
   let input;
-  if (info.choices) {
-    input = el("select", { id: `input-${id}`, name });
-    for (const choice of info.choices) input.append(el("option", { value: choice }, choice));
+  if (info.choices || info.type === "bool") {
+    // Starts on no value: Set sends only a value the user chose (true/false for a bool, never free text).
+    input = el("select", { id: `input-${id}`, name, "aria-label": `new ${name}` }, el("option", { value: "" }, "choose…"));
+    for (const choice of info.choices || ["true", "false"]) input.append(el("option", { value: choice }, choice));
   } else {
     input = el("input", { id: `input-${id}`, name, type: numeric ? "number" : "text", step: "any",
       min: info.min, max: info.max, "aria-label": `new ${name}`, placeholder: limitsText(info) || name });
@@ -91,6 +93,7 @@ function editor(module, name, info, id) {
     error.textContent = "";
     input.removeAttribute("aria-invalid");
     let value = input.value;
+    if (input.tagName === "SELECT" && value === "") { error.textContent = "choose a value first"; return; }
     if (numeric) {
       if (value.trim() === "") { error.textContent = "enter a number"; return; }
       value = Number(value);
