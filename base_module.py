@@ -22,6 +22,7 @@ from labbridge import (
     Reading,
     ScpiModule,
     action,
+    ramp_value,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "Reading",
     "ScpiModule",
     "action",
+    "ramp_value",
 ]

@@ -20,12 +20,13 @@ require_python()  # before anything a too-old Python cannot run
 from fastapi import FastAPI  # noqa: E402
 
 from labbridge.core.config import ConfigError, config_path, load_config  # noqa: E402
+from labbridge.core.private_files import keep_files_private  # noqa: E402
 from labbridge.frontend.app import create_app  # noqa: E402
-from labbridge.frontend.proxies import configure_importing_uvicorn  # noqa: E402
-from labbridge.frontend.serve import serve  # noqa: E402
+from labbridge.frontend.serve import configure_importing_uvicorn, serve  # noqa: E402
 
 
 def _app_or_exit() -> FastAPI:
+    keep_files_private()  # the audit log and its folder are this user's alone
     try:
         return create_app(load_config(), config_path())
     except ConfigError as exc:
@@ -34,8 +35,8 @@ def _app_or_exit() -> FastAPI:
 
 
 app = _app_or_exit()
-# Under `uvicorn main:app`, uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: tell it.
-configure_importing_uvicorn(app.state.bridge.settings.trusted_proxies)
+# Under `uvicorn main:app`: the same connection limits and proxy rules as `python main.py`.
+configure_importing_uvicorn(app.state.bridge.settings)
 
 if __name__ == "__main__":
     sys.exit(serve(app))

@@ -10,14 +10,10 @@ the bridge without an instrument hop.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
-from base_module import Attribute, BaseModule, ModuleSettings, Param, action
-
-# Seconds between two steps of a ramp.
-RAMP_STEP = 0.05
+from base_module import Attribute, BaseModule, ModuleSettings, Param, action, ramp_value
 
 
 class Setpoint(BaseModule):
@@ -38,16 +34,7 @@ class Setpoint(BaseModule):
                    ) -> Annotated[float, Param(doc="The value reached.")]:
         """Change the value steadily to `to` at `rate` per second, one step every 50 ms; cancelling leaves it
         where it got."""
-        start = await self.read_value("value")
-        duration = abs(to - start) / rate
-        began = time.monotonic()
-        while True:
-            done = 1.0 if duration == 0 else min(1.0, (time.monotonic() - began) / duration)
-            value = await self.write_value("value", to if done >= 1.0 else start + (to - start) * done)
-            self.report(done, f"at {value:g}")
-            if done >= 1.0:
-                return float(value)
-            await asyncio.sleep(RAMP_STEP)
+        return await ramp_value(self, "value", to, rate)
 
     async def read(self, name: str) -> Any:
         return self.state[name]

@@ -35,11 +35,13 @@ _PUBLIC = {
     "InvalidValue": "labbridge.core.errors",
     "action": "labbridge.core.action",
     "Param": "labbridge.core.action",
+    "ramp_value": "labbridge.experiment.ramp",
 }
 
 __all__ = [
     "Attribute", "BaseModule", "BridgeError", "HttpDialect", "InstrumentError", "InstrumentTimeout",
     "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "ScpiModule", "action",
+    "ramp_value",
 ]
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from labbridge.core.errors import BridgeError, InstrumentError, InstrumentTimeout, InstrumentUnreachable, InvalidValue
     from labbridge.experiment.base_module import BaseModule, Reading
     from labbridge.experiment.drivers.http_dialect import HttpDialect
+    from labbridge.experiment.ramp import ramp_value
     from labbridge.experiment.scpi_module import ScpiModule
 
 

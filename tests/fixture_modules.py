@@ -6,6 +6,7 @@ import asyncio
 import io
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from base_module import Attribute, BaseModule
+from base_module import Attribute, BaseModule, ScpiModule, action
 from labthings_stage import LabThingsStage
 from module_a import ModuleA
 from psu import PowerSupply
@@ -154,6 +155,14 @@ class MutePowerSupply(PowerSupply):
     silent: float = Attribute(unit="V", scpi="SYST:NOPE", doc="A query the instrument does not know.")
 
 
+class SlowPowerSupply(PowerSupply):
+    """PowerSupply whose every setting takes a second, as over a slow GPIB or serial line (its hooks block)."""
+
+    def write(self, name: str, value: Any) -> Any:
+        time.sleep(1.0)
+        return super().write(name, value)
+
+
 class WideLabThingsStage(LabThingsStage):
     """LabThingsStage letting through positions the Thing refuses itself."""
 
@@ -236,3 +245,82 @@ class ArrayInstrument(BaseModule):
     wrong_shape: NDArray[np.uint16] = Attribute(shape=(2, 2), doc="Comes as 3x3.")
     broken: NDArray[np.uint16] = Attribute(doc="Comes as a cut-off .npy file.")
     big: NDArray[np.uint8] = Attribute(doc="2 MiB.")
+
+
+class DisplayPanel(ScpiModule):
+    """A SCPI instrument with a line of text to set (pyvisa-sim plays it from tests/display_panel.yaml)."""
+
+    sim_file = Path(__file__).with_name("display_panel.yaml")
+    text: str = Attribute(writable=True, scpi="DISP:TEXT", doc="What the display shows.")
+
+
+class PluggedLater(BaseModule):
+    """An instrument on a serial port that is not there until a test plugs it in (creates the file `device`).
+
+    Its blocking `start` raises OSError while the file is missing, as opening an absent COM port does."""
+
+    value: float = Attribute(minimum=-10, maximum=10, writable=True, doc="A setpoint.")
+
+    def start(self) -> None:
+        device = Path(self.settings.simulator["device"])
+        if not device.exists():
+            raise OSError(f"{device.name}: no such port")
+        self.current = float(device.read_text() or 0)
+
+    def read(self, name: str) -> Any:
+        return self.current
+
+    def write(self, name: str, value: Any) -> Any:
+        self.current = value
+        return value
+
+
+class Thermometer(BaseModule):
+    """A read-only instrument with a driver of its own: it overrides `read` only (nothing is writable)."""
+
+    temperature: float = Attribute(unit="degC", doc="Always 21.5.")
+
+    def read(self, name: str) -> Any:
+        return 21.5
+
+
+class HalfDriven(BaseModule):
+    """Overrides `read` but not `write`, though it has a writable attribute: its writes still go over HTTP."""
+
+    value: float = Attribute(writable=True, doc="A setpoint.")
+
+    def read(self, name: str) -> Any:
+        return 0.0
+
+
+class SlowToLoad(BaseModule):
+    """A module that takes `seconds` (3 by default) to set up, as a vendor SDK loading: its process is slow to be
+    ready, or to fail."""
+
+    value: float = Attribute(doc="Always 1.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        time.sleep(float(self.settings.simulator.get("seconds", 3.0)))
+
+    def read(self, name: str) -> Any:
+        return 1.0
+
+
+class Relay(BaseModule):
+    """An in-memory relay, switched by an action whose one parameter is a required bool."""
+
+    closed: bool = Attribute(doc="True while the relay is closed.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.state = False
+
+    async def read(self, name: str) -> Any:
+        return self.state
+
+    @action
+    async def switch(self, closed: bool) -> bool:
+        """Close or open the relay."""
+        self.state = closed
+        return closed

@@ -57,7 +57,8 @@ def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port
     """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys.
 
     The experiment socket is the default transport (a private local socket, TCP on Windows); its ports
-    are free ones, for TCP."""
+    are free ones, for TCP.  Keys keep the order given, as in a config.yml a user writes (modules are
+    listed in that order)."""
     data: dict[str, Any] = {
         "experiment_socket": {"port": backend_port or free_port(), "events_port": free_port()},
         "modules": {name: {"ip": "127.0.0.1", "port": free_port(), **spec} for name, spec in modules.items()},
@@ -65,7 +66,7 @@ def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port
     if frontend:
         data["frontend"] = frontend
     data.update(top_level)
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -4,10 +4,13 @@ killed when, a refused write is recorded with its real reason, and the client's 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +20,7 @@ import orjson
 import pytest
 import yaml
 
-from labbridge.core.audit import AuditLog
+from labbridge.core.audit import REFUSALS_PER_SECOND, AuditLog
 from labbridge.core.config import ModuleSettings
 from labbridge.core.errors import DeadlineExceeded, InstrumentTimeout, InvalidValue
 from labbridge.core.protocol import Request
@@ -215,3 +218,125 @@ def test_every_way_a_write_can_end_is_recorded_by_the_experiment_process(tmp_pat
         ("refused", 3.0, "deadline_exceeded"),
         ("finished", 2.0, "backend_unavailable"),
     ]
+
+
+def test_a_flood_of_refused_writes_adds_a_few_lines_a_second_and_counts_the_rest(tmp_path: Path) -> None:
+    config = audited_config(tmp_path, {"setpoint": SETPOINT})
+    flood = 300
+    with running_stack(config, tmp_path, env={"BRIDGE_TOKEN": "0123456789abcdef0123456789abcdef"}) as (_, _, url):
+
+        async def without_a_token() -> None:
+            async with httpx.AsyncClient(base_url=url) as client:
+                async def worker(k: int) -> None:
+                    for i in range(k, flood, 8):
+                        answer = await client.put(f"/setpoint/x{i:0200d}", json={"value": i})
+                        assert answer.status_code == 401
+
+                await asyncio.gather(*(worker(k) for k in range(8)))
+
+        started = time.monotonic()
+        asyncio.run(without_a_token())
+        seconds = time.monotonic() - started
+    # The frontend has stopped: the counts of its last second are written too.
+    lines = [line for line in audit_lines(tmp_path) if line["outcome"] == "not_authenticated"]
+    full = [line for line in lines if "repeated" not in line]
+    counted = [line for line in lines if "repeated" in line]
+    assert len(full) + sum(line["repeated"] for line in counted) == flood  # every refusal is on record
+    assert len(full) <= REFUSALS_PER_SECOND * (math.ceil(seconds) + 1), (len(full), seconds)
+    assert all(line["attribute"].startswith("x") and len(line["attribute"]) == 203 for line in full)  # 200 + "..."
+    assert all(len(orjson.dumps(line)) < 1000 for line in lines)
+    assert {(line["stage"], line["client"], line["module"]) for line in counted} == {("refused", "127.0.0.1", None)}
+
+
+def test_refused_invocations_and_cancels_and_a_run_lost_in_a_crash_are_all_on_record(tmp_path: Path) -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    config = audited_config(tmp_path, {"setpoint": SETPOINT})
+    alice = {"Authorization": f"Bearer {token}"}
+    backend = start_backend(config, tmp_path / "backend.log")
+    try:
+        frontend, url = start_frontend(config, tmp_path / "frontend.log", env={"BRIDGE_TOKEN": token})
+        try:
+            assert httpx.post(f"{url}/nomodule/ramp", json={}, headers=alice).json()["error"] == "unknown_module"
+            assert httpx.post(f"{url}/setpoint/nothing", json={}, headers=alice).json()["error"] == "unknown_action"
+            assert httpx.delete(f"{url}/invocations/nosuch", headers=alice).json()["error"] == "unknown_invocation"
+            assert httpx.delete(f"{url}/invocations/abc").status_code == 401  # refused by the frontend
+            ramp = httpx.post(f"{url}/setpoint/ramp", json={"to": 1e6, "rate": 1.0}, headers=alice).json()
+            wait_until(lambda: httpx.get(f"{url}{ramp['href']}").json()["status"] == "running", 10, "running")
+            backend.proc.kill()  # the worst moment: the action runs
+            backend.wait(10)
+            backend = start_backend(config, tmp_path / "backend2.log")
+            lost = httpx.get(f"{url}{ramp['href']}").json()
+            assert lost["status"] == "lost" and lost["started"] is not None  # it had started: unknown outcome
+            backend.stop()
+            backend = start_backend(config, tmp_path / "backend3.log")  # a further restart adds nothing
+            assert httpx.get(f"{url}{ramp['href']}").json()["status"] == "lost"
+        finally:
+            frontend.stop()
+    finally:
+        backend.stop()
+    seen = [(line["op"], line["stage"], line["module"], line["attribute"], line["requested"], line["identity"],
+             line["outcome"]) for line in audit_lines(tmp_path)]
+    assert seen == [
+        ("invoke", "refused", "nomodule", "ramp", {}, "env", "unknown_module"),
+        ("invoke", "refused", "setpoint", "nothing", {}, "env", "unknown_action"),
+        ("cancel", "refused", None, None, {"invocation": "nosuch"}, "env", "unknown_invocation"),
+        ("cancel", "refused", None, None, {"invocation": "abc"}, None, "not_authenticated"),
+        ("invoke", "started", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", None),
+        ("invoke", "finished", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", "lost"),
+    ]
+    started, finished = audit_lines(tmp_path)[-2:]
+    assert started["id"] == finished["id"] == ramp["id"] and finished["client"] == started["client"] == "127.0.0.1"
+
+
+README_TOKEN = "6d1c0b1e7c2a4f0e9b8a7d6c5b4a3f2e"  # alice's, in README's tokens.yml
+
+
+def readme_audit_lines() -> list[dict[str, Any]]:
+    """The audit lines README shows (its Deploying section, "Audit log")."""
+    from tests.processes import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Audit log.**", 1)[1].split("**Backend and frontend on different machines", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
+    return [orjson.loads(line) for block in blocks for line in block.splitlines()]
+
+
+def shown_as(shown: dict[str, Any], real: dict[str, Any]) -> bool:
+    """Whether a real line is one README shows: the same keys and words; times, ids and values read from the
+    instrument by their type (a null stays null), and an invocation's id in `requested` too."""
+    if set(shown) != set(real):
+        return False
+    for key, value in shown.items():
+        if key in ("time", "id", "before", "after") or (key == "requested" and isinstance(value, dict)
+                                                      and "invocation" in value):
+            if type(value) is not type(real[key]) or (isinstance(value, dict) and set(value) != set(real[key])):
+                return False
+        elif value != real[key]:
+            return False
+    return True
+
+
+def test_the_audit_lines_readme_shows_are_what_the_processes_write(tmp_path: Path) -> None:
+    (tmp_path / "tokens.yml").write_text(yaml.safe_dump({"alice": README_TOKEN}))
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"token_file": "tokens.yml"}, audit_log="audit.jsonl")
+    alice = {"Authorization": f"Bearer {README_TOKEN}"}
+    with running_stack(config, tmp_path) as (_, _, url):
+        position = f"{url}/module_a/position"
+        assert httpx.put(position, json={"value": 42.5}, headers=alice).status_code == 200
+        assert httpx.put(position, json={"value": 10}, headers=alice).status_code == 200
+        assert httpx.put(position, json={"value": 10}).status_code == 401  # no token
+        assert httpx.put(position, json={"value": 150}, headers=alice).status_code == 422
+        move = httpx.post(f"{url}/module_a/move", json={"to": 80, "speed": 20}, headers=alice).json()
+        assert httpx.get(f"{url}/invocations/{move['id']}?wait=30", timeout=40).json()["status"] == "completed"
+        cycle = httpx.post(f"{url}/module_a/cycle", json={"count": 50, "amplitude": 10}, headers=alice).json()
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}", headers=alice).json()["status"] == "cancelled"
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}", headers=alice).status_code == 409
+        assert httpx.delete(f"{url}/invocations/{cycle['id']}").status_code == 401
+        wait_until(lambda: sum(line["op"] != "put" for line in audit_lines(tmp_path)) == 8, 10, "the action lines")
+    real = audit_lines(tmp_path)
+    shown = readme_audit_lines()
+    assert len(shown) >= 10
+    for line in shown:
+        assert any(shown_as(line, written) for written in real), f"README shows {line}\nwritten:\n" + "\n".join(
+            orjson.dumps(w).decode() for w in real)

@@ -208,6 +208,19 @@ def test_an_error_code_the_client_does_not_know_is_a_plain_bridge_error() -> Non
     assert (raised.value.status, raised.value.code, raised.value.message) == (418, "brand_new", "a code from a newer bridge")
 
 
+def test_every_error_code_of_the_bridge_has_its_own_class() -> None:
+    from labbridge.core import errors as server
+
+    codes = {cls.code for cls in server.ERRORS_BY_NAME.values()} - {"client_disconnected"}  # only ever audited
+    known = bridge_client.errors.ERRORS_BY_CODE
+    assert codes - set(known) == set()
+    for code in codes:
+        error = known[code](f"a {code}")
+        assert error.code == code and isinstance(error, bridge_client.BridgeError)
+    assert bridge_client.errors.error_from_response(409, b'{"error": "already_finished", "message": "done"}',
+                                                    write=True).__class__ is bridge_client.AlreadyFinished
+
+
 def test_no_bridge_at_all_raises_bridge_unreachable_after_the_retries() -> None:
     started = time.monotonic()
     with pytest.raises(bridge_client.BridgeUnreachable, match="no answer from the bridge"):

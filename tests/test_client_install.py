@@ -34,7 +34,7 @@ def test_a_wheel_of_the_client_installs_in_a_fresh_venv_and_runs_the_readme_exam
     (wheel,) = (tmp_path / "dist").glob("bridge_client-*-py3-none-any.whl")
     venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
     python = tmp_path / "venv" / "bin" / "python"
-    run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[watch]", cwd=tmp_path)
+    run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[watch,progress]", cwd=tmp_path)
     assert run(python, "-c", CHECK_INSTALL, cwd=tmp_path).split(" ", 1)[1].strip() == "['httpx<1,>=0.27']"
 
     config = write_config(tmp_path / "config.yml", shipped_modules())

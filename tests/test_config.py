@@ -69,6 +69,8 @@ def test_environment_variable_points_at_another_file(tmp_path: Path, monkeypatch
     ({**GOOD, "history": {"interval": 0}}, r"history\.interval: .*greater than 0"),
     ({**GOOD, "history": {"max_size_mb": -5}}, r"history\.max_size_mb: .*greater than 0"),
     ({**GOOD, "history": {"keep": "forever"}}, r"history\.keep: unknown key"),
+    ({**GOOD, "frontend": {"max_connections": 10, "max_websockets": 5, "max_long_polls": 5}},
+     r"frontend\.max_websockets and max_long_polls \(10 together\) must leave room for plain requests"),
 ])
 def test_schema_problems_name_file_key_and_problem(tmp_path: Path, data: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
@@ -102,6 +104,22 @@ def test_modules_may_share_an_instrument_s_address(tmp_path: Path) -> None:
 def test_instrument_keys_are_checked(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check(tmp_path, with_module(**changes))
+
+
+def test_a_read_only_module_with_its_own_read_needs_no_port(tmp_path: Path) -> None:
+    experiment = check(tmp_path, with_module(**{"class": "tests.fixture_modules.Thermometer", "port": None,
+                                                "simulate": None}))
+    assert experiment.modules["module_a"].address == "in process"
+
+
+@pytest.mark.parametrize(("module_class", "hooks"), [
+    ("module_a.ModuleA", "`read` and `write`"),
+    ("tests.fixture_modules.HalfDriven", "`write`"),
+])
+def test_a_missing_port_says_which_hooks_to_override(tmp_path: Path, module_class: str, hooks: str) -> None:
+    with pytest.raises(ConfigError, match=rf"modules\.module_a\.port: required key is missing \(.* talks HTTP .*"
+                                          rf"overrides {hooks}\)"):
+        check(tmp_path, with_module(**{"class": module_class, "port": None, "simulate": None}))
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -139,10 +139,22 @@ def test_docs_pages_load_their_assets_from_the_app(lab: Lab) -> None:
         html = httpx.get(lab.url + page).text
         assert asset in html and "cdn" not in html.lower() and "googleapis" not in html
         assert httpx.get(lab.url + asset).status_code == 200
-    with chromium() as browser:  # and Swagger UI really renders, with every request staying on this host
-        page = browser.new_page()
-        foreign: list[str] = []
-        page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith(lab.url) else None)
-        page.goto(lab.url + "/docs")
-        page.wait_for_selector("[data-path='/module_a/position']", timeout=15_000)
-        assert foreign == []
+    with chromium() as browser:  # and both render, with every request they send staying on this host
+        for path, rendered in (("/docs", "[data-path='/module_a/position']"),
+                               ("/redoc", "[data-section-id^='tag/module_a']")):
+            page = browser.new_page()
+            sent: list[str] = []  # what reaches the network (a request the page's policy blocks never does)
+            page.route("**/*", lambda route: (sent.append(route.request.url), route.continue_()))
+            page.goto(lab.url + path)
+            page.wait_for_selector(rendered, state="attached", timeout=15_000)
+            page.wait_for_load_state("networkidle")
+            assert sent and [url for url in sent if not url.startswith(lab.url)] == [], path  # ReDoc's logo
+            page.close()
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/modules", "/docs", "/redoc", "/openapi.json", "/metrics",
+                                  "/invocations", "/static/app.js"])
+def test_head_on_a_fixed_path_answers_as_get_without_the_body(lab: Lab, path: str) -> None:
+    got, head = httpx.get(lab.url + path), httpx.head(lab.url + path)
+    assert head.status_code == got.status_code == 200, head.text
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]

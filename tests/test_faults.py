@@ -32,7 +32,8 @@ def test_health_reports_backend_round_trip_and_module_contact(tmp_path: Path) ->
         assert body["backend"]["reachable"] is True and 0 < body["backend"]["rtt_ms"] < 1000
         assert body["modules"]["module_a"]["last_error"] is None
         assert time.time() - body["modules"]["module_a"]["last_contact"] < 60
-        assert body["modules"]["gone"] == {"last_contact": None, "last_error": "instrument_unreachable", "queued": 0}
+        assert body["modules"]["gone"] == {"last_contact": None, "last_error": "instrument_unreachable", "queued": 0,
+                                           "start_error": None}
         backend.stop()
         down = httpx.get(f"{url}/health")
         assert down.status_code == 503 and down.json()["status"] == "down"
@@ -66,6 +67,37 @@ def test_an_instrument_that_goes_away_and_comes_back_is_reconnected(tmp_path: Pa
     finally:
         frontend.stop()
         backend.stop()
+
+
+def test_a_module_whose_start_fails_waits_for_its_instrument_while_the_others_serve(tmp_path: Path) -> None:
+    device = tmp_path / "COM7"  # not plugged in yet
+    config = write_config(tmp_path / "config.yml", {**ACTUATOR, "wheel": {
+        "class": "tests.fixture_modules.PluggedLater", "simulator": {"device": str(device)}}})
+    backend = start_backend(config, tmp_path / "backend.log")  # it comes up: one module cannot start, the rest can
+    frontend, url = start_frontend(config, tmp_path / "frontend.log")
+    try:
+        said = [line for line in backend.output.splitlines() if "COM7" in line]
+        assert len(said) == 1 and "module wheel could not start: OSError: COM7: no such port" in said[0], backend.output
+        assert "Traceback" not in backend.output
+        assert httpx.get(f"{url}/module_a/position").status_code == 200
+        for attempt in (httpx.get(f"{url}/wheel/value"), httpx.put(f"{url}/wheel/value", json={"value": 1})):
+            assert attempt.status_code == 502 and attempt.json()["error"] == "instrument_unreachable"
+            assert "module wheel could not start: OSError: COM7: no such port" in attempt.json()["message"]
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "degraded" and health["modules"]["wheel"]["last_error"] == "instrument_unreachable"
+        assert health["modules"]["wheel"]["start_error"] == "OSError: COM7: no such port"
+        assert health["modules"]["module_a"]["start_error"] is None
+
+        device.write_text("4.5")  # plugged in: the next request starts it, no restart of anything
+        assert httpx.get(f"{url}/wheel/value").json()["value"] == 4.5
+        assert httpx.put(f"{url}/wheel/value", json={"value": 2}).json()["value"] == 2.0
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["modules"]["wheel"]["start_error"] is None
+        assert "module wheel started" in backend.output and backend.alive()
+    finally:
+        frontend.stop()
+        backend.stop()
+    assert backend.proc.returncode == 0 and "Traceback" not in backend.output  # stopped cleanly, wheel included
 
 
 async def _hammer(url: str, seconds: float, results: list[tuple[str, int, float, httpx.Response]]) -> None:

@@ -183,6 +183,50 @@ def test_the_demo_with_a_bad_config_exits_2_like_the_backend(tmp_path: Path,
     assert "modules.module_a.port" in output and "open http" not in output and "Traceback" not in output
 
 
+def test_a_second_demo_on_the_same_config_is_never_ready_and_exits_with_its_experiment_s_code(
+        tmp_path: Path, demo_processes: list[subprocess.Popen[bytes]]) -> None:
+    # Slow to load: the second demo's frontend answers (through the first demo's experiment process) well before
+    # its own experiment process finds the simulator's port taken.
+    config = write_config(tmp_path / "config.yml", {**MODULES, "sdk": {"class": "tests.fixture_modules.SlowToLoad"}})
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_demo(demo_processes, first_log, "--port", str(free_port()), "--config", str(config))
+    wait_until(lambda: "open http://localhost" in first_log.read_text() or first.poll() is not None, 60, "first demo")
+    assert first.poll() is None, first_log.read_text()
+    second = start_demo(demo_processes, second_log, "--port", str(free_port()), "--config", str(config))
+    assert second.wait(60) == 1  # the code its experiment process exited with
+    output = second_log.read_text()
+    assert "cannot listen on" in output and "open http" not in output and "demo: ready" not in output, output
+    said = [line for line in output.splitlines() if line.startswith("demo:")]
+    assert said == ["demo: the experiment process exited with code 1 (its message is above); stopping the demo"], output
+    assert first.poll() is None  # the first demo serves on
+
+
+def test_a_module_beside_a_config_elsewhere_is_imported(tmp_path: Path) -> None:
+    lab = tmp_path / "elsewhere"
+    lab.mkdir()
+    (lab / "lamp.py").write_text(LAMP)
+    config = write_config(lab / "config.yml", {"lamp": {"class": "lamp.Lamp", "port": None}})
+    with running_stack(config, tmp_path) as (_, _, url):  # run from the repository, as README says
+        assert httpx.get(f"{url}/lamp/brightness").json()["value"] == 0.75
+
+
+LAMP = '''
+from base_module import Attribute, BaseModule
+
+
+class Lamp(BaseModule):
+    """A module file beside a config.yml that is not the repository's."""
+
+    brightness: float = Attribute(doc="Always 0.75.")
+
+    async def read(self, name: str) -> float:
+        return 0.75
+
+    async def write(self, name: str, value: object) -> object:
+        raise NotImplementedError("nothing here is writable")
+'''
+
+
 # 9e: the frontend's "no config" message names what its commands have.
 
 @pytest.mark.parametrize("command", [[sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(ROOT)],

@@ -3,6 +3,8 @@ and recording that survives a locked database, a read-only folder and a full dis
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import resource
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.processes import Process, running_stack, start_backend, start_frontend, wait_until, write_config
@@ -277,3 +280,23 @@ def test_unknown_names_get_404_and_an_array_has_no_points(recording: Recording) 
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_attribute"
     assert history(recording.url, "module_a/height", format="csv").json()["error"] == "unknown_attribute"
     assert points(recording.url, "module_a/trace") == []  # arrays are read on demand, never recorded
+
+
+def test_csv_text_that_a_spreadsheet_would_run_is_kept_text(recording: Recording) -> None:
+    start = time.time() - 6 * 86400
+    labels = ['=HYPERLINK("http://evil.example.com","click")', "+1+2", "-3", "@SUM(A1)", "\tx", "\rx", "run 7", "a=b"]
+    insert(recording.db, "setpoint", "label", [(start + i, orjson.dumps(label).decode()) for i, label in enumerate(labels)])
+    insert(recording.db, "setpoint", "value", [(start, -5.0), (start + 1, 2.5)])
+    text = history(recording.url, "setpoint/label", since=start, until=start + 10, format="csv").text
+    cells = [row[2] for row in csv.reader(io.StringIO(text, newline=""))][1:]
+    assert cells == ["'" + label for label in labels[:6]] + ["run 7", "a=b"]
+    values = history(recording.url, "setpoint/value", since=start, until=start + 1, format="csv").text.splitlines()
+    assert [line.split(",")[2] for line in values[1:]] == ["-5.0", "2.5"]  # numbers stay numbers
+
+
+def test_times_at_the_ends_of_iso_8601_are_read(recording: Recording) -> None:
+    start = time.time() - 7 * 86400
+    insert(recording.db, "setpoint", "value", [(start, 1.0)])
+    for since, until in (("0001-01-01T00:00:00", start + 1), ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59")):
+        everything = points(recording.url, "setpoint/value", since=since, until=until, limit=100_000)
+        assert [start, 1.0] in everything

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from labbridge.core.errors import MalformedRequest
-from labbridge.core.history_query import HistoryQuery
+from labbridge.core.history_query import PAGE_SIZE, HistoryQuery
 from labbridge.experiment import history_db
 from labbridge.experiment.history import sample_of
 
@@ -67,7 +67,22 @@ def test_bucket_pages_skip_empty_stretches_instead_of_paging_through_them(db: sq
         if cursor is None:
             break
         query = HistoryQuery(page=3, every=1, after=cursor)
-    assert pages == [[[T0, 2.0, 1.0, 3.0]], [[T0 + 1e6, 5.0, 5.0, 5.0]], []]
+    assert pages == [[[T0, 2.0, 1.0, 3.0], [T0 + 1e6, 5.0, 5.0, 5.0]], []]  # a page reaches its third point
+
+
+def test_buckets_narrower_than_the_data_page_by_points_not_by_widths(db: sqlite3.Connection) -> None:
+    rows = [(T0 + i, float(i)) for i in range(20_000)]  # 1 Hz, in buckets of a millisecond
+    channel = fill(db, rows)
+    query, pages, buckets = HistoryQuery(page=PAGE_SIZE, every=0.001), 0, []
+    while True:
+        page, cursor = history_db.read(db, channel, query)
+        pages, buckets = pages + 1, buckets + page
+        assert len(page) <= PAGE_SIZE
+        if cursor is None:
+            break
+        query = HistoryQuery(page=PAGE_SIZE, every=0.001, after=cursor)
+    assert [bucket[1] for bucket in buckets] == [value for _, value in rows]  # each point its own bucket
+    assert pages <= len(rows) // PAGE_SIZE + 2  # four pages and an empty one, not one page per five points
 
 
 def test_values_keep_their_type_and_failed_reads_are_gaps(db: sqlite3.Connection) -> None:

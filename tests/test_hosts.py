@@ -11,8 +11,10 @@ handshakes whose Origin is not the frontend's own.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -107,3 +109,28 @@ def test_a_websocket_from_a_foreign_page_or_host_is_refused(url: str) -> None:
     assert asyncio.run(_handshake(url, Host="evil.example.com")) == "refused 403"
     assert asyncio.run(_handshake(url, Origin=url)) == "open"
     assert asyncio.run(_handshake(url)) == "open"  # not a browser: no Origin
+
+
+def _raw(url: str, head: bytes) -> bytes:
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):  # Connection: close: the whole answer, then the end
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    (b"Host: evil.example.com\r\nHost: 127.0.0.1\r\n", b"400"),  # which one a proxy checked is anyone's guess
+    (b"Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", b"400"),
+    (b"Host: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nOrigin: http://evil.example.com\r\n", b"403"),
+])
+def test_a_request_with_two_host_or_two_origin_headers_is_refused(url: str, headers: bytes, status: bytes) -> None:
+    before = httpx.get(f"{url}/setpoint/value").json()["value"]
+    body = b'{"value": 99}'
+    answer = _raw(url, b"PUT /setpoint/value HTTP/1.1\r\n" + headers +
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+    assert b"headers; it may have only one" in answer, answer[:300]
+    assert httpx.get(f"{url}/setpoint/value").json()["value"] == before

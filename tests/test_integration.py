@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import Stack
 
@@ -65,6 +66,8 @@ ERROR_ROWS: list[tuple[str, str, Any, int, str, str]] = [
     ("GET", "/module_a/%2e%2e", None, 404, "unknown_attribute", "'..'"),
     ("GET", "/module_a/%00", None, 404, "unknown_attribute", "\\x00"),
     ("GET", "/module_a/a%2Fb", None, 404, "not_found", ""),
+    ("GET", "/a/b/c", None, 404, "not_found", "no such path: /a/b/c (the bridge serves /<module>/<attribute>"),
+    ("GET", "/static/nope.js", None, 404, "not_found", "no such path: /static/nope.js"),
     ("GET", "/module_a/%C3%A9t%C3%A9", None, 404, "unknown_attribute", "'\u00e9t\u00e9'"),
     ("GET", "/%2e%2e/position", None, 404, "unknown_module", "'..'"),
     ("PUT", "/module_a/force", {"value": 1}, 405, "read_only", "module_a.force is read-only"),
@@ -90,7 +93,7 @@ ERROR_ROWS: list[tuple[str, str, Any, int, str, str]] = [
     ("POST", "/module_a/position", {"value": 1}, 405, "method_not_allowed", ""),
     ("PUT", "/wide/position", {"value": 500}, 502, "instrument_error", "refused PUT /position with HTTP 422"),
     ("GET", "/confused/serial_number", None, 502, "instrument_error", "sent 'SIM-0001' for serial_number"),
-    ("GET", "/unreachable/position", None, 502, "instrument_unreachable", "is unreachable"),
+    ("GET", "/unreachable/position", None, 502, "instrument_unreachable", "is unreachable (Connection refused)"),
     ("GET", "/slow/position", None, 504, "instrument_timeout", "did not answer GET /position within 0.3 s"),
     ("PUT", "/slow/position", {"value": 5}, 504, "instrument_timeout", "read the value back"),
 ]
@@ -106,6 +109,12 @@ def test_error_table(stack: Stack, method: str, path: str, body: Any, status: in
     assert response.json()["error"] == code
     assert text in response.json()["message"]
     assert "Traceback" not in stack.logs()
+
+
+def test_an_unreachable_instrument_is_said_in_words_without_tls_noise(stack: Stack) -> None:
+    port = yaml.safe_load(stack.config.read_text())["modules"]["unreachable"]["port"]
+    assert httpx.get(f"{stack.url}/unreachable/position").json()["message"] == (
+        f"instrument of unreachable at http://127.0.0.1:{port} is unreachable (Connection refused)")  # no "ssl:default"
 
 
 def test_read_only_answer_says_which_method_is_allowed(stack: Stack) -> None:

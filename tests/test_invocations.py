@@ -83,6 +83,13 @@ class Winch(BaseModule):
         raise InvalidValue("the winch refuses")
 
     @action
+    async def settle(self, then: Annotated[str, Param(choices=("return", "fail"))] = "return") -> None:
+        """Reports progress from an estimate that the end came sooner than, then returns (or fails)."""
+        self.report(0.8343, "settling")
+        if then == "fail":
+            raise InvalidValue("the winch refuses")
+
+    @action
     async def wrong(self) -> int:
         """Returns something that is not its declared result."""
         return "many"  # type: ignore[return-value]
@@ -160,6 +167,22 @@ def test_an_invocation_starts_pending_then_completes_with_increasing_progress() 
     assert [e["invocation"]["status"] for e in events if "invocation" in e][-1] == "completed"
     # the values the action wrote went live too
     assert {"module": "winch", "attribute": "length", "value": 10.0, "unit": "m"} in events
+
+
+def test_a_completed_action_that_reported_progress_ends_at_1_and_one_that_never_did_stays_null() -> None:
+    async def scenario(exp: Experiment) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        exp.publish = events.append
+        done = []
+        for request in (invoke("settle"), invoke("settle", then="fail"), invoke("look")):
+            done.append(await finished(exp, (await exp.handle(request))["id"]))
+        return [*done, [e["invocation"] for e in events if e.get("invocation", {}).get("id") == done[0]["id"]][-1]]
+
+    settled, failed, looked, published = run(scenario)
+    assert settled["status"] == "completed" and settled["progress"] == 1.0 and settled["message"] == "settling"
+    assert published["status"] == "completed" and published["progress"] == 1.0  # the live event says so too
+    assert failed["status"] == "failed" and failed["progress"] == 0.8343  # where it got, as it said
+    assert looked["status"] == "completed" and looked["progress"] is None  # it never said: nothing to round up
 
 
 def test_reads_go_on_while_an_action_runs_and_see_intermediate_values() -> None:

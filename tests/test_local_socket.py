@@ -12,6 +12,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,6 +94,8 @@ def test_the_socket_folder_is_private_and_the_sockets_are_the_owners_only(tmp_pa
         for path in endpoints.socket_files:
             assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert not any(path.exists() for path in endpoints.socket_files)  # removed on a clean stop
+    lock = endpoints.socket_files[0].with_suffix(".lock")  # experiment-<port>.lock
+    assert lock.parent == endpoints.folder and not lock.exists()  # and so is the lock's file: none pile up
 
 
 @POSIX_ONLY
@@ -117,6 +120,28 @@ def test_two_configs_get_two_sockets_and_one_config_one_experiment(tmp_path: Pat
         backend.stop()
 
 
+@POSIX_ONLY
+def test_a_second_config_on_a_taken_socket_names_the_socket_and_the_key_to_change(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_config(tmp_path / "a" / "config.yml", SETPOINT)
+    port = load_config(first).experiment_socket.port
+    second = write_config(tmp_path / "b" / "config.yml", SETPOINT, backend_port=port)  # a copy that kept the port
+    assert backend_of(first) == backend_of(second)  # the private socket is named after the port, not the file
+    backend = start_backend(first, tmp_path / "first.log")
+    try:
+        again = Process([sys.executable, "start_experiment.py", "--config", str(second)], tmp_path / "again.log")
+        assert again.wait(15) == 1
+        line = next(line for line in again.output.splitlines() if "cannot bind" in line)
+        socket_file = backend_of(first).removeprefix("ipc://")
+        assert f"another experiment process is serving the socket {socket_file}" in line, line
+        assert f"experiment_socket.port: {port}" in line and "give this experiment another experiment_socket.port" in line
+        assert f"serving {second}" not in line and "Traceback" not in again.output
+        again.stop()
+    finally:
+        backend.stop()
+
+
 def backend_of(config: Path) -> str:
     return connect_endpoints(load_config(config).experiment_socket, config).requests
 
@@ -127,27 +152,29 @@ def test_a_socket_folder_made_by_another_user_is_refused(tmp_path: Path) -> None
     squatted = tmp_path / "sockets"
     squatted.mkdir(mode=0o700)
     os.chown(squatted, 65534, 65534)
-    config = write_config(tmp_path / "config.yml", SETPOINT)
-    data = yaml.safe_load(config.read_text())
-    data["experiment_socket"]["socket_dir"] = "sockets"
-    config.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="belongs to user id 65534"):
-        backend_of(config)
-    result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "belongs to user id 65534" in result.stderr and "Traceback" not in result.stderr
+    refused_at_start(socket_config(tmp_path, socket_dir="sockets"), "belongs to user id 65534")
 
 
 def test_tcp_beyond_loopback_needs_curve(tmp_path: Path) -> None:
+    refused_at_start(socket_config(tmp_path, host="0.0.0.0"), "experiment_socket.host: 0.0.0.0 lets other machines")
+
+
+def socket_config(tmp_path: Path, **socket: Any) -> Path:
+    """A config.yml with these `experiment_socket` keys."""
     config = write_config(tmp_path / "config.yml", SETPOINT)
     data = yaml.safe_load(config.read_text())
-    data["experiment_socket"]["host"] = "0.0.0.0"
+    data["experiment_socket"].update(socket)
     config.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="experiment_socket.host: 0.0.0.0 lets other machines"):
+    return config
+
+
+def refused_at_start(config: Path, message: str) -> None:
+    """Both ways in refuse `config`: reading it, and the experiment process (exit 2, one line, no traceback)."""
+    with pytest.raises(ConfigError, match=message):
         backend_of(config)
     result = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "0.0.0.0 lets other machines" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 @POSIX_ONLY

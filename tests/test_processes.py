@@ -136,3 +136,13 @@ def test_backend_on_tcp_binds_loopback_only(tmp_path: Path) -> None:
             assert f"00000000:{port:04X}" not in entries
     finally:
         backend.stop()
+
+
+def test_write_config_keeps_the_modules_in_the_order_given(tmp_path: Path) -> None:
+    from labbridge.core.config import load_config
+
+    # The shipped config.yml lists module_a, setpoint, psu; clients (and README) see that order, not a sorted one.
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA"},
+                                                     "setpoint": {"class": "setpoint.Setpoint"},
+                                                     "psu": {"class": "psu.PowerSupply", "simulate": True}})
+    assert list(load_config(config).modules) == ["module_a", "setpoint", "psu"]

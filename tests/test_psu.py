@@ -5,16 +5,21 @@ it keeps its own limits and puts a refused command in its error queue, so
 these tests see the bridge's own refusal (config.yml limits narrower than the
 class) and the instrument's (a class whose limits are wider than the
 instrument's), VISA timeouts as 504, and instruments that are not there as 502.
+`ramp_voltage` steps the supply through both processes; on a supply whose
+(blocking) settings take a second, a cancel still answers at once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.processes import free_port, running_stack, write_config
+from tests.processes import free_port, running_stack, wait_until, write_config
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +34,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "absent_psu": {"class": "psu.PowerSupply", "simulate": True, "resource": "ASRL9::INSTR"},
         # A real TCP socket (pyvisa-py) on a loopback port where nothing listens.
         "socket_psu": {"class": "psu.PowerSupply", "ip": "127.0.0.1", "port": free_port(), "timeout": 0.5},
+        # The same simulated supply as psu's (mute_psu's queries leave errors in the serial one's queue).
+        "slow_psu": {"class": "tests.fixture_modules.SlowPowerSupply", "simulate": True},
     })
     with running_stack(config, tmp) as (_, _, base):
         yield base
@@ -95,3 +102,80 @@ def test_an_instrument_that_is_not_there_is_unreachable(url: str, module: str, r
         assert reason in answer.json()["message"]
     put = httpx.put(f"{url}/{module}/voltage", json={"value": 1.0}, timeout=10)
     assert put.json()["error"] == "instrument_unreachable"
+
+
+def started(url: str, module: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(f"{url}/{module}/ramp_voltage", json=arguments)
+    assert answer.status_code == 201, answer.text
+    invocation: dict[str, Any] = answer.json()
+    return invocation
+
+
+def finished(url: str, href: str) -> dict[str, Any]:
+    """The invocation once it has ended, followed with long polls."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        invocation: dict[str, Any] = httpx.get(url + href, params={"wait": 5}, timeout=10).json()
+        if invocation["status"] not in ("pending", "running"):
+            return invocation
+    raise TimeoutError(f"{href} did not end")
+
+
+def test_ramp_voltage_steps_the_supply_to_its_target_with_progress_and_owns_the_voltage(url: str) -> None:
+    assert httpx.put(f"{url}/psu/voltage", json={"value": 0}).status_code == 200
+    assert httpx.post(f"{url}/psu/ramp_voltage", json={"to": 25, "rate": 10}).json()["message"] == (
+        "to must be 0 to 20 V; got 25")  # the limits config.yml narrows
+    ramp = started(url, "psu", {"to": 10, "rate": 5})  # two seconds, in steps of 50 ms
+    busy = httpx.put(f"{url}/psu/voltage", json={"value": 1})
+    assert busy.status_code == 409 and f"cancel it with DELETE {ramp['href']}" in busy.json()["message"]
+    voltages, progress = [], []
+    while len(voltages) < 6:
+        voltages.append(httpx.get(f"{url}/psu/voltage").json()["value"])
+        progress.append(httpx.get(url + ramp["href"]).json()["progress"])
+        time.sleep(0.05)
+    assert voltages == sorted(voltages) and 0 < voltages[-1] < 10 and len(set(voltages)) >= 4, voltages
+    reported = [p for p in progress if p is not None]
+    assert reported == sorted(reported) and 0 < reported[-1] < 1, progress
+    done = finished(url, ramp["href"])
+    assert (done["status"], done["result"], done["progress"], done["message"]) == ("completed", 10.0, 1.0, "at 10 V")
+    assert httpx.get(f"{url}/psu/voltage").json()["value"] == 10.0
+
+
+def test_a_cancelled_ramp_stops_where_it_got(url: str) -> None:
+    assert httpx.put(f"{url}/psu/voltage", json={"value": 10}).status_code == 200
+    ramp = started(url, "psu", {"to": 0, "rate": 5})  # 2 s
+    wait_until(lambda: httpx.get(f"{url}/psu/voltage").json()["value"] < 9, 5, "ramp under way")
+    cancelled = httpx.delete(url + ramp["href"])
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    stopped = httpx.get(f"{url}/psu/voltage").json()["value"]
+    time.sleep(0.3)  # six steps' time: none comes
+    assert httpx.get(f"{url}/psu/voltage").json()["value"] == stopped and 0 < stopped < 9
+    assert cancelled.json()["message"] == f"at {stopped:g} V"
+
+
+def test_a_cancel_answers_at_once_while_a_blocking_setting_takes_a_second(url: str) -> None:
+    first = httpx.put(f"{url}/slow_psu/voltage", json={"value": 0}, timeout=10)
+    assert first.status_code == 200, first.text
+    ramp = started(url, "slow_psu", {"to": 10, "rate": 1})  # a step a second: each one's write blocks for 1 s
+    wait_until(lambda: httpx.get(url + ramp["href"]).json()["progress"] is not None, 5, "first step done")
+    time.sleep(0.3)  # now in the middle of the next step's write
+    begun = time.perf_counter()
+    cancelled = httpx.delete(url + ramp["href"])
+    took = time.perf_counter() - begun
+    # Not held up by the write under way (the answer would come after a second, still running).
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled" and took < 0.5, took
+    stopped = httpx.get(f"{url}/slow_psu/voltage", timeout=10).json()["value"]  # after the write under way
+    assert 0 < stopped < 10
+    assert httpx.put(f"{url}/slow_psu/voltage", json={"value": 0}, timeout=10).status_code == 200  # owned no more
+def test_text_an_instrument_cannot_take_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yml", {"panel": {"class": "tests.fixture_modules.DisplayPanel",
+                                                              "simulate": True}})
+    with running_stack(config, tmp_path) as (_, _, url):
+        assert httpx.put(f"{url}/panel/text", json={"value": "run 7"}).json()["value"] == "run 7"
+        for text in ("h\u00e9llo", "del\x7f", "two\nlines"):
+            refused = httpx.put(f"{url}/panel/text", json={"value": text})
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"] == "invalid_value" and "printable ASCII only" in refused.json()["message"]
+        assert httpx.get(f"{url}/panel/text").json()["value"] == "run 7"  # nothing reached the display
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["modules"]["panel"]["last_error"] is None  # not degraded

@@ -108,6 +108,20 @@ def test_the_comparison_takes_generated_fields_by_type_and_follows_ids() -> None
     assert not shows(orjson.dumps(shown).decode(), orjson.dumps({**real, "href": "/invocations/xyz"}).decode(), {})
 
 
+def test_the_error_table_lists_each_code_once_with_its_status() -> None:
+    from labbridge.core import errors
+
+    section = README.split("### Errors", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d{3}) \| `(\w+)` \|", section, flags=re.M)
+    codes = [code for _, code in rows]
+    assert len(codes) >= 20 and sorted(codes) == sorted(set(codes)), "a code listed twice"
+    # Every error a client can get is there; not the 500 of a bug, nor the error of a client that already left.
+    unseen = {errors.BridgeError, errors.ClientDisconnected}
+    for error in vars(errors).values():
+        if isinstance(error, type) and issubclass(error, errors.BridgeError) and error not in unseen:
+            assert (str(error.status), error.code) in rows, f"README's error table lacks {error.status} {error.code}"
+
+
 def test_module_examples_are_valid_modules() -> None:
     from base_module import BaseModule
 

@@ -75,7 +75,8 @@ def test_a_property_the_bridge_cannot_serve_becomes_a_comment_saying_why(name: s
     (comment,) = [line for line in source.splitlines() if line.strip().startswith(f"# {name}:")]
     assert why in comment
     assert name not in load(source)["SpectroMeter2"].attributes
-    assert "# Actions of the Thing, not served by the bridge: acquire, reset." in source
+    assert "# Actions of the Thing: acquire, reset. To serve one, declare an `@action` method for it" in source
+    assert "`await self.send_command('acquire', **arguments)` POSTs" in source
 
 
 def test_an_address_that_gives_no_description_is_a_one_line_error() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from base_module import Attribute, InstrumentError, ModuleSettings, ScpiModule
+from base_module import Attribute, InstrumentError, InvalidValue, ModuleSettings, ScpiModule
 from labbridge.core.config import ConfigError
 from psu import PowerSupply
 
@@ -44,10 +44,13 @@ def test_values_are_written_as_one_scpi_parameter(name: str, value: Any, text: s
     assert gen.to_scpi(gen.specs[name], value) == text
 
 
-def test_a_string_with_a_line_break_is_never_sent() -> None:
+@pytest.mark.parametrize("text", ["hello\n*RST", "h\u00e9llo", "tab\there", "del\x7f"])
+def test_a_string_that_is_not_printable_ascii_is_never_sent(text: str) -> None:
     gen = module(port=5025)
-    with pytest.raises(InstrumentError, match="control characters"):
-        gen.to_scpi(gen.specs["label"], "hello\n*RST")
+    with pytest.raises(InvalidValue, match="printable ASCII only"):
+        gen.specs["label"].validate(text)  # refused with the value's other checks, before the module's turn
+    with pytest.raises(InvalidValue, match="printable ASCII only"):
+        gen.to_scpi(gen.specs["label"], text)
 
 
 def test_bool_words_are_the_class_s_choice() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -99,3 +101,38 @@ def test_frontend_refuses_an_open_address_without_a_token(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+
+async def _handshake_on(app: Any, address: str, path: str = "/ws") -> list[dict[str, Any]]:
+    """What the app sends back to a WebSocket handshake that came in on `address` (the ASGI scope's server)."""
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": [(b"host", b"localhost:8000")], "subprotocols": [],
+             "server": (address, 8000), "client": ("192.0.2.99", 50000)}
+    await app(scope, receive, send)
+    return sent
+
+
+def test_live_values_are_refused_on_an_open_network_like_every_read(tmp_path: Path) -> None:
+    # As `uvicorn main:app --host 0.0.0.0` reached over the LAN with no token configured: the app sees the
+    # address a request came in on.  Handed to the app in process: tests never listen beyond loopback.
+    from labbridge.core.config import load_config
+    from labbridge.frontend.app import create_app
+
+    config = write_config(tmp_path / "config.yml", {"setpoint": {"class": "setpoint.Setpoint", "port": None}})
+    app = create_app(load_config(config), config)
+    try:
+        assert asyncio.run(_handshake_on(app, "192.0.2.10")) == [
+            {"type": "websocket.close", "code": 1008, "reason": ""}]
+        assert asyncio.run(_handshake_on(app, "127.0.0.1"))[0]["type"] == "websocket.accept"  # loopback: it opens
+    finally:
+        app.state.bridge.close()

@@ -36,9 +36,11 @@ TWICE = secrets.token_hex(16)
     (f"alice:\n  token: {ALICE}\n", None, "the token of 'alice' must be text"),
     (f"alice: {TWICE}\nbob: {TWICE}\n", None, "'alice' and 'bob' have the same token"),
     (f"alice: {ALICE}\nbob: {ROBOT}\nalice: {TWICE}\n", None, "the identity 'alice' appears twice"),
-    (f"alice: {WEAK}\n", None, "the token of 'alice' is too easy to guess"),
-    ("alice: " + "ab" * 20 + "\n", None, "the token of 'alice' is too easy to guess"),
-    (f"alice: {ALICE}\n", WEAK, "BRIDGE_TOKEN is too easy to guess"),
+    (f"alice: {WEAK}\n", None, "the token of 'alice' is too easy to guess (16 characters can hold at most "
+                                "about 64 random bits, and a token needs 128)"),
+    ("alice: " + "ab" * 20 + "\n", None, "the token of 'alice' is too easy to guess (long enough, but its 40 "
+                                         "characters are only 2 different ones: not random)"),
+    (f"alice: {ALICE}\n", WEAK, "BRIDGE_TOKEN is too easy to guess (16 characters"),
     (f"alice: {ALICE}\nenv: {ROBOT}\n", TWICE, "the identity 'env'"),
     (f"alice: {ALICE}\nbob: [{ROBOT}\n", None, "not valid YAML"),
     (f"{ROBOT}: robot\n", None, "the token of an identity that looks like a token (the name goes first"),

@@ -4,19 +4,25 @@
     lab = bridge_client.connect("http://localhost:8000")   # token: token=..., or $BRIDGE_TOKEN
     lab.module_a.position = 10      # write; returns once the instrument confirmed
     lab.module_a.position           # read -> 10.0
-    help(lab.module_a)              # every attribute: doc, type, unit, limits, access
+    help(lab.module_a)              # every attribute and action: doc, type, unit, limits, access
+    lab.module_a.move(to=80).wait(progress=True)   # an action, with a progress bar -> 80.0
 
 `AsyncBridge` is the same client for asyncio code; errors are BridgeError
 subclasses named after the bridge's error codes (errors.py).  Only httpx is
-required; numpy (arrays) and websockets (`watch()`) are optional extras.
+required; numpy (arrays), websockets (`watch()`) and tqdm (progress bars) are
+optional extras.
 """
 
 from __future__ import annotations
 
 from bridge_client.async_bridge import AsyncBridge, AsyncModule
 from bridge_client.bridge import Bridge, Module, connect
-from bridge_client.description import AttributeInfo, ModuleInfo
+from bridge_client.description import ActionInfo, AttributeInfo, ModuleInfo, ParameterInfo
 from bridge_client.errors import (
+    ActionCancelled,
+    ActionLost,
+    ActionsUnavailable,
+    AlreadyFinished,
     BackendBusy,
     BackendTimeout,
     BackendUnavailable,
@@ -25,6 +31,10 @@ from bridge_client.errors import (
     Busy,
     DeadlineExceeded,
     Forbidden,
+    HeadersTooLarge,
+    HistoryOff,
+    HistoryUnavailable,
+    HostNotAllowed,
     InstrumentError,
     InstrumentTimeout,
     InstrumentUnreachable,
@@ -35,21 +45,29 @@ from bridge_client.errors import (
     NotAuthenticated,
     NotFound,
     OpenNetworkRefused,
+    OriginNotAllowed,
     PayloadTooLarge,
     ReadOnly,
+    TooManyConnections,
+    UnknownAction,
     UnknownAttribute,
+    UnknownInvocation,
     UnknownModule,
 )
+from bridge_client.invocation import AsyncInvocation, Invocation
 from bridge_client.watch import Event
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncBridge", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable", "Bridge",
-    "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden", "InstrumentError",
-    "InstrumentTimeout", "InstrumentUnreachable", "InternalError", "InvalidValue", "MalformedRequest",
-    "MethodNotAllowed", "Module", "ModuleInfo", "NotAuthenticated", "NotFound", "OpenNetworkRefused",
-    "PayloadTooLarge", "ReadOnly", "UnknownAttribute", "UnknownModule", "connect",
+    "ActionCancelled", "ActionInfo", "ActionLost", "ActionsUnavailable", "AlreadyFinished", "AsyncBridge",
+    "AsyncInvocation", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable",
+    "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
+    "HeadersTooLarge", "HistoryOff", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
+    "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",
+    "Module", "ModuleInfo", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
+    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyConnections", "UnknownAction", "UnknownAttribute",
+    "UnknownInvocation", "UnknownModule", "connect",
 ]
 
 # Public names read as bridge_client.X in tracebacks and help(), wherever they are defined (as httpx does).

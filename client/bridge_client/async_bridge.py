@@ -3,6 +3,8 @@
     async with bridge_client.AsyncBridge("http://localhost:8000") as lab:
         await lab.module_a.set("position", 10)
         print(await lab.module_a.get("position"))
+        move = await lab.module_a.move(to=80)    # started: an AsyncInvocation
+        print(await move.wait())                 # its result, once it has finished
 
 Connecting reads `/modules` once: every module becomes an attribute of the
 bridge object (`lab.module_a`, also `lab["module_a"]`), an `AsyncModule` whose
@@ -19,9 +21,10 @@ from urllib.parse import quote
 
 import httpx
 
-from bridge_client.description import AttributeInfo, ModuleInfo, modules_from_json
-from bridge_client.errors import BridgeError, unknown_attribute, unknown_module
+from bridge_client.description import ActionInfo, AttributeInfo, ModuleInfo, modules_from_json
+from bridge_client.errors import BridgeError, unknown_action, unknown_attribute, unknown_module
 from bridge_client.http import Http
+from bridge_client.invocation import AsyncInvocation
 from bridge_client.members import members_of, proxy_class
 from bridge_client.values import decode
 from bridge_client.watch import Event, check_names, require_websockets, watch_events
@@ -30,7 +33,8 @@ DEFAULT_URL = "http://localhost:8000"
 
 
 class AsyncModule:
-    """One module of the bridge, for asyncio code: `await module.get(name)`, `await module.set(name, value)`."""
+    """One module of the bridge, for asyncio code: `await module.get(name)`, `await module.set(name, value)`,
+    `await module.move(to=80)` (an action: `invoke("move", to=80)`) gives the started AsyncInvocation."""
 
     __slots__ = ("info", "_http")
 
@@ -49,6 +53,20 @@ class AsyncModule:
         attribute = self._attribute(name)
         reply = await self._http.write("PUT", f"/{self.info.name}/{quote(name, safe='')}", {"value": value})
         return decode(_value_of(reply), attribute)
+
+    async def invoke(self, name: str, /, **arguments: Any) -> AsyncInvocation:
+        """Start an action once its arguments are checked against its description (InvalidValue, nothing sent,
+        when the bridge would refuse them); returns the invocation at once.  Never retried."""
+        action = self._action(name)
+        action.check_arguments(arguments)
+        reply = await self._http.write("POST", f"/{self.info.name}/{quote(name, safe='')}", arguments)
+        return AsyncInvocation(reply, self._http)
+
+    def _action(self, name: str) -> ActionInfo:
+        found = self.info.actions.get(name)
+        if found is None:
+            raise unknown_action(self.info.name, name, self.info.actions)
+        return found
 
     def _attribute(self, name: str) -> AttributeInfo:
         found = self.info.attributes.get(name)
@@ -98,6 +116,11 @@ class AsyncBridge:
             return self._modules[name]
         except KeyError:
             raise unknown_module(name, self._modules) from None
+
+    async def invocation(self, ident: str) -> AsyncInvocation:
+        """An invocation by its id (or href), whoever started it (this client, another, the dashboard)."""
+        ident = ident.removeprefix("/invocations/")
+        return AsyncInvocation(await self._http.read(f"/invocations/{quote(ident, safe='')}"), self._http)
 
     def watch(self, *names: str, reconnect: bool = True) -> AsyncGenerator[Event, None]:
         """Live values of `names` ("module_a.force", or "module_a" for all of a module; none: everything)."""

@@ -3,6 +3,7 @@
     lab = bridge_client.connect("http://localhost:8000")
     lab.module_a.position = 10          # a write: returns once the instrument confirmed it
     lab.module_a.position               # a read -> 10.0
+    lab.module_a.move(to=80).wait()     # an action: started at once, then waited for -> 80.0
 
 Every call is handed to the AsyncBridge underneath (async_bridge.py), so both
 clients behave the same by construction.  Each module is a `Module`, whose
@@ -19,13 +20,14 @@ from typing import Any
 from bridge_client.async_bridge import AsyncBridge, AsyncModule
 from bridge_client.description import ModuleInfo
 from bridge_client.errors import unknown_attribute, unknown_module
+from bridge_client.invocation import Invocation
 from bridge_client.members import members_of, proxy_class
 from bridge_client.portal import Portal
 from bridge_client.watch import Event
 
 
 class Module:
-    """One module of the bridge: its attributes read and write like Python attributes."""
+    """One module of the bridge: its attributes read and write like Python attributes, its actions are methods."""
 
     __slots__ = ("_module", "_portal")
     _module: AsyncModule
@@ -48,7 +50,15 @@ class Module:
         """Write an attribute and return the value the instrument reports after the write."""
         return self._portal.call(self._module.set(name, value))
 
+    def invoke(self, name: str, /, **arguments: Any) -> Invocation:
+        """Start an action (the same as `module.<name>(**arguments)`) once its arguments are checked; returns
+        its Invocation at once."""
+        return Invocation(self._portal.call(self._module.invoke(name, **arguments)), self._portal)
+
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.info.actions:
+            raise AttributeError(f"{self.info.name}.{name} is an action: start it with "
+                                 f"{self.info.name}.{name}(...), it cannot be assigned")
         if hasattr(type(self), name):
             object.__setattr__(self, name, value)  # an attribute's property writes to the instrument
         else:  # a typo must not become a local attribute while the instrument stays unchanged
@@ -94,6 +104,10 @@ class Bridge:
             return self._modules[name]
         except KeyError:
             raise unknown_module(name, self._modules) from None
+
+    def invocation(self, ident: str) -> Invocation:
+        """An invocation by its id (or href), whoever started it (this client, another, the dashboard)."""
+        return Invocation(self._portal.call(self._async.invocation(ident)), self._portal)
 
     def watch(self, *names: str, reconnect: bool = True) -> Iterator[Event]:
         """Live values of `names` ("module_a.force", or "module_a" for all of a module; none: everything),

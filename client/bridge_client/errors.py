@@ -7,16 +7,23 @@ code this client does not know (a newer bridge) becomes a plain BridgeError
 with that code, so `except BridgeError` always catches it.
 
     BridgeError                      any error; unknown codes
+    ├── HostNotAllowed               400 host_not_allowed
     ├── NotAuthenticated             401 not_authenticated
     ├── Forbidden                    403 forbidden
-    │   └── OpenNetworkRefused       403 open_network_refused
+    │   ├── OpenNetworkRefused       403 open_network_refused
+    │   └── OriginNotAllowed         403 origin_not_allowed
     ├── NotFound                     404 not_found
     ├── UnknownModule                404 unknown_module     (also an AttributeError)
     ├── UnknownAttribute             404 unknown_attribute  (also an AttributeError)
+    ├── UnknownAction                404 unknown_action     (also an AttributeError)
+    ├── UnknownInvocation            404 unknown_invocation
+    ├── HistoryOff                   404 history_off
     ├── ReadOnly                     405 read_only          (also an AttributeError)
     ├── MethodNotAllowed             405 method_not_allowed
     ├── Busy                         409 busy: a running action owns what was written
+    ├── AlreadyFinished              409 already_finished: cancelling an invocation that has ended
     ├── PayloadTooLarge              413 payload_too_large
+    ├── HeadersTooLarge              431 headers_too_large
     ├── MalformedRequest             422 malformed_request
     ├── InvalidValue                 422 invalid_value      (also a ValueError)
     ├── InternalError                500 internal_error
@@ -24,10 +31,20 @@ with that code, so `except BridgeError` always catches it.
     │   └── InstrumentUnreachable    502 instrument_unreachable
     ├── BackendUnavailable           503 backend_unavailable
     │   └── BackendBusy              503 backend_busy
+    ├── ActionsUnavailable           503 actions_unavailable: no action starts (the bridge cannot record it)
+    ├── HistoryUnavailable           503 history_unavailable
+    ├── TooManyConnections           503 too_many_connections
     ├── InstrumentTimeout            504 instrument_timeout
     ├── BackendTimeout               504 backend_timeout
     ├── DeadlineExceeded             504 deadline_exceeded: it never ran
+    ├── ActionCancelled              an invocation waited for was cancelled (code "cancelled")
+    ├── ActionLost                   an invocation waited for was lost: the experiment process died (code "lost")
     └── BridgeUnreachable            no HTTP answer at all (the frontend is down, or the line broke)
+
+An invocation that failed raises, from `wait()`, the class of the error it
+reports (`InstrumentError`, say), with no HTTP status: the request to wait
+succeeded, the action did not.  (The bridge's `client_disconnected` is only
+ever written to its audit log: no client hears it.)
 
 `outcome_unknown` is True when a write may or may not have happened (it timed
 out, or the connection broke after it was sent): read the value back before
@@ -62,6 +79,10 @@ class BridgeError(Exception):
         return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
 
 
+class HostNotAllowed(BridgeError):
+    default_code = "host_not_allowed"
+
+
 class NotAuthenticated(BridgeError):
     default_code = "not_authenticated"
 
@@ -72,6 +93,10 @@ class Forbidden(BridgeError):
 
 class OpenNetworkRefused(Forbidden):
     default_code = "open_network_refused"
+
+
+class OriginNotAllowed(Forbidden):
+    default_code = "origin_not_allowed"
 
 
 class NotFound(BridgeError):
@@ -86,6 +111,18 @@ class UnknownAttribute(BridgeError, AttributeError):
     default_code = "unknown_attribute"
 
 
+class UnknownAction(BridgeError, AttributeError):
+    default_code = "unknown_action"
+
+
+class UnknownInvocation(BridgeError):
+    default_code = "unknown_invocation"
+
+
+class HistoryOff(BridgeError):
+    default_code = "history_off"
+
+
 class ReadOnly(BridgeError, AttributeError):
     default_code = "read_only"
 
@@ -98,8 +135,16 @@ class Busy(BridgeError):
     default_code = "busy"
 
 
+class AlreadyFinished(BridgeError):
+    default_code = "already_finished"
+
+
 class PayloadTooLarge(BridgeError):
     default_code = "payload_too_large"
+
+
+class HeadersTooLarge(BridgeError):
+    default_code = "headers_too_large"
 
 
 class MalformedRequest(BridgeError):
@@ -130,6 +175,18 @@ class BackendBusy(BackendUnavailable):
     default_code = "backend_busy"
 
 
+class ActionsUnavailable(BridgeError):
+    default_code = "actions_unavailable"
+
+
+class HistoryUnavailable(BridgeError):
+    default_code = "history_unavailable"
+
+
+class TooManyConnections(BridgeError):
+    default_code = "too_many_connections"
+
+
 class InstrumentTimeout(BridgeError):
     default_code = "instrument_timeout"
 
@@ -140,6 +197,18 @@ class BackendTimeout(BridgeError):
 
 class DeadlineExceeded(BridgeError):
     default_code = "deadline_exceeded"
+
+
+class ActionCancelled(BridgeError):
+    """An invocation that was waited for ended cancelled (by `cancel()`, Ctrl+C, the dashboard or another client)."""
+
+    default_code = "cancelled"
+
+
+class ActionLost(BridgeError):
+    """An invocation that was waited for is lost: the experiment process stopped while it ran."""
+
+    default_code = "lost"
 
 
 class BridgeUnreachable(BridgeError):
@@ -175,6 +244,18 @@ def unknown_module(name: str, known: Iterable[str]) -> UnknownModule:
     return UnknownModule(f"no module named {name!r}; known: {', '.join(known) or 'none'}")
 
 
+def error_of_invocation(error: Any, what: str) -> BridgeError:
+    """The exception for a failed invocation's `error` (`{"error": code, "message": text}`); `what` names it."""
+    code = str(error.get("error", "")) if isinstance(error, dict) else ""
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    return ERRORS_BY_CODE.get(code, BridgeError)(f"{what} failed: {message or 'no reason given'}", code=code or None)
+
+
 def unknown_attribute(module: str, name: str, known: Iterable[str]) -> UnknownAttribute:
     """The error for an attribute the module does not declare, in the bridge's words."""
     return UnknownAttribute(f"module {module!r} has no attribute {name!r}; known: {', '.join(known) or 'none'}")
+
+
+def unknown_action(module: str, name: str, known: Iterable[str]) -> UnknownAction:
+    """The error for an action the module does not declare, in the bridge's words."""
+    return UnknownAction(f"module {module!r} has no action {name!r}; known: {', '.join(known) or 'none'}")

@@ -4,8 +4,10 @@ Every request of a client goes through one keep-alive `httpx.AsyncClient`.
 A read (GET) that gets `503` with `Retry-After` (the experiment process is
 restarting, or the module's queue is full), or whose connection failed before
 any answer, is tried again after that wait, up to `retries` times.  A write
-(PUT, and later POST and DELETE) is sent exactly once: if it fails on the way,
-the error says whether it may have been applied (`outcome_unknown`).
+(PUT, POST starting an action, DELETE cancelling one) is sent exactly once: if
+it fails on the way, the error says whether it may have been applied
+(`outcome_unknown`).  A long poll (`GET /invocations/<id>?wait=<s>`) is a read
+whose own timeout is stretched by the time it may wait.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger("bridge_client")
 MAX_RETRY_WAIT = 5.0
 # Transport failures a read may be retried after: the request got no answer, and a read changes nothing.
 _RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# `write`'s data when the request has no body (a DELETE).
+NO_BODY: Any = object()
 
 
 class Http:
@@ -40,12 +44,14 @@ class Http:
         self.retries = retries
         self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
-    async def read(self, path: str) -> Any:
-        """GET `path`; 503 with Retry-After and failed connections are tried again, `retries` times."""
+    async def read(self, path: str, *, params: dict[str, Any] | None = None, waits: float = 0.0) -> Any:
+        """GET `path`; 503 with Retry-After and failed connections are tried again, `retries` times.
+        `waits`: seconds the bridge may take on purpose before answering (a long poll), on top of the timeout."""
+        timeout = httpx.USE_CLIENT_DEFAULT if not waits else _stretched(self._client.timeout, waits)
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                response = await self._client.get(path)
+                response = await self._client.get(path, params=params, timeout=timeout)
             except _RETRYABLE as exc:
                 if last:
                     raise _transport_error(exc, path, write=False) from None
@@ -61,17 +67,19 @@ class Http:
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def write(self, method: str, path: str, data: Any) -> Any:
-        """Send a request that changes something, exactly once."""
+    async def write(self, method: str, path: str, data: Any = NO_BODY) -> Any:
+        """Send a request that changes something, exactly once (with no body when `data` is NO_BODY)."""
+        content, headers = None, {}
+        if data is not NO_BODY:
+            try:
+                content = json.dumps(data, allow_nan=False, default=_plain).encode()
+            except ValueError:
+                raise InvalidValue(f"{method} {path}: NaN and infinity cannot be sent (JSON has no such numbers)") from None
+            except TypeError as exc:
+                raise MalformedRequest(f"{method} {path}: the value cannot be sent as JSON ({exc})") from None
+            headers["Content-Type"] = "application/json"
         try:
-            content = json.dumps(data, allow_nan=False, default=_plain).encode()
-        except ValueError:
-            raise InvalidValue(f"{method} {path}: NaN and infinity cannot be sent (JSON has no such numbers)") from None
-        except TypeError as exc:
-            raise MalformedRequest(f"{method} {path}: the value cannot be sent as JSON ({exc})") from None
-        try:
-            response = await self._client.request(method, path, content=content,
-                                                  headers={"Content-Type": "application/json"})
+            response = await self._client.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, path, write=True) from None
         return _json_or_raise(response, write=True)
@@ -84,6 +92,12 @@ def _json_or_raise(response: httpx.Response, *, write: bool) -> Any:
     if response.is_success:
         return json.loads(response.content)
     raise error_from_response(response.status_code, response.content, write=write)
+
+
+def _stretched(timeout: httpx.Timeout, extra: float) -> httpx.Timeout:
+    """The client's timeout with `extra` seconds more to read the answer."""
+    read = None if timeout.read is None else timeout.read + extra
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

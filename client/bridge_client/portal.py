@@ -4,7 +4,9 @@ The sync `Bridge` does not duplicate the async client: it hands each call to
 this loop and waits for the result.  That works the same in a script and in
 Jupyter, whose own event loop is already running in the main thread (where
 `asyncio.run` would refuse).  Ctrl+C (or Jupyter's interrupt) while waiting
-cancels the call on the loop too, so nothing goes on in the background.
+cancels the call on the loop too, so nothing goes on in the background.  The
+waiting thread wakes every WAKE seconds, so that an interrupt is noticed
+where a wait on a lock is not interrupted by it (Windows, `_thread.interrupt_main`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from collections.abc import AsyncGenerator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# Seconds between two looks for a pending Ctrl+C while a call is waited for.
+WAKE = 0.1
 
 
 class Portal:
@@ -32,7 +37,12 @@ class Portal:
             raise RuntimeError("a blocking Bridge call was made from its own event loop; use AsyncBridge there")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result()
+            while True:
+                try:
+                    return future.result(timeout=WAKE)
+                except TimeoutError:
+                    if future.done():
+                        raise  # the call's own TimeoutError
         except BaseException:  # KeyboardInterrupt while waiting: stop the work, not just the wait
             future.cancel()
             raise

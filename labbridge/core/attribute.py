@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_origin, overload
 
 import msgspec
 
-from labbridge.core.errors import InstrumentError
+from labbridge.core.errors import InstrumentError, InvalidValue
 from labbridge.core.values import DEFAULT_MAX_LENGTH, ValueRule, shown
 from labbridge.core.values import limits_text as limits_text  # where openapi.py and others find it
 
@@ -157,7 +157,10 @@ class AttributeSpec(Generic[T]):
     def validate(self, value: Any) -> T:
         """Check a value a client wants to write; raise InvalidValue naming the problem."""
         assert self.type is not None, "Attribute used before BaseModule bound it"
-        return self.rule.validate(value)  # type: ignore[no-any-return]
+        checked = self.rule.validate(value)
+        if self.scpi is not None and isinstance(checked, str):
+            check_scpi_text(self.name, checked)
+        return checked  # type: ignore[no-any-return]
 
     def coerce_reading(self, value: Any, module: str) -> T:
         """Check a value the instrument sent; garbage becomes InstrumentError."""
@@ -208,3 +211,14 @@ def _array_type(annotation: Any, shape: tuple[int | None, ...] | None, what: str
     from labbridge.core.arrays import ArrayType
 
     return ArrayType.of(annotation, shape, what)
+
+
+def check_scpi_text(name: str, text: str) -> None:
+    """SCPI carries printable ASCII: raise InvalidValue for anything else, before it is sent.
+
+    A line break would end the command early (and start another); é cannot be encoded for the
+    instrument, which, found only on the way out, was a 502 that marked the module degraded."""
+    if not (text.isascii() and text.isprintable()):
+        bad = next(c for c in text if not (c.isascii() and c.isprintable()))
+        raise InvalidValue(f"{name} is sent to the instrument as SCPI text, which holds printable ASCII only; "
+                           f"got {shown(text)} (with {bad!r})")

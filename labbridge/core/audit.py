@@ -18,7 +18,16 @@ fsynced before the code goes on:
 Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
 `identity`, `module`, `attribute`, `requested`, `before`, `after`, `outcome`).
 A value whose JSON is over `MAX_VALUE_BYTES`, or that cannot be written as
-JSON at all, is recorded as `{"truncated": "<its start>", "bytes": <size>}`.
+JSON at all, is recorded as `{"truncated": "<its start>", "bytes": <size>}`;
+names are cut to MAX_NAME_CHARS, so no line is much over 5 KB.
+
+Refusals cost the least an attacker can make them cost: of identical ones
+(same client, identity, operation and reason) at most REFUSALS_PER_SECOND a
+second are written in full; the rest of that second are counted, and the
+count is written as one more `refused` line with `"repeated": <count>` (and
+no module, attribute or value) when the second is over.  A flood of requests
+without a token therefore adds a few lines a second, not one fsynced line
+per request.
 Lines go through one writer thread per process, so they reach the file in the
 order they were recorded and fsync never blocks the event loop.
 
@@ -47,6 +56,8 @@ from labbridge.core.config import Config, ConfigError, resolve
 MAX_VALUE_BYTES = 4096
 # Module and attribute names come from the URL: cut them too.
 MAX_NAME_CHARS = 200
+# Identical refusals written in full per second; the rest of the second are counted in one line.
+REFUSALS_PER_SECOND = 10
 
 
 @dataclass
@@ -68,8 +79,9 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        self._refusals: dict[tuple[str | None, str | None, str, str], _RefusalWindow] = {}  # this second's
 
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> AuditLog | None:
@@ -83,25 +95,53 @@ class AuditLog:
             raise ConfigError(f"{config_file}: audit_log: cannot open {path}: {exc.strerror}") from None
 
     async def record_refusal(self, attempt: WriteAttempt, outcome: str) -> None:
-        """Record a write turned down before anything was sent to the instrument; `outcome` is the error code."""
+        """Record a write turned down before anything was sent to the instrument; `outcome` is the error code.
+
+        Past REFUSALS_PER_SECOND identical ones in a second, it is only counted (see the module's doc)."""
+        key = (attempt.client, attempt.identity, attempt.op, outcome)
+        window = self._refusals.get(key)
+        if window is None:
+            window = self._refusals[key] = _RefusalWindow(attempt, outcome)
+            asyncio.get_running_loop().call_later(1.0, self._close_window, key)
+        if window.written >= REFUSALS_PER_SECOND:
+            window.repeated += 1
+            return
+        window.written += 1
         await self._append(self._line(attempt, "refused", outcome=outcome))
+
+    async def record_outcome(self, attempt: WriteAttempt, outcome: str) -> None:
+        """A `finished` line for a write whose `started` line an earlier run of the process wrote (an
+        invocation lost when it died: outcome "lost")."""
+        await self._append(self._line(attempt, "finished", outcome=outcome))
 
     def record_write(self, attempt: WriteAttempt) -> AuditedWrite:
         """The lines of one write that may reach the instrument: await `started`, then `finished`."""
         return AuditedWrite(self, attempt)
 
     def close(self) -> None:
+        for key in list(self._refusals):  # refusals counted and not written yet
+            self._close_window(key)
         self._writer.shutdown(wait=True)  # every line recorded so far reaches the file first
         os.close(self._fd)
 
     def _line(self, attempt: WriteAttempt, stage: str, *, before: Any = None, after: Any = None,
-              outcome: str | None = None) -> bytes:
-        return orjson.dumps({
+              outcome: str | None = None, repeated: int | None = None) -> bytes:
+        line = {
             "time": time.time(), "id": attempt.id, "op": attempt.op, "stage": stage, "client": attempt.client,
             "identity": attempt.identity, "module": _name(attempt.module), "attribute": _name(attempt.attribute),
             "requested": recordable(attempt.requested), "before": recordable(before), "after": recordable(after),
             "outcome": outcome,
-        }, option=orjson.OPT_APPEND_NEWLINE)
+        }
+        if repeated is not None:  # a count of identical refusals not written one by one
+            line["repeated"] = repeated
+        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+
+    def _close_window(self, key: tuple[str | None, str | None, str, str]) -> None:
+        window = self._refusals.pop(key, None)
+        if window is not None and window.repeated:
+            attempt = WriteAttempt(window.attempt.op, None, None, client=window.attempt.client,
+                                   identity=window.attempt.identity)
+            self._submit(self._line(attempt, "refused", outcome=window.outcome, repeated=window.repeated))
 
     def _submit(self, line: bytes) -> Future[None]:
         return self._writer.submit(self._write, line)
@@ -113,6 +153,16 @@ class AuditLog:
     def _write(self, line: bytes) -> None:
         os.write(self._fd, line)  # one write per line: O_APPEND keeps lines of both processes whole
         os.fsync(self._fd)
+
+
+@dataclass
+class _RefusalWindow:
+    """Identical refusals within one second: how many were written in full, how many only counted."""
+
+    attempt: WriteAttempt
+    outcome: str
+    written: int = 0
+    repeated: int = 0
 
 
 class AuditedWrite:

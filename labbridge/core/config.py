@@ -150,9 +150,13 @@ class FrontendSettings(_Strict):
     auth_reads: bool = False  # GETs need a token too
     allow_open_network: bool = False  # listen beyond loopback without any token
     trusted_proxies: list[str] = []  # addresses/networks whose X-Forwarded-For names the client (frontend/proxies.py)
-    # Enforced by `python main.py` (serve.py), not by a bare `uvicorn main:app`:
+    # Connection limits (frontend/server_limits.py):
     client_timeout: Seconds = 10.0  # to send a whole request, or take an answer; idle connections close after it
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # open at once; past it 503 (see server_limits.py)
+    # Of those, how many dashboards' WebSockets and long polls may hold at once (None: a quarter each), so that
+    # plain requests always keep room (frontend/stream_caps.py).
+    max_websockets: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_long_polls: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -163,6 +167,14 @@ class FrontendSettings(_Strict):
             except ValueError:
                 raise ValueError(f"frontend.trusted_proxies: {proxy!r} is not an IP address or network") from None
         return proxies
+
+    @model_validator(mode="after")
+    def _room_for_plain_requests(self) -> FrontendSettings:
+        held = (self.max_websockets or 0) + (self.max_long_polls or 0)
+        if held >= self.max_connections:
+            raise ValueError(f"frontend.max_websockets and max_long_polls ({held} together) must leave room for "
+                             f"plain requests below max_connections ({self.max_connections})")
+        return self
 
 
 class HistorySettings(_Strict):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from labbridge.core.config import ConfigError, CurveSettings, resolve
+from labbridge.core.private_files import warn_if_open
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ def _load(config_file: Path, path: str | None, key: str, secret: bool) -> tuple[
         raise ConfigError(f"{config_file}: experiment_socket.curve.{key}: cannot load {file}: {exc}") from None
     if secret and secret_key is None:
         raise ConfigError(f"{config_file}: experiment_socket.curve.{key}: {file} holds no secret key (use the .key_secret file)")
-    if secret and os.name == "posix" and file.stat().st_mode & 0o077:
-        log.warning("%s holds a secret key that other users may read (mode %o): run `chmod 600 %s`",
-                    file, stat.S_IMODE(file.stat().st_mode), file)
+    if secret:
+        warn_if_open(file, "a secret key", log)
     return public, secret_key
 
 

@@ -146,19 +146,37 @@ class ExperimentLock:
             return True
         import fcntl
 
-        self._file = open(self.path, "wb")  # noqa: SIM115  # held open: the lock lives as long as the file
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()  # not ours: leave the other process's sockets alone
-            self._file = None
-            return False
-        return True
+        while True:
+            file = open(self.path, "wb")  # noqa: SIM115  # held open: the lock lives as long as the file
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.close()  # not ours: leave the other process's sockets alone
+                return False
+            # The process before may have removed the file (release) between our open and our lock: a lock on
+            # a removed file keeps nobody out, so take it again on the file now at that path.
+            if _same_file(file.fileno(), self.path):
+                self._file = file
+                return True
+            file.close()
 
     def release(self) -> None:
-        """Remove the socket files (libzmq may not get to it before the process exits), then unlock."""
+        """Remove the socket files (libzmq may not get to it before the process exits) and the lock's own
+        file (while still holding it, so none is left behind per port), then unlock."""
         if self._file is not None:
             for path in self._sockets:
                 path.unlink(missing_ok=True)
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
             self._file.close()
             self._file = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path`."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)

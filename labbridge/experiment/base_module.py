@@ -21,13 +21,19 @@ reaches the instrument through `read_value`, `write_value` and `send_command`
 (the fourth hook, `command`: `POST` to the attribute's path by default), each
 of which takes the module's turn (`turn()`) among client requests; it tells
 its progress with `report` and checks `cancelled` where it loops or blocks.
+
+A `start` hook that raises (a serial port not plugged in) does not stop the
+experiment: `run_start` remembers why, and every later driver call first tries
+`start` again in the module's turn (`retry_start`), answering 502
+instrument_unreachable naming the failure until it succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple, ParamSpec, get_type_hints
 
@@ -36,13 +42,20 @@ import orjson
 from labbridge.core.action import ActionSpec, collect_actions
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.config import ModuleSettings
-from labbridge.core.errors import InstrumentError, ReadOnlyAttribute, UnknownAttribute
+from labbridge.core.errors import (
+    BridgeError,
+    InstrumentError,
+    InstrumentUnreachable,
+    ReadOnlyAttribute,
+    UnknownAttribute,
+)
 from labbridge.experiment.drivers.http_dialect import HOME, HttpDialect, HttpDriver
 from labbridge.experiment.instrument_client import InstrumentClient
 from labbridge.experiment.invocation import current_invocation
 from labbridge.experiment.turns import Turns
 from labbridge.experiment.worker import ModuleWorker
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 # What a module keeps on itself (ScpiModule its VISA `session`): an attribute of the same name would hide it.
 _INSTANCE_NAMES = frozenset({"name", "settings", "last_values", "specs", "dialect", "worker", "session", "turns",
@@ -112,6 +125,7 @@ class BaseModule:
         self.turns = Turns()
         # Publishes values that actions read and write (set by the Experiment to its live feed).
         self.announce: Callable[[dict[str, Any]], None] = _drop
+        self._start_failure: str | None = None  # why `start` last failed; None once it succeeded
 
     @classmethod
     def uses_name(cls, name: str) -> bool:
@@ -120,8 +134,15 @@ class BaseModule:
 
     @classmethod
     def speaks_http(cls) -> bool:
-        """True while `read` or `write` is still the default HTTP one (then ip:port are needed)."""
-        return any(getattr(cls, hook) is getattr(BaseModule, hook) for hook in ("read", "write"))
+        """True while a driver hook the module needs is still the default HTTP one (then ip:port are needed)."""
+        return bool(cls.http_hooks())
+
+    @classmethod
+    def http_hooks(cls) -> list[str]:
+        """The hooks left to the instrument's HTTP API: `read` unless overridden, and `write` unless overridden
+        or nothing is writable (a read-only module never calls it)."""
+        needed = ["read"] + (["write"] if any(spec.writable for spec in cls.attributes.values()) else [])
+        return [hook for hook in needed if getattr(cls, hook) is getattr(BaseModule, hook)]
 
     @classmethod
     def simulates_itself(cls) -> bool:
@@ -147,6 +168,31 @@ class BaseModule:
         if self._http is not None:
             await self._http.client.close()
             self._http = None
+
+    # -- starting: a module whose instrument is missing stays in service --------
+
+    @property
+    def start_failure(self) -> str | None:
+        """Why `start` failed ("OSError: COM7: no such port"), until it succeeds; else None."""
+        return self._start_failure
+
+    async def run_start(self) -> None:
+        """Run the `start` hook; if it raises, remember why and raise InstrumentUnreachable naming it."""
+        try:
+            await self.worker.run(self.start)
+        except Exception as exc:
+            self._start_failure = exc.detail if isinstance(exc, BridgeError) else f"{type(exc).__name__}: {exc}"
+            raise InstrumentUnreachable(f"module {self.name} could not start: {self._start_failure} "
+                                        "(start is tried again on each request)") from None
+        self._start_failure = None
+
+    async def retry_start(self) -> None:
+        """Before a driver call, in the module's turn: run `start` again if it failed, so that an instrument
+        plugged in later is served without a restart; InstrumentUnreachable while it still fails."""
+        if self._start_failure is None:
+            return
+        await self.run_start()
+        log.info("module %s started (its start had failed; tried again on a request)", self.name)
 
     # -- what the bridge calls -------------------------------------------------
 
@@ -234,9 +280,12 @@ class BaseModule:
 
     # -- what actions call: each driver call takes the module's turn ------------
 
-    def turn(self) -> AbstractAsyncContextManager[None]:
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
         """`async with self.turn():` holds the module for the block, after every request already waiting."""
-        return self.turns.take()
+        async with self.turns.take():
+            await self.retry_start()
+            yield
 
     async def read_value(self, name: str) -> Any:
         """Read an attribute in the module's turn (checked like any read, published live); return its value."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from labbridge.core.errors import (
     HistoryOff,
     InstrumentError,
     InstrumentTimeout,
+    InstrumentUnreachable,
     MalformedRequest,
     NotAcceptable,
     UnknownModule,
@@ -95,7 +97,7 @@ class Experiment:
             module_class = _import_module_class(settings.class_path, where)
             serves_simulator = settings.simulate and not module_class.simulates_itself()
             if settings.port is None and (serves_simulator or module_class.speaks_http()):
-                raise ConfigError(f"{where}.port: required key is missing ({module_class.__name__} talks HTTP to its instrument)")
+                raise ConfigError(f"{where}.port: required key is missing ({_needs_port(module_class, serves_simulator)})")
             for key, names in (("limits", settings.limits), ("poll", settings.poll)):
                 for attr in names:
                     if attr not in module_class.attributes:
@@ -123,7 +125,12 @@ class Experiment:
     async def start(self) -> None:
         await self.invocations.start()
         for module in self.modules.values():
-            await module.worker.run(module.start)
+            try:
+                await module.run_start()
+            except InstrumentUnreachable as exc:  # one missing instrument must not take the others down
+                self._states[module.name].last_error = exc.code
+                log.error("module %s could not start: %s; it answers 502 instrument_unreachable and tries again on "
+                          "each request, the other modules serve", module.name, module.start_failure)
 
     def start_polling(self) -> None:
         """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
@@ -146,6 +153,9 @@ class Experiment:
         for task in self._pollers:
             task.cancel()
         for module in self.modules.values():
+            if module.start_failure is not None:  # never started: nothing to close
+                module.worker.close()
+                continue
             try:
                 # A blocking driver stuck on a dead instrument must not hold up the shutdown.
                 async with asyncio.timeout(module.settings.timeout + module.settings.connect_timeout):
@@ -180,9 +190,10 @@ class Experiment:
             raise
 
     async def _dispatch(self, request: Request, write: AuditedWrite | None = None) -> Any:
-        if request.op == "ping":
-            return {"time": time.time(), "modules": {
-                name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending}
+        if request.op == "ping":  # `pid` tells a launcher that its own experiment process answers
+            return {"time": time.time(), "pid": os.getpid(), "modules": {
+                name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending,
+                       "start_error": self.modules[name].start_failure}
                 for name, q in self._states.items()},
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
@@ -298,6 +309,7 @@ class Experiment:
     @staticmethod
     async def _call(module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
         name = request.attribute or ""
+        await module.retry_start()  # in the module's turn: a module whose start failed tries again
         if request.op == "put":
             if write is not None:  # the value before, read in the same turn; the line is on disk before the write
                 await write.started(before=(await module.get(name))["value"])
@@ -328,6 +340,16 @@ def _import_module_class(path: str, where: str) -> type[BaseModule]:
     if not (isinstance(found, type) and issubclass(found, BaseModule)):
         raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
     return found
+
+
+def _needs_port(module_class: type[BaseModule], serves_simulator: bool) -> str:
+    """Why a module needs `port`, and what to do instead when it has another way to its instrument."""
+    name = module_class.__name__
+    if serves_simulator:
+        return f"simulate: true serves {name}'s simulator on ip:port"
+    hooks = " and ".join(f"`{hook}`" for hook in module_class.http_hooks())
+    return (f"{name} talks HTTP to its instrument at ip:port, as BaseModule's {hooks} do; a module that reaches "
+            f"its instrument another way overrides {hooks}")
 
 
 def _expired(module: BaseModule, request: Request) -> DeadlineExceeded:

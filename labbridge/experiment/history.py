@@ -11,8 +11,9 @@ at most the last interval's values.
 Nothing here may fail a request.  When the database cannot be written (a full
 disk, another program holding a lock, a read-only folder), the recorder logs
 one line, reports "not recording" (with the reason) in `/health`, keeps the
-newest values in memory (up to MAX_WAITING) and retries every interval; it
-logs once more when recording resumes.
+newest values in memory (up to MAX_WAITING of them and about MAX_WAITING_BYTES:
+8,000 labels of 4 KB once grew the process by 36 MiB) and retries every
+interval; it logs once more when recording resumes.
 
 Reads (`read`) run on their own small thread pool with read-only connections,
 so a long range never holds up the event loop or the writer.
@@ -24,11 +25,14 @@ import asyncio
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from labbridge.core.config import Config, HistorySettings, resolve
 from labbridge.core.errors import HistoryUnavailable
@@ -38,6 +42,8 @@ from labbridge.experiment import history_db
 log = logging.getLogger(__name__)
 
 MAX_WAITING = 50_000  # events kept in memory while the database cannot be written (the oldest go first)
+MAX_WAITING_BYTES = 8 * 1024 * 1024  # and about this much memory for them, text and all
+EVENT_BYTES = 300  # about what an event of a number costs in memory (a dict of a few small values)
 # Invocation statuses that are an outcome (issue 11's actions): those are recorded, progress updates are not.
 FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 Sample = tuple[str, str, "str | None", float, Any]  # module, attribute, unit, time, value as stored
@@ -49,8 +55,12 @@ class HistoryRecorder:
     def __init__(self, path: Path, settings: HistorySettings) -> None:
         self.path = path
         self.settings = settings
-        self._waiting: deque[dict[str, Any]] = deque(maxlen=MAX_WAITING)  # appended on the loop, drained by the writer
-        self._unwritten: list[dict[str, Any]] = []  # the writer's last failed batch, retried first
+        # (event, its approximate bytes): appended on the loop, drained by the writer.
+        self._waiting: deque[tuple[dict[str, Any], int]] = deque()
+        self._unwritten: list[tuple[dict[str, Any], int]] = []  # the writer's last failed batch, retried first
+        # Bytes waiting, kept as counters each written by one thread only: no update is ever lost.
+        self._bytes_queued = self._bytes_dropped = 0  # by the event loop
+        self._bytes_taken = self._unwritten_bytes = 0  # by the writer
         self._channels: dict[tuple[str, str], tuple[int, str | None]] = {}  # the writer's cache of channel ids
         self._db: sqlite3.Connection | None = None
         self._stop = threading.Event()
@@ -80,10 +90,20 @@ class HistoryRecorder:
         self._readers.shutdown(wait=False, cancel_futures=True)
 
     def record(self, event: dict[str, Any]) -> None:
-        """Queue one published event (called on the event loop: no work beyond the append)."""
-        if len(self._waiting) == MAX_WAITING:
+        """Queue one published event (called on the event loop: an append and a size, no more)."""
+        size = approximate_bytes(event)
+        self._waiting.append((event, size))
+        self._bytes_queued += size
+        while len(self._waiting) > MAX_WAITING or self._waiting_bytes() > MAX_WAITING_BYTES:
+            try:
+                _, dropped = self._waiting.popleft()  # the oldest go first
+            except IndexError:  # the writer has just taken them all
+                break
+            self._bytes_dropped += dropped
             self._dropped_waiting += 1
-        self._waiting.append(event)
+
+    def _waiting_bytes(self) -> int:
+        return self._bytes_queued - self._bytes_dropped - self._bytes_taken + self._unwritten_bytes
 
     def status(self) -> dict[str, Any]:
         """For /health and /metrics: recording or not (and why), the last batch written, values lost."""
@@ -135,18 +155,29 @@ class HistoryRecorder:
         if lost:
             log.error("history: %d values could not be recorded before stopping", lost)
 
+    def _take_waiting(self) -> list[tuple[dict[str, Any], int]]:
+        taken = []
+        for _ in range(len(self._waiting)):
+            item = self._waiting.popleft()
+            self._bytes_taken += item[1]
+            taken.append(item)
+        return taken
+
     def _write_waiting(self) -> None:
-        batch = self._unwritten + [self._waiting.popleft() for _ in range(len(self._waiting))]
+        batch = self._unwritten + self._take_waiting()
         try:
             db = self._db or self._open()
-            rows = [(self._channel(db, s[0], s[1], s[2]), s[3], s[4]) for s in map(sample_of, batch) if s is not None]
+            rows = [(self._channel(db, s[0], s[1], s[2]), s[3], s[4])
+                    for s in map(sample_of, (event for event, _ in batch)) if s is not None]
             if rows:
                 history_db.insert(db, rows)
             batch = self._unwritten = []  # written: a failing retention below must not write it again
+            self._unwritten_bytes = 0
             history_db.apply_retention(db, time.time() - self.settings.max_age_days * 86400,
                                        self.settings.max_size_mb * 1e6)
         except Exception as exc:  # whatever goes wrong, requests go on: log once, keep the newest, retry
-            self._unwritten = batch[-MAX_WAITING:]
+            self._unwritten = newest_within(batch, MAX_WAITING, MAX_WAITING_BYTES)
+            self._unwritten_bytes = sum(size for _, size in self._unwritten)
             self._dropped_unwritten += len(batch) - len(self._unwritten)
             self._failed(exc)
             return
@@ -170,12 +201,39 @@ class HistoryRecorder:
     def _failed(self, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (sqlite3.Error, OSError)) else str(exc)
         if self.error is None:
-            log.error("history: not recording to %s: %s; requests are not affected, the newest %d values wait "
-                      "in memory and recording resumes when it can", self.path, reason, MAX_WAITING)
+            log.error("history: not recording to %s: %s; requests are not affected, the newest values (up to %d, "
+                      "about %d MiB) wait in memory and recording resumes when it can", self.path, reason, MAX_WAITING,
+                      MAX_WAITING_BYTES // (1024 * 1024))
         self.error = reason
         if self._db is not None:  # open afresh next time: the file or its folder may have been fixed meanwhile
             self._db.close()
             self._db = None
+
+
+def approximate_bytes(event: dict[str, Any]) -> int:
+    """About how much memory an event holds: a small dict, plus its text and anything structured in it."""
+    size = EVENT_BYTES
+    for part in event.values():
+        if isinstance(part, str):
+            size += len(part)
+        elif isinstance(part, (dict, list)):  # an invocation, with its arguments and result
+            try:
+                size += len(orjson.dumps(part, default=repr))
+            except orjson.JSONEncodeError:  # nested too deep to encode: count it as large
+                size += MAX_WAITING_BYTES // 100
+    return size
+
+
+def newest_within(items: Iterable[tuple[Any, int]], count: int, size: int) -> list[tuple[Any, int]]:
+    """The newest of (item, bytes) pairs, oldest first, that fit in `count` items and `size` bytes."""
+    kept: list[tuple[Any, int]] = []
+    total = 0
+    for item in reversed(list(items)):
+        if len(kept) == count or total + item[1] > size:
+            break
+        kept.append(item)
+        total += item[1]
+    return kept[::-1]
 
 
 def sample_of(event: dict[str, Any]) -> Sample | None:

@@ -25,6 +25,7 @@ per small request (118 us against 366 us median, both on uvloop).
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,7 @@ class InstrumentClient:
                 async with self._session.request(method, path, data=data, headers=headers) as response:
                     status, content = response.status, await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise InstrumentUnreachable(f"{where} at {self.base_url} is unreachable ({exc})") from None
+            raise InstrumentUnreachable(f"{where} at {self.base_url} is unreachable ({_why_not_connected(exc)})") from None
         except TimeoutError:
             raise InstrumentTimeout(f"{where} did not answer {method} {path} within {self.timeout:g} s{unknown}") from None
         except aiohttp.ClientError as exc:
@@ -112,6 +113,14 @@ class InstrumentClient:
             reason = _message(parsed.get(self.error_key)) if isinstance(parsed, dict) else None
             raise InstrumentError(f"{where} refused {method} {path} with HTTP {status}" + (f": {reason}" if reason else ""))
         return InstrumentReply(parsed, content, is_json)
+
+
+def _why_not_connected(exc: aiohttp.ClientError) -> str:
+    """"Connection refused", "Name or service not known"...: without aiohttp's "ssl:default" (plain HTTP here)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        return os.strerror(errno) if isinstance(errno, int) and errno > 0 else str(exc.strerror or exc)
+    return str(exc)
 
 
 def _message(found: Any) -> str | None:

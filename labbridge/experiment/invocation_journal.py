@@ -2,10 +2,12 @@
 
 Invocations live in memory.  So that one running when the process dies is
 reported `lost` after a restart, never silently forgotten, each invocation is
-written to `<data_dir>/invocations.jsonl` when it is accepted and again when it
-ends, each line flushed and fsynced before going on.  At start, `recover` reads
-the file: an invocation with a start and no end was running when the process
-died, and becomes `lost`.  The file is then rewritten (atomically) with only
+written to `<data_dir>/invocations.jsonl` when it is accepted, when its action
+starts (`run`, with the time) and when it ends, each line flushed and fsynced
+before going on.  At start, `recover` reads the file: an invocation with a
+start and no end was pending or running when the process died, and becomes
+`lost` (its `started` says whether the action had begun; `newly_lost` marks
+the ones this start found, not those an earlier start reported already).  The file is then rewritten (atomically) with only
 the lost ones, kept as start and end records, so they are still reported after
 a further restart; it is rewritten the same way (with the open ones too) every
 COMPACT_AFTER lines, so it stays small however long the process runs.  A torn
@@ -32,7 +34,7 @@ FILE_NAME = "invocations.jsonl"
 KEEP_LOST = 1000
 # Lines after which the file is rewritten with only what must be kept.
 COMPACT_AFTER = 10_000
-_START_FIELDS = ("id", "module", "action", "arguments", "created", "started")
+_START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "client")
 
 
 class InvocationJournal:
@@ -64,12 +66,15 @@ class InvocationJournal:
                 continue
             if kind == "start":
                 started[ident] = {k: record.get(k) for k in _START_FIELDS}
+            elif kind == "run" and ident in started:
+                started[ident]["started"] = record.get("started")
             elif kind == "end" and ident in started:
                 if record.get("status") == "lost":
                     started[ident]["finished"] = record.get("finished")
                 else:
                     del started[ident]
         lost = sorted(started.values(), key=lambda r: r.get("created") or 0)[-KEEP_LOST:]
+        newly_lost = {record["id"] for record in lost if not record.get("finished")}
         for record in lost:
             record["finished"] = record.get("finished") or now
         with self._lock:
@@ -78,13 +83,21 @@ class InvocationJournal:
                 self._rewrite()
             except OSError as exc:
                 raise ConfigError(f"data_dir: cannot write {self.path}: {exc.strerror}") from None
-        return [dict(r) for r in lost]
+        return [{**r, "newly_lost": r["id"] in newly_lost} for r in lost]
 
     def started(self, record: dict[str, Any]) -> None:
-        entry = {k: record[k] for k in _START_FIELDS}
+        """An invocation accepted (not running yet): `record` holds _START_FIELDS."""
+        entry = {k: record.get(k) for k in _START_FIELDS}
         with self._lock:
-            self._open[entry["id"]] = entry
+            self._open[record["id"]] = entry
             self._append({"event": "start", **entry})
+
+    def running(self, ident: str, started: float) -> None:
+        """Its action is about to run: a lost invocation then says it had started."""
+        with self._lock:
+            if ident in self._open:
+                self._open[ident]["started"] = started
+            self._append({"event": "run", "id": ident, "started": started})
 
     def ended(self, ident: str, status: str, finished: float) -> None:
         with self._lock:
@@ -104,7 +117,7 @@ class InvocationJournal:
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         os.fsync(self._fd)
         self._lines += 1
@@ -117,7 +130,8 @@ class InvocationJournal:
             {"event": "end", "id": lost["id"], "status": "lost", "finished": lost["finished"]})]
         records += [{"event": "start", **entry} for entry in self._open.values()]
         temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "wb") as file:
+        # os.open: created for this user only, whatever the umask (open() would leave it to the umask).
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
             file.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
             file.flush()
             os.fsync(file.fileno())

@@ -97,6 +97,10 @@ class Invocations:
             self._keep(invocation)
             log.warning("invocation %s of %s.%s was running when the process stopped: lost",
                         invocation.id, invocation.module, invocation.action)
+            if record.get("newly_lost") and self.audit is not None:  # its `started` line has its end at last
+                await self.audit.record_outcome(WriteAttempt(
+                    "invoke", invocation.module, invocation.action, invocation.arguments, record.get("client"),
+                    record.get("identity"), invocation.id), "lost")
 
     async def close(self, grace: float = 2.0) -> None:
         """Cancel what still runs (its clean-up gets `grace` seconds), then close the journal."""
@@ -119,9 +123,9 @@ class Invocations:
             return await self._invoke(request, payload)
         if request.op == "invocations":
             return self._list(payload.get("module"), payload.get("status"))
-        invocation = self._get(payload.get("id"))
         if request.op == "cancel":
-            return await self._cancel(invocation, request, until)
+            return await self._cancel(payload.get("id"), request, until)
+        invocation = self._get(payload.get("id"))
         wait = payload.get("wait", 0)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
             raise InvalidValue(f"wait must be 0 to {MAX_WAIT:g} s; got {wait!r}")
@@ -146,11 +150,11 @@ class Invocations:
                        f"{owner.status}); wait for it to finish or cancel it with DELETE {owner.href}")
 
     async def _invoke(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
-        module, name = self._find_module(request.module), request.attribute or ""
-        identity, client = request.identity, request.client
+        name, identity, client = request.attribute or "", request.identity, request.client
         arguments = payload.get("arguments", {})
-        attempt = WriteAttempt("invoke", module.name, name, arguments, client, identity, request.id)
-        try:
+        attempt = WriteAttempt("invoke", request.module, name, arguments, client, identity, request.id)
+        try:  # from here on, whatever refuses it is on record (an unknown module too)
+            module = self._find_module(request.module)
             spec = self._action(module, name)
             if not isinstance(arguments, dict):
                 raise MalformedRequest(f"the arguments of {name} must be a JSON object, like {{\"to\": 80}}")
@@ -172,7 +176,8 @@ class Invocations:
             self._owners[(module.name, attribute)] = invocation
         if self.journal is not None:
             try:
-                await asyncio.to_thread(self.journal.started, invocation.public())
+                await asyncio.to_thread(self.journal.started, {**invocation.public(), "identity": identity,
+                                                               "client": client})
             except OSError as exc:
                 self._release(invocation)
                 del self._all[invocation.id]
@@ -193,6 +198,9 @@ class Invocations:
             if invocation.cancel_requested.is_set():  # cancelled before it started
                 raise asyncio.CancelledError
             invocation.started = time.time()
+            await self._journal_running(invocation)
+            if invocation.cancel_requested.is_set():  # cancelled while that was written
+                raise asyncio.CancelledError
             invocation.set_status("running")
             result = spec.output(await spec.function(module, **invocation.arguments))
             if invocation.cancel_requested.is_set():  # the action caught the cancellation and returned
@@ -207,8 +215,18 @@ class Invocations:
             error = {"error": InstrumentError.code, "message": f"{module.name}.{spec.name} failed: {type(exc).__name__}: {exc}"}
         await self._finish(invocation, status, result, error)
 
+    async def _journal_running(self, invocation: Invocation) -> None:
+        if self.journal is None or invocation.started is None:
+            return
+        try:
+            await asyncio.to_thread(self.journal.running, invocation.id, invocation.started)
+        except OSError as exc:  # the run goes on; if the process dies now, it is reported lost as not started
+            log.error("could not record the start of invocation %s: %s", invocation.id, exc)
+
     async def _finish(self, invocation: Invocation, status: str, result: Any, error: dict[str, str] | None) -> None:
         invocation.result, invocation.error, invocation.finished = result, error, time.time()
+        if status == "completed" and invocation.progress is not None:
+            invocation.progress = 1.0  # it got there, whatever its last estimate said
         invocation.status = status  # final from here on: a late cancel gets 409, the owned attributes are free
         self._release(invocation)
         self._keep(invocation)
@@ -222,14 +240,19 @@ class Invocations:
             await audited.finished(status, after=result if error is None else error)
         invocation.set_status(status)  # wakes waiting clients and publishes the final state
 
-    async def _cancel(self, invocation: Invocation, request: Request, until: float) -> dict[str, Any]:
-        attempt = WriteAttempt("cancel", invocation.module, invocation.action, {"invocation": invocation.id},
-                               request.client, request.identity, request.id)
-        if invocation.is_finished:
+    async def _cancel(self, ident: Any, request: Request, until: float) -> dict[str, Any]:
+        attempt = WriteAttempt("cancel", None, None, {"invocation": ident}, request.client, request.identity,
+                               request.id)
+        try:  # an unknown invocation is a refusal on record too
+            invocation = self._get(ident)
+            attempt.module, attempt.attribute = invocation.module, invocation.action
+            if invocation.is_finished:
+                raise AlreadyFinished(f"invocation {invocation.id} has already finished ({invocation.status}); "
+                                      "there is nothing to cancel")
+        except BridgeError as exc:
             if self.audit is not None:
-                await self.audit.record_refusal(attempt, AlreadyFinished.code)
-            raise AlreadyFinished(f"invocation {invocation.id} has already finished ({invocation.status}); "
-                                  "there is nothing to cancel")
+                await self.audit.record_refusal(attempt, exc.code)
+            raise
         if self.audit is not None:
             write = self.audit.record_write(attempt)
             await write.started()
@@ -252,7 +275,8 @@ class Invocations:
             return spec
         known = ", ".join(module.actions) or "none"
         if name in module.specs or name in RESERVED_NAMES:
-            raise NotAnAction(f"{module.name}.{name} is not an action: GET reads it, PUT sets it; "
+            writable = name in module.specs and module.specs[name].writable
+            raise NotAnAction(f"{module.name}.{name} is not an action: GET reads it{', PUT sets it' if writable else ''}; "
                               f"POST starts an action (actions of {module.name}: {known})")
         raise UnknownAction(f"module {module.name!r} has no action {name!r}; known: {known}")
 

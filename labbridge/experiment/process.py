@@ -27,6 +27,7 @@ import zmq
 
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.core.file_limit import raise_open_file_limit
+from labbridge.core.private_files import keep_files_private
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
 from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
@@ -100,9 +101,11 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
             uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
             simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
             log.info("simulating %s at http://%s:%d", name, settings.ip, settings.port)
-        if not lock.acquire():
-            raise StartupError(f"experiment_socket cannot bind: another experiment process is serving "
-                               f"{config_file} on {endpoints.requests}")
+        if not lock.acquire():  # the socket is named after the port: another config with the same port took it
+            raise StartupError(f"experiment_socket cannot bind: another experiment process is serving the socket "
+                               f"{endpoints.requests.removeprefix('ipc://')} (experiment_socket.port: "
+                               f"{config.experiment_socket.port}); stop it, or give this experiment another "
+                               f"experiment_socket.port in {config_file}")
         try:
             server.bind()
         except zmq.ZMQError as exc:
@@ -154,6 +157,14 @@ def _run_loop(coro: Any) -> None:
         runner.run(coro)
 
 
+def import_beside(config_file: Path) -> None:
+    """Let module files beside config.yml be imported wherever it is (`--config /elsewhere/config.yml`): its folder
+    goes on the import path, after the script's own (the repository's example modules win a clash)."""
+    folder = str(config_file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(1, folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
@@ -162,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="restart when a module's code or the config file changes (for development)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_files_private()  # the history, the journal and the audit log are this user's alone
 
     path = config_path(args.config)
+    import_beside(path)
     if args.reload:
         from labbridge.tools.reloader import reload_on_changes
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, get_args
 
 import yaml
 
-from labbridge.core.attribute import AttributeSpec
+from labbridge.core.attribute import AttributeSpec, check_scpi_text
 from labbridge.core.config import ConfigError, ModuleSettings
 from labbridge.core.errors import BridgeError, InstrumentError
 from labbridge.experiment.base_module import BaseModule
@@ -120,8 +120,7 @@ class ScpiModule(BaseModule):
         if spec.choices is not None and value in spec.choices:
             return str(value)  # a mnemonic such as VOLT or SIN, sent as it is
         text = str(value)
-        if any(ord(c) < 32 for c in text):
-            raise InstrumentError(f"{spec.name}: control characters cannot be sent to an instrument")
+        check_scpi_text(spec.name, text)  # as validate did: a module calling write itself is checked too
         return '"' + text.replace('"', '""') + '"'  # quoted, so `;` or a header inside it stays text
 
     def from_scpi(self, spec: AttributeSpec[Any], text: str) -> Any:

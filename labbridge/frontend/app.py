@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from labbridge.core.config import Config
 from labbridge.frontend.hosts import AllowedHosts
 from labbridge.frontend.hot_path import BridgeApp
 from labbridge.frontend.log_filter import redact_tokens_in_logs
+from labbridge.frontend.page_headers import PageFiles
 from labbridge.frontend.responses import add_error_handlers
 from labbridge.frontend.routes import actions, dashboard, docs, health, history, instruments, invocations, metrics, modules
 from labbridge.frontend.state import FrontendState
@@ -44,8 +44,8 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app.state.bridge = FrontendState.from_config(config, config_file)
     app.allowed_hosts = AllowedHosts(config.frontend.allowed_hosts, config.frontend.host)
     redact_tokens_in_logs()
-    app.mount("/docs-static", StaticFiles(directory=docs.ASSETS), name="docs-static")
-    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.mount("/docs-static", PageFiles(directory=docs.ASSETS), name="docs-static")
+    app.mount("/static", PageFiles(directory=dashboard.STATIC), name="static")
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
     for router in (docs.router, dashboard.router, modules.router, health.router, metrics.router, invocations.router,
                    modules.module_router, actions.router, instruments.router, history.router):

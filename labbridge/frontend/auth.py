@@ -18,6 +18,7 @@ the answer's timing does not tell how much of a guess was right.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import os
 import string
@@ -28,6 +29,7 @@ import yaml
 
 from labbridge.core.config import ConfigError, FrontendSettings, resolve
 from labbridge.core.errors import Forbidden, NotAuthenticated
+from labbridge.core.private_files import warn_if_open
 from labbridge.core.transport import is_loopback
 
 ENV_TOKEN = "BRIDGE_TOKEN"
@@ -63,6 +65,8 @@ class TokenAuth:
             holders[token] = identity
         if settings.auth_reads and not tokens:
             raise ConfigError(f"frontend.auth_reads: true needs tokens: set frontend.token_file or ${ENV_TOKEN}")
+        if settings.token_file is not None:  # usable: say so if others may read it (after any error, not before)
+            warn_if_open(resolve(config_file, settings.token_file), "tokens", logging.getLogger("uvicorn.error"))
         return cls(tokens, settings.auth_reads)
 
     @property
@@ -114,11 +118,15 @@ def read_token_file(path: Path) -> dict[str, str]:
 
 def check_token(token: str, what: str) -> str:
     """`token` if it holds at least TOKEN_BITS bits, judged by its length and alphabet; else ConfigError."""
-    if not _strong(token):
-        raise ConfigError(f"{what} is too easy to guess ({len(token)} characters, about {_bits(token):.0f} bits; "
-                          f"{len(set(token))} different ones): a token needs {TOKEN_BITS // 8} random bytes, e.g. "
-                          "`python -c \"import secrets; print(secrets.token_hex(16))\"`")
-    return token
+    if _bits(token) < TOKEN_BITS:
+        why = (f"{len(token)} characters can hold at most about {_bits(token):.0f} random bits, and a token needs "
+               f"{TOKEN_BITS}")
+    elif len(set(token)) < MIN_DISTINCT:
+        why = f"long enough, but its {len(token)} characters are only {len(set(token))} different ones: not random"
+    else:
+        return token
+    raise ConfigError(f"{what} is too easy to guess ({why}); make one of {TOKEN_BITS // 8} random bytes with "
+                      "`python -c \"import secrets; print(secrets.token_hex(16))\"`")
 
 
 def _bits(token: str) -> float:

@@ -149,8 +149,8 @@ class BackendClient:
         """Round trip to the backend, each module's last instrument contact, and whether history is recorded."""
         start = time.perf_counter()
         reply = orjson.loads(await self.request("ping"))
-        return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "modules": reply["modules"],
-                "history": reply.get("history")}
+        return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "pid": reply.get("pid"),
+                "modules": reply["modules"], "history": reply.get("history")}
 
     def close(self) -> None:
         for task in self._tasks:

@@ -15,6 +15,8 @@ HEAD, OPTIONS) or WebSocket handshake that carries an Origin other than the
 frontend's own is refused (403 `origin_not_allowed`); clients that are not
 browsers send no Origin and are unaffected.  Reads keep working from other
 origins, whose pages the browser keeps from reading the answer (no CORS).
+A request with two Host headers (400) or two Origin headers (403) is refused:
+which of the two a proxy checked and which one the app sees is anyone's guess.
 
 A plain ASGI middleware: it runs before routing, on every request, so it
 looks at raw headers and remembers its verdict on each Host value it has seen.
@@ -81,12 +83,15 @@ class HostGuard:
             await self.app(scope, receive, send)
             return
         host = origin = b""
+        hosts = origins = 0  # a proxy and the app may each read another of two
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value
+                host, hosts = value, hosts + 1
             elif name == b"origin":
-                origin = value
+                origin, origins = value, origins + 1
         try:
+            if hosts > 1 or origins > 1:
+                _refuse_repeated(hosts, origins)
             self._check(scope, host, origin)
         except BridgeError as exc:
             await _refuse(scope, send, exc)
@@ -108,6 +113,14 @@ class HostGuard:
             if not same_origin(origin.decode("latin-1"), host.decode("latin-1")):
                 raise OriginNotAllowed(f"a page from {origin.decode('latin-1')[:100]!r} may not act through this "
                                        "frontend; only its own pages (and clients that are not browsers) may")
+
+
+def _refuse_repeated(hosts: int, origins: int) -> None:
+    """A request may carry one Host and one Origin: with two, which one is checked and which one acted on
+    depends on who reads them (a proxy, the app), so such a request is refused whole."""
+    if hosts > 1:
+        raise HostNotAllowed(f"the request has {hosts} Host headers; it may have only one")
+    raise OriginNotAllowed(f"the request has {origins} Origin headers; it may have only one")
 
 
 def same_origin(origin: str, host: str) -> bool:

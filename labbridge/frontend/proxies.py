@@ -9,8 +9,8 @@ itself, whichever way it is started:
 
 - `python main.py` (and the service units): serve.py passes `proxy_options`
   to `uvicorn.run`;
-- `uvicorn main:app` (and demo.py, and the tests): uvicorn's Config is importing
-  main.py at that moment and wraps the app only once the import returns;
+- `uvicorn main:app`: uvicorn's Config is importing main.py at that moment and
+  wraps the app only once the import returns; serve.py's
   `configure_importing_uvicorn` gives it the same options first.
 
 With no trusted proxy (the default) forwarding headers are ignored altogether.
@@ -18,33 +18,10 @@ With no trusted proxy (the default) forwarding headers are ignored altogether.
 
 from __future__ import annotations
 
-import logging
-import sys
-from types import FrameType
 from typing import Any
 
-log = logging.getLogger("uvicorn.error")
 
 
 def proxy_options(trusted: list[str]) -> dict[str, Any]:
     """uvicorn's settings that apply X-Forwarded-For from `trusted` peers only."""
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
-
-
-def configure_importing_uvicorn(trusted: list[str]) -> bool:
-    """If uvicorn is importing the app right now (`uvicorn main:app`), apply `proxy_options` to its Config.
-
-    Its Config is the `self` of a frame up the stack (`Config.load`), which reads
-    these two settings after the import returns.  True if one was found."""
-    import uvicorn
-
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        config = frame.f_locals.get("self")
-        if isinstance(config, uvicorn.Config):
-            for name, value in proxy_options(trusted).items():
-                setattr(config, name, value)
-            log.info("X-Forwarded-For is %s", f"trusted from {', '.join(trusted)}" if trusted else "ignored")
-            return True
-        frame = frame.f_back
-    return False

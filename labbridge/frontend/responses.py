@@ -44,7 +44,12 @@ async def bridge_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":  # routing's own words: say which path, and what is there
+        path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."
+        message = (f"no such path: {path} (the bridge serves /<module>/<attribute>, /<module>/<action> and "
+                   "/invocations/<id>; GET /modules lists the modules)")
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:

@@ -22,8 +22,8 @@ that serve.py runs uvicorn with, adds what nginx and Apache have:
   dashboard sends nothing; uvicorn's default of 16 MiB, inflated from a small
   compressed message and held unread, pinned 32 MiB per connection).
 
-A bare `uvicorn main:app` has none of these: uvicorn picks its protocol before
-it loads the app.  `python main.py`, `python demo.py` and deploy/ use them.
+`python main.py` passes them to uvicorn.run; under `uvicorn main:app`, main.py
+sets them on the uvicorn that imports it (serve.py, configure_importing_uvicorn).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from uvicorn.server import ServerState
 
 from labbridge.core.config import FrontendSettings
 from labbridge.core.errors import BridgeError, HeadersTooLarge, TooManyConnections
+from labbridge.frontend.stream_caps import connection_cap
 
 log = logging.getLogger("uvicorn.error")
 
@@ -59,7 +60,7 @@ class ConnectionGuard:
 
     @classmethod
     def from_settings(cls, settings: FrontendSettings, open_files: int) -> ConnectionGuard:
-        cap = max(1, min(settings.max_connections, open_files // 2))
+        cap = connection_cap(settings, open_files)
         if cap < settings.max_connections:
             log.warning("serving at most %d connections at once (half of the %d files this process may open; "
                         "raise LimitNOFILE or `ulimit -n` for more)", cap, open_files)
@@ -85,6 +86,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None  # to send the whole request
         self._stalled: asyncio.TimerHandle | None = None  # to take the answer once writing is paused
         self._head_bytes: int | None = 0  # bytes of an unfinished request head; None once it is complete
+        self._head_tail = b""  # its last 3 bytes: the blank line that ends it may come split in two
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -105,11 +107,15 @@ class GuardedHttp(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # the answer is out; what the client still sends is read and dropped
-        super().data_received(data)
-        if self._head_bytes is not None and not self.transport.is_closing():  # the head is still unfinished
-            self._head_bytes += len(data)
+        if self._head_bytes is not None:  # the head is unfinished: count it before the parser takes it all in
+            window = self._head_tail + data
+            end = window.find(b"\r\n\r\n")  # where the head ends; a body may follow in the same bytes
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
+            self._head_tail = window[-3:]
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(HeadersTooLarge(f"the request line and headers are over {MAX_HEAD_BYTES} bytes"))
+                return
+        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
@@ -147,7 +153,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _await_request(self) -> None:
         self._stop_clock()
-        self._head_bytes = 0
+        self._head_bytes, self._head_tail = 0, b""
         self.guard.waiting[self] = None
         self._deadline = self.loop.call_later(self.guard.client_timeout, self.give_up)
 

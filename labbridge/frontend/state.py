@@ -21,6 +21,7 @@ from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
 from labbridge.frontend.live import LiveFeed
 from labbridge.frontend.metrics import BridgeMetrics
+from labbridge.frontend.stream_caps import StreamCap
 
 
 @dataclass
@@ -33,6 +34,8 @@ class FrontendState:
     audit: AuditLog | None
     feed: LiveFeed
     metrics: BridgeMetrics
+    websockets: StreamCap  # dashboards' live values, each holding a connection
+    long_polls: StreamCap  # GET /invocations/<id>?wait=, each holding a connection
     _network_ok: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -48,6 +51,8 @@ class FrontendState:
             audit=AuditLog.from_config(config, config_file),  # for the writes the frontend refuses itself
             feed=feed,
             metrics=BridgeMetrics(feed),
+            websockets=StreamCap(settings.max_websockets, settings),
+            long_polls=StreamCap(settings.max_long_polls, settings),
         )
 
     def check_network(self, connection: HTTPConnection) -> None:

@@ -25,9 +25,12 @@ from labbridge.frontend.state import FrontendState
 async def forward_write(bridge: FrontendState, request: Request, op: Op, module: str | None, name: str | None,
                         read_payload: Callable[[], Awaitable[Any]], *,
                         wrap: Callable[[Any], Any] = lambda payload: payload,
-                        timeout: float | None = None) -> Chunk:
-    """Check, read and send a write; the experiment process's JSON answer, or the error, raised."""
-    attempt = WriteAttempt(op, module, name, client=request.client.host if request.client else None)
+                        timeout: float | None = None, requested: Any = None) -> Chunk:
+    """Check, read and send a write; the experiment process's JSON answer, or the error, raised.
+
+    `requested` is what the audit log records if it is refused before its payload is read (the
+    invocation a cancel names, which comes from the URL)."""
+    attempt = WriteAttempt(op, module, name, requested, client=request.client.host if request.client else None)
     try:
         bridge.check_network(request)
         attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)

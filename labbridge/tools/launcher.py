@@ -2,11 +2,14 @@
 
 It installs the requirements (setup_env.py), checks that the frontend's port is
 free, starts the experiment process and the web frontend as child processes,
-and polls the frontend's `/health` until the experiment process answers
-through it; only then does it print the address to open.  Ctrl+C, SIGTERM,
-SIGHUP (and on Windows Ctrl+Break or closing the console) stop both children;
-so does either of them exiting, and then the demo exits with that child's code
-(2 for a bad config.yml, as the processes themselves).
+and polls the frontend's `/health` until its own experiment process answers
+through it (`/health` names the `pid` of the one that answered: another demo's,
+on the same config.yml, must not pass for it; with `auth_reads` it asks with
+$BRIDGE_TOKEN, and without one it can only go by the status); only then does
+it print the address to open.  Ctrl+C, SIGTERM, SIGHUP (and on Windows
+Ctrl+Break or closing the console) stop both children; so does either of them
+exiting, and then the demo exits with that child's code (2 for a bad
+config.yml, as the processes themselves) and one line saying so.
 
 Standard library only: this runs before the requirements are installed, and
 afterwards uses them only through the child processes.
@@ -15,6 +18,7 @@ afterwards uses them only through the child processes.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -70,28 +74,35 @@ def run(python: str, port: int, env: dict[str, str]) -> int:
     """Run both processes until a signal or until one exits; the demo's exit code."""
     stop = threading.Event()
     restore = stop_on_signals(stop)
-    children = {"experiment process": subprocess.Popen(backend_command(python), cwd=ROOT, env=env)}
+    experiment = subprocess.Popen(backend_command(python), cwd=ROOT, env=env)
+    children = {"experiment process": experiment}
     try:
         children["frontend"] = subprocess.Popen(frontend_command(python, port), cwd=ROOT, env=env)
         health = f"http://127.0.0.1:{port}/health"
         deadline = time.monotonic() + READY_TIMEOUT
-        while not _answers(health):
+        answered_by: int | None = None  # the pid of an experiment process that answered, not ours
+        while (answer := _answers(health, env.get("BRIDGE_TOKEN"))) is None or answer not in (experiment.pid, 0):
+            answered_by = answer or answered_by
             if stop.is_set():
+                log.info("stopping")
                 return 0
             if (code := _exited(children)) is not None:
                 return code
             if time.monotonic() > deadline:
-                log.error("the demo did not answer at %s within %.0f s; stopping it", health, READY_TIMEOUT)
+                other = f" (another experiment process, pid {answered_by}, answers there)" if answered_by else ""
+                log.error("the demo did not answer at %s within %.0f s%s; stopping it", health, READY_TIMEOUT, other)
                 return EXIT_FAILED
             stop.wait(0.2)
+        if (code := _exited(children)) is not None:  # both of ours must still be there
+            return code
         log.info("ready: open http://localhost:%d/ (or curl http://localhost:%d/module_a/position); Ctrl+C stops",
                  port, port)
         while not stop.wait(0.5):
             if (code := _exited(children)) is not None:
                 return code
+        log.info("stopping")
         return 0
     finally:
-        log.info("stopping")
         stop_children(list(children.values()))
         restore()
 
@@ -108,13 +119,19 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _answers(url: str) -> bool:
-    """True once the frontend answers 200: it is up and reaches the experiment process."""
+def _answers(url: str, token: str | None) -> int | None:
+    """Once the frontend answers 200 (it is up and reaches an experiment process): that process's pid, or 0 when
+    /health does not say (reads need a token this demo was not given); None before."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
+        with urllib.request.urlopen(request, timeout=1) as response:
+            if response.status != 200:
+                return None
+            backend = json.loads(response.read()).get("backend")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    pid = backend.get("pid") if isinstance(backend, dict) else None
+    return pid if isinstance(pid, int) and pid > 0 else 0
 
 
 def _exited(children: dict[str, subprocess.Popen[bytes]]) -> int | None:

@@ -63,7 +63,10 @@ def module_source(description: dict[str, Any], url: str) -> str:
         lines += _attribute(str(name), prop if isinstance(prop, dict) else {}, base, thing_path)
     actions = ", ".join(str(a) for a in description.get("actions") or {})
     if actions:
-        lines += ["", f"    # Actions of the Thing, not served by the bridge: {actions}."]
+        first = next(iter(description["actions"]))
+        lines += ["", f"    # Actions of the Thing: {actions}. To serve one, declare an `@action` method for it (README,",
+                  f"    # \"Declaring an action\"); in it, `await self.send_command({str(first)!r}, **arguments)` POSTs",
+                  "    # the arguments to the Thing's own action."]
     split = urlsplit(url)
     module_file = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
     doc = _one_line(str(description.get("description") or description.get("title") or "A Web of Things Thing."))

@@ -24,7 +24,9 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 
 from labbridge.core.errors import BridgeError
+from labbridge.frontend.page_headers import page
 from labbridge.frontend.state import bridge_of
+from labbridge.frontend.stream_caps import TRY_AGAIN_LATER
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -56,7 +58,7 @@ def wants_html(request: Request) -> bool:
 
 
 def dashboard_page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html")
+    return page(STATIC / "index.html")
 
 
 @router.websocket("/ws")
@@ -64,19 +66,27 @@ async def live_values(websocket: WebSocket) -> None:
     """Stream live values: the latest of every attribute first, then each new one."""
     bridge = bridge_of(websocket)
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    if bridge.auth.protect_reads:
-        # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
-        # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
-        authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
-        try:
+    try:
+        bridge.check_network(websocket)  # as every read: no token configured, loopback only
+        if bridge.auth.protect_reads:
+            # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
+            # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
+            authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
             bridge.auth.identify(authorization, write=False)
-        except BridgeError:
-            await websocket.close(code=1008)
-            return
+    except BridgeError:
+        await websocket.close(code=1008)
+        return
     # A browser drops a socket whose server picks none of the subprotocols it offered; never echo the token's.
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    async with bridge.feed.subscribe() as events:
-        await stream_events(websocket, events)
+    if not bridge.websockets.take():  # plain requests keep their room (stream_caps.py)
+        await websocket.close(TRY_AGAIN_LATER, f"try again later: {bridge.websockets.limit} live-value connections "
+                              "are open, the most this frontend serves")
+        return
+    try:
+        async with bridge.feed.subscribe() as events:
+            await stream_events(websocket, events)
+    finally:
+        bridge.websockets.release()
 
 
 async def stream_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:

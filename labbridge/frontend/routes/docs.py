@@ -7,7 +7,8 @@ modules, and every status each operation can answer (openapi.py).  A module
 configured since the frontend started shows up without a restart; while the
 backend is down the schema is still valid, with the templated paths instead.
 Swagger UI and ReDoc load their JavaScript and CSS from the app itself (the
-files ship in the fastapi-offline package), never from a CDN.  With `auth_reads`, `/openapi.json` needs the token like any read;
+files ship in the fastapi-offline package), never from a CDN, and a Content-Security-Policy keeps them
+from fetching anything from elsewhere.  With `auth_reads`, `/openapi.json` needs the token like any read;
 the `/docs` and `/redoc` pages hold nothing about the lab and fetch it with the
 token the dashboard keeps (static/api-docs.js).
 """
@@ -26,6 +27,8 @@ from fastapi.responses import FileResponse, Response
 
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.openapi import lab_schema
+from labbridge.frontend.page_headers import page
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.routes.dashboard import STATIC
 from labbridge.frontend.state import bridge_of
 
@@ -33,6 +36,11 @@ from labbridge.frontend.state import bridge_of
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 # How long the schema waits for the backend's description before leaving the module paths out.
 DESCRIBE_WAIT = 0.5
+# Nothing on the docs pages may come from elsewhere: "offline" holds, and no page tells a CDN (ReDoc's logo on
+# cdn.redoc.ly, Swagger UI's validator badge) that the lab exists.  What the two pages need besides their own
+# files: inline styles (both), images and workers from data: and blob: URLs (ReDoc's search runs in a worker).
+DOCS_POLICY = ("default-src 'self'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; object-src 'none'")
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,9 +69,12 @@ async def openapi(request: Request) -> Response:
 
 @router.get("/docs")
 async def swagger() -> FileResponse:
-    return FileResponse(STATIC / "api-docs.html", media_type="text/html")
+    return page(STATIC / "api-docs.html", DOCS_POLICY)
 
 
 @router.get("/redoc")
 async def redoc() -> FileResponse:
-    return FileResponse(STATIC / "redoc.html", media_type="text/html")
+    return page(STATIC / "redoc.html", DOCS_POLICY)
+
+
+answer_head(router)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.responses import json_response
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.state import bridge_of
 
 router = APIRouter()
@@ -39,3 +40,6 @@ async def health(request: Request) -> Response:
         return json_response({"status": status})
     return json_response({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules,
                           "history": history})
+
+
+answer_head(router)

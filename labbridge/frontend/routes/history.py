@@ -31,6 +31,9 @@ from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
 
+# Text that a spreadsheet opening the CSV would take for a formula (OWASP: CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
 _TIME = "Unix seconds (1764151234.5) or ISO 8601 (2025-11-26T10:00:00Z; without a zone, the frontend's local time)."
 _RESPONSES: dict[int | str, dict[str, Any]] = {200: {
     "description": "Oldest first: `[time, value]` points, or `[bucket start, mean, min, max]` with `every`.",
@@ -76,13 +79,27 @@ def parse_time(text: str | None, name: str) -> float | None:
         # RFC 3339 allows a lower-case t and z, and a leap second (:60), which Python does not read.
         iso = _LEAP_SECOND.sub(r"\1:59", text.upper().replace("Z", "+00:00"))
         try:
-            value = datetime.fromisoformat(iso).timestamp()  # a time without a zone is local time
-        except (ValueError, OverflowError, OSError):
+            value = unix_seconds(datetime.fromisoformat(iso))  # a time without a zone is local time
+        except ValueError:
             raise MalformedRequest(f"{name} must be Unix seconds or ISO 8601 like 2025-11-26T10:00:00Z; "
                                    f"got {text!r}") from None
     if not math.isfinite(value):
         raise MalformedRequest(f"{name} must be a finite time; got {text!r}")
     return value
+
+
+def unix_seconds(moment: datetime) -> float:
+    """A time of any year from 1 to 9999 as Unix seconds (the platform's own conversion of a local time
+    fails near the ends: `0001-01-01T00:00:00` is "year 0 is out of range", and before 1970 on Windows)."""
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):
+        if moment.tzinfo is None:  # local time: with today's offset from UTC, the best there is so far away
+            moment = moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+        return (moment - _EPOCH).total_seconds()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 async def _csv_response(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery) -> Response:
@@ -97,7 +114,7 @@ async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: 
                      page: dict[str, Any]) -> AsyncIterator[bytes]:
     unit = f" ({page['unit']})" if page.get("unit") else ""
     columns = ["mean", "min", "max"] if query.every is not None else ["value"]
-    yield _csv([["time", "unix_time", *(name + unit for name in columns)]])
+    yield _csv([["time", "unix_time", *(_cell(name + unit) for name in columns)]])
     remaining = query.limit
     while True:
         points = page["points"] if remaining is None else page["points"][:remaining]
@@ -114,7 +131,8 @@ async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: 
 
 def _csv(rows: Any) -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    # RFC 4180's line ending: the csv module then quotes a cell holding a lone \r too, so no text can split a row.
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue().encode()
 
 
@@ -123,7 +141,13 @@ def _iso(t: float) -> str:
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell: numbers and text as they are, true/false, JSON for anything structured, empty for none."""
+    """A CSV cell: numbers as they are, text as it is (unless a spreadsheet would run it), true/false, JSON for
+    anything structured, empty for none."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
         return orjson.dumps(value).decode()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        # A label like `=HYPERLINK(...)` would be a formula in Excel or LibreOffice: a leading ' keeps it
+        # text there (OWASP's advice for CSV injection).  Numbers stay numbers: -5.0 is not text.
+        return "'" + value
     return value
+

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from labbridge.core.errors import BridgeError
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.state import bridge_of
 
 # Not in the OpenAPI schema: it is for Prometheus, not for API clients.
@@ -29,3 +30,6 @@ async def metrics(request: Request) -> Response:
     except BridgeError:
         ping = None
     return Response(bridge.metrics.render(ping), media_type=CONTENT_TYPE_LATEST)
+
+
+answer_head(router)

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from labbridge.core.errors import UnknownModule
 from labbridge.frontend.routes.dashboard import dashboard_page, wants_html
 from labbridge.frontend.responses import json_response
+from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.state import bridge_of
 
 router = APIRouter()
@@ -61,3 +62,6 @@ async def module_description(module: str, request: Request) -> Response:
 module_router = APIRouter()
 module_router.add_api_route("/{module}", module_description, methods=["GET"],
                             summary="A module's description: class, doc, attributes with type, unit, limits")
+
+
+answer_head(router)

@@ -38,7 +38,7 @@ function parameterInput(id, name, schema, required) {
   let input;
   if (value.enum || value.type === "boolean") {
     input = el("select", { id: inputId, name });
-    if (!required) input.append(el("option", { value: "" }, "(default)"));
+    input.append(el("option", { value: "" }, required ? "choose…" : "(default)"));  // nothing the user did not choose
     for (const choice of value.enum || [true, false]) input.append(el("option", { value: String(choice) }, String(choice)));
   } else {
     const numeric = value.type === "number" || value.type === "integer";

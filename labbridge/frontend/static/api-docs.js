@@ -2,7 +2,8 @@
 // since with auth_reads /openapi.json is served only with one. The pages themselves hold nothing about the lab.
 "use strict";
 (() => {
-  const token = localStorage.getItem("bridge-token");
+  let token = null;
+  try { token = localStorage.getItem("bridge-token"); } catch { /* storage blocked: no token */ }
   const withToken = (headers) => {
     if (token && !headers.Authorization) headers.Authorization = `Bearer ${token}`;  // one set by hand wins
     return headers;

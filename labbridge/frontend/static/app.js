@@ -1,7 +1,7 @@
 // The dashboard: every module and attribute, live values over /ws, in-place editing.
 "use strict";
 
-const state = { modules: {}, backendUp: null };
+const state = { modules: {}, backendUp: null, token: storedToken() };
 const $ = (selector, root = document) => root.querySelector(selector);
 
 function el(tag, attrs = {}, ...children) {
@@ -15,7 +15,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function format(value) {
-  if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
+  // 15 significant digits, all a float holds exactly: 1795724976.62 stays itself (never 1795720000), 0.1 + 0.2 is 0.3.
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(+value.toPrecision(15));
   if (value === null || value === undefined) return "–";
   return String(value);
 }
@@ -29,11 +30,20 @@ function limitsText(info) {
   return "";
 }
 
+// Storage may be blocked (a browser that keeps no site data): the token then lasts as long as the page.
+function storedToken() {
+  try { return localStorage.getItem("bridge-token") || ""; } catch { return ""; }
+}
+
+function storeToken(token) {
+  state.token = token;
+  try { localStorage.setItem("bridge-token", token); } catch { /* kept for this page only */ }
+}
+
 function headers(json) {
   const h = { Accept: "application/json" };
   if (json) h["Content-Type"] = "application/json";
-  const token = localStorage.getItem("bridge-token");
-  if (token) h.Authorization = `Bearer ${token}`;
+  if (state.token) h.Authorization = `Bearer ${state.token}`;
   return h;
 }
 
@@ -66,9 +76,10 @@ function row(module, name, info) {
 function editor(module, name, info, id) {
   const numeric = info.type === "float" || info.type === "int";
   let input;
-  if (info.choices) {
-    input = el("select", { id: `input-${id}`, name });
-    for (const choice of info.choices) input.append(el("option", { value: choice }, choice));
+  if (info.choices || info.type === "bool") {
+    // Starts on no value: Set sends only a value the user chose (true/false for a bool, never free text).
+    input = el("select", { id: `input-${id}`, name, "aria-label": `new ${name}` }, el("option", { value: "" }, "choose…"));
+    for (const choice of info.choices || ["true", "false"]) input.append(el("option", { value: choice }, choice));
   } else {
     input = el("input", { id: `input-${id}`, name, type: numeric ? "number" : "text", step: "any",
       min: info.min, max: info.max, "aria-label": `new ${name}`, placeholder: limitsText(info) || name });
@@ -82,6 +93,7 @@ function editor(module, name, info, id) {
     error.textContent = "";
     input.removeAttribute("aria-invalid");
     let value = input.value;
+    if (input.tagName === "SELECT" && value === "") { error.textContent = "choose a value first"; return; }
     if (numeric) {
       if (value.trim() === "") { error.textContent = "enter a number"; return; }
       value = Number(value);
@@ -179,7 +191,7 @@ async function checkHealth() {
 
 function liveProtocols() {
   // The token rides in the handshake's Sec-WebSocket-Protocol header, never in the URL (access logs keep URLs).
-  const token = localStorage.getItem("bridge-token");
+  const token = state.token;
   if (!token) return ["labbridge"];
   const utf8 = String.fromCharCode(...new TextEncoder().encode(token));  // btoa takes bytes, a token may not be ASCII
   const base64url = btoa(utf8).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -216,9 +228,9 @@ async function start() {
   }
 }
 
-$("#token").value = localStorage.getItem("bridge-token") || "";
+$("#token").value = state.token;
 $("#token").addEventListener("change", (event) => {
-  localStorage.setItem("bridge-token", event.target.value);
+  storeToken(event.target.value);
   start();
   state.socket?.close();  // reconnects with the new token
 });

@@ -182,6 +182,10 @@ const Plots = (() => {
         status.textContent = `cannot read: ${failure.message}`;
       }
     }
+    // As wide as its cell, up to 420 px: a phone's screen is narrower than that.
+    new ResizeObserver(() => {
+      if (box.clientWidth > 0) plot.setSize({ width: Math.min(420, box.clientWidth), height: 160 });
+    }).observe(box);
     box.append(button("Read again", read), " ", status);
     read();
     arrays[`${module}/${name}`] = plot;
