@@ -16,7 +16,7 @@ from playwright.sync_api import Page
 
 from camera import Camera
 from labbridge.core.config import ModuleSettings
-from tests.browser import chromium
+from tests.browser import page_without_errors
 from tests.processes import running_stack, write_config
 
 NPY = {"Accept": "application/x-npy"}
@@ -79,12 +79,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture()
 def page(url: str) -> Iterator[Page]:
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with page_without_errors() as page:
         yield page
-        assert errors == []
 
 
 def shown(frame: np.ndarray[Any, Any], block: int) -> np.ndarray[Any, Any]:

@@ -79,13 +79,19 @@ def test_every_reply_is_read_while_tasks_send_and_replies_come_in() -> None:
     assert sorted(answered) == sorted(1000 * k + n for k in range(4) for n in range(200))
 
 
+def connected_pair() -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+    """A PULL socket and a PUSH socket connected to it over loopback TCP."""
+    context = zmq.Context.instance()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    port = free_port()
+    pull.bind(f"tcp://127.0.0.1:{port}")
+    push.connect(f"tcp://127.0.0.1:{port}")
+    return pull, push
+
+
 def test_messages_that_came_before_reading_started_are_read_first() -> None:
     async def scenario() -> list[bytes]:
-        context = zmq.Context.instance()
-        pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
-        port = free_port()
-        pull.bind(f"tcp://127.0.0.1:{port}")
-        push.connect(f"tcp://127.0.0.1:{port}")
+        pull, push = connected_pair()
         for body in (b"1", b"2", b"3"):
             push.send(body)
         await asyncio.sleep(0.2)  # they are in the socket before anyone watches it
@@ -105,11 +111,7 @@ def test_messages_that_came_before_reading_started_are_read_first() -> None:
 
 def test_a_failing_handler_does_not_stop_the_reading_of_the_others() -> None:
     async def scenario() -> list[bytes]:
-        context = zmq.Context.instance()
-        pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
-        port = free_port()
-        pull.bind(f"tcp://127.0.0.1:{port}")
-        push.connect(f"tcp://127.0.0.1:{port}")
+        pull, push = connected_pair()
         got: list[bytes] = []
 
         def on_message(frames: list[Any]) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser import chromium
+from tests.browser import page_without_errors
 from tests.processes import running_stack, wait_until, write_config
 from tests.test_history import insert
 
@@ -36,12 +36,8 @@ def url(lab: tuple[str, Path]) -> str:
 
 @pytest.fixture()
 def page(url: str) -> Iterator[Page]:
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with page_without_errors() as page:
         yield page
-        assert errors == []
 
 
 def sparkline_points(page: Page, key: str) -> list[list[float | None]]:
