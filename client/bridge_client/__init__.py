@@ -42,6 +42,7 @@ from bridge_client.errors import (
     InvalidValue,
     MalformedRequest,
     MethodNotAllowed,
+    NotAcceptable,
     NotAuthenticated,
     NotFound,
     OpenNetworkRefused,
@@ -65,7 +66,7 @@ __all__ = [
     "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
     "HeadersTooLarge", "HistoryOff", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
     "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",
-    "Module", "ModuleInfo", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
+    "Module", "ModuleInfo", "NotAcceptable", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
     "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyConnections", "UnknownAction", "UnknownAttribute",
     "UnknownInvocation", "UnknownModule", "connect",
 ]

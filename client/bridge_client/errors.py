@@ -20,6 +20,7 @@ with that code, so `except BridgeError` always catches it.
     ├── HistoryOff                   404 history_off
     ├── ReadOnly                     405 read_only          (also an AttributeError)
     ├── MethodNotAllowed             405 method_not_allowed
+    ├── NotAcceptable                406 not_acceptable: .npy asked for a value that is not an array
     ├── Busy                         409 busy: a running action owns what was written
     ├── AlreadyFinished              409 already_finished: cancelling an invocation that has ended
     ├── PayloadTooLarge              413 payload_too_large
@@ -129,6 +130,10 @@ class ReadOnly(BridgeError, AttributeError):
 
 class MethodNotAllowed(BridgeError):
     default_code = "method_not_allowed"
+
+
+class NotAcceptable(BridgeError):
+    default_code = "not_acceptable"
 
 
 class Busy(BridgeError):
