@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,15 @@ def test_benchmark_runs_and_prints_the_whole_table(load: str) -> None:
     assert out.count("| recording off |") == out.count("| recording on |") == 4  # GET and PUT at c1 and c32
     assert "| recording on / off |" in out
     assert ("load: wrk" if load == "wrk" else "load: bench/loadgen.py") in out
+
+
+def test_trees_compares_two_checkouts_in_one_run(tmp_path: Path) -> None:
+    other = tmp_path / "copy"  # a second tree: this checkout's files, as `git worktree add` would give
+    shutil.copytree(ROOT, other, ignore=shutil.ignore_patterns(".venv*", ".git", "data", "logs", "__pycache__"))
+    result = subprocess.run([sys.executable, "bench/trees.py", str(ROOT), str(other), "--rounds", "1",
+                             "--seconds", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = re.findall(r"^\| (\S+) \| (GET|PUT) \| (1|32) \| [\d.]+ \| [\d,]+ \| ([\d,]+) \|$", result.stdout, re.M)
+    assert {(tree, method, conc) for tree, method, conc, _ in rows} == {
+        (str(tree), method, conc) for tree in (ROOT, other) for method in ("GET", "PUT") for conc in ("1", "32")}
+    assert all(int(cpu.replace(",", "")) > 0 for *_, cpu in rows)
