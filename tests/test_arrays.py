@@ -119,6 +119,32 @@ def test_a_broken_npy_file_is_refused_and_never_unpickled(content: bytes, said: 
         read_npy(content)
 
 
+def crafted_npy(descr: str, shape: str, data: bytes = b"") -> bytes:
+    """A .npy file with the header given word for word, as a hostile instrument could send it."""
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    # No data, but 2**62 rows of nothing: written as JSON that is 2**62 times "[]" (the experiment process died).
+    (crafted_npy("'|u1'", "(4611686018427387904, 0)"), "shape"),
+    (crafted_npy("'|u1'", "(20000000, 0)"), "shape"),
+    (crafted_npy("'|u1'", "(-2, -4)", b"\0" * 8), "shape"),
+    (crafted_npy("'|u1'", "(True,)", b"\0"), "shape"),
+    (crafted_npy("'|u1'", "(" + "1, " * 70 + ")", b"\0"), "shape"),
+    (crafted_npy("('<u1', (4,))", "(2,)", b"\0" * 8), "sub-array"),
+])
+def test_a_hostile_npy_header_is_refused_before_any_array_is_made(content: bytes, said: str) -> None:
+    with pytest.raises(ArrayMismatch, match=said):
+        read_npy(content)
+
+
+def test_an_empty_array_of_a_sensible_shape_is_still_read() -> None:
+    assert read_npy(npy_bytes(np.zeros((0, 5), dtype=np.uint16))).shape == (0, 5)
+    assert read_npy(npy_bytes(np.zeros((100, 0), dtype=np.uint16))).shape == (100, 0)
+
+
 def test_npy_parts_are_a_header_and_the_arrays_own_memory_and_load_back() -> None:
     array = np.arange(12, dtype=np.uint16).reshape(4, 3)
     header, data = npy_parts(array)

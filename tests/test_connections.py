@@ -229,3 +229,28 @@ def test_a_head_over_the_limit_in_one_write_gets_431(tmp_path: Path, extra: int)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
         assert httpx.get(f"{url}/setpoint/value").json()["value"] == 4.0
         assert frontend.alive()
+
+
+def test_a_client_that_stops_reading_a_large_answer_is_cut_off_after_client_timeout(tmp_path: Path) -> None:
+    """A reader that never reads an 8 MB frame held its socket, the frame and a connection slot for ever: a graceful
+    close waits for the write buffer to empty, which it never does."""
+    config = write_config(tmp_path / "config.yml", {"camera": {"class": "camera.Camera"}},
+                          frontend={"client_timeout": 2.0})
+    with running_stack(config, tmp_path) as (_, _, url):
+        port = int(url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /camera/frame HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/x-npy\r\n\r\n")
+        begun = time.monotonic()
+        wait_until(lambda: time.monotonic() - begun > 5, 10, "client_timeout (2 s) and some")  # not reading
+        received = 0
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            sock.close()
+        assert received < 2048 * 2048 * 2, received  # cut off, not sent in full once the client came back

@@ -98,3 +98,43 @@ def test_a_put_whose_connection_drops_is_sent_once_and_reported_unknown(
         assert dropping_instrument.puts == [b'{"value":12.5}']  # exactly once
         # The instrument did apply it, as the message warned: reading back shows it.
         assert httpx.get(f"{url}/module_a/position").json()["value"] == 12.5
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_answer_over_the_limit_is_refused_while_it_is_read(declared: bool) -> None:
+    """An instrument that sends more than max_reply_bytes (declared in Content-Length, or streamed without end)
+    gets an InstrumentError, and the experiment process never holds more than the limit."""
+    import asyncio
+
+    from labbridge.core.errors import InstrumentError
+    from labbridge.experiment.instrument_client import InstrumentClient
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        length = b"Content-Length: 10000000\r\n" if declared else b"Transfer-Encoding: chunked\r\n"
+        writer.write(b"HTTP/1.1 200 OK\r\n" + length + b"Content-Type: application/json\r\n\r\n")
+        try:
+            for _ in range(200):
+                chunk = b" " * 65536
+                writer.write(chunk if declared else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    async def scenario() -> str:
+        server = await asyncio.start_server(endless, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = InstrumentClient("big", f"http://127.0.0.1:{port}", timeout=10, connect_timeout=2,
+                                  max_reply_bytes=1024 * 1024)
+        await client.start()
+        try:
+            with pytest.raises(InstrumentError) as refused:
+                await client.request("GET", "/trace")
+            return str(refused.value)
+        finally:
+            await client.close()
+            server.close()
+
+    message = asyncio.run(scenario())
+    assert "over the limit of 1048576 bytes" in message and "instrument of big's answer to GET /trace" in message

@@ -138,11 +138,28 @@ def read_npy(content: bytes) -> np.ndarray[Any, Any]:
         raise ArrayMismatch(f"a .npy file that cannot be read ({exc})") from None
     if dtype.hasobject:
         raise ArrayMismatch("a .npy file of Python objects")
+    if dtype.subdtype is not None:
+        raise ArrayMismatch(f"a .npy file of sub-arrays ({dtype}), not of numbers")
+    _check_shape(shape)
     count = math.prod(shape)
     if len(content) - stream.tell() != count * dtype.itemsize:
         raise ArrayMismatch(f"a .npy file of {len(content)} bytes, which its header ({dtype}, {shape}) does not match")
     flat = np.frombuffer(content, dtype=dtype, count=count, offset=stream.tell())
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+# An empty array may still have many rows of nothing, each written out as "[]" in JSON: at most this many.
+EMPTY_ARRAY_CELLS = 4096
+
+
+def _check_shape(shape: Any) -> None:
+    """Refuse a shape no honest array has, before anything is made from it: a hostile header must not make the
+    bridge write 2**62 empty lists for 128 bytes of data."""
+    if (not isinstance(shape, tuple) or len(shape) > 64
+            or not all(type(n) is int and n >= 0 for n in shape)):  # noqa: E721 (a bool is not a length)
+        raise ArrayMismatch(f"a .npy file whose shape {shape!r} is not up to 64 lengths of 0 or more")
+    if 0 in shape and math.prod(max(n, 1) for n in shape) > EMPTY_ARRAY_CELLS:
+        raise ArrayMismatch(f"an empty array of shape {shape!r}: more than {EMPTY_ARRAY_CELLS} rows of nothing")
 
 
 def npy_parts(array: np.ndarray[Any, Any]) -> tuple[bytes, np.ndarray[Any, Any]]:

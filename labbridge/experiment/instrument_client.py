@@ -16,7 +16,9 @@ re-arms it on a pooled connection after a large body is drained (on uvloop
 even in 3.14.5; aio-libs/aiohttp#12953), failing the next request at once; the
 per-request deadline is an asyncio timeout instead.  And aiohttp resends a
 request once when a kept-alive connection drops, PUT included: an instrument
-may have applied that write already, so nothing is ever resent.
+may have applied that write already, so nothing is ever resent.  An answer's
+body is read up to MAX_REPLY_BYTES and refused past it: a broken or hostile
+instrument cannot fill the experiment process's memory.
 
 aiohttp rather than httpx: bench/http_clients.py measured it about 3x faster
 per small request (118 us against 366 us median, both on uvloop).
@@ -37,6 +39,8 @@ from labbridge.core.errors import UNKNOWN_OUTCOME, InstrumentError, InstrumentTi
 
 # An instrument's error message longer than this is cut: it goes into a reply to a client.
 MAX_MESSAGE_CHARS = 500
+# The largest answer taken from an instrument (a camera frame over HTTP is a few tens of MB).
+MAX_REPLY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ class InstrumentClient:
     """Talks JSON over HTTP to one instrument at `base_url`."""
 
     def __init__(self, module: str, base_url: str, *, timeout: float, connect_timeout: float,
-                 error_key: str = "error") -> None:
+                 error_key: str = "error", max_reply_bytes: int = MAX_REPLY_BYTES) -> None:
         self.module, self.base_url = module, base_url
+        self.max_reply_bytes = max_reply_bytes
         self.error_key = error_key  # where an error reply holds the instrument's message
         self.timeout = timeout
         self._timeouts = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
@@ -98,7 +103,7 @@ class InstrumentClient:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._session.request(method, path, data=data, headers=headers) as response:
-                    status, content = response.status, await response.read()
+                    status, content = response.status, await self._body(response, f"{where}'s answer to {method} {path}")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise InstrumentUnreachable(f"{where} at {self.base_url} is unreachable ({_why_not_connected(exc)})") from None
         except TimeoutError:
@@ -113,6 +118,19 @@ class InstrumentClient:
             reason = _message(parsed.get(self.error_key)) if isinstance(parsed, dict) else None
             raise InstrumentError(f"{where} refused {method} {path} with HTTP {status}" + (f": {reason}" if reason else ""))
         return InstrumentReply(parsed, content, is_json)
+
+    async def _body(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        """The answer's body, refused as soon as it is over `max_reply_bytes` (an instrument is not trusted)."""
+        limit = self.max_reply_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise InstrumentError(f"{what} is {response.content_length} bytes, over the limit of {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise InstrumentError(f"{what} is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _why_not_connected(exc: aiohttp.ClientError) -> str:

@@ -148,7 +148,9 @@ class GuardedHttp(HttpToolsProtocol):
     def give_up(self) -> None:
         """Close the connection: its client took too long, or its place is needed."""
         self._stop_clock()
-        if not self.transport.is_closing():
+        if self.transport.get_write_buffer_size():  # a close would wait for a client that does not read: for ever
+            self.transport.abort()
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _await_request(self) -> None:
