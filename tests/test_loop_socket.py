@@ -79,6 +79,14 @@ def test_every_reply_is_read_while_tasks_send_and_replies_come_in() -> None:
     assert sorted(answered) == sorted(1000 * k + n for k in range(4) for n in range(200))
 
 
+async def until_received(got: list[bytes], count: int) -> None:
+    """Wait up to 2 s for `count` messages in `got`."""
+    for _ in range(100):
+        if len(got) >= count:
+            return
+        await asyncio.sleep(0.02)
+
+
 def connected_pair() -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
     """A PULL socket and a PUSH socket connected to it over loopback TCP."""
     context = zmq.Context.instance()
@@ -98,10 +106,7 @@ def test_messages_that_came_before_reading_started_are_read_first() -> None:
         got: list[bytes] = []
         reader = LoopSocket(pull, lambda frames: got.append(frames[0]))
         reader.start()
-        for _ in range(100):
-            if len(got) == 3:
-                break
-            await asyncio.sleep(0.02)
+        await until_received(got, 3)
         reader.close()
         push.close(linger=0)
         return got
@@ -123,10 +128,7 @@ def test_a_failing_handler_does_not_stop_the_reading_of_the_others() -> None:
         reader.start()
         for body in (b"one", b"bad", b"two"):
             push.send(body)
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await until_received(got, 2)
         reader.close()
         push.close(linger=0)
         return got
