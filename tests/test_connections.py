@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
@@ -109,14 +110,24 @@ def test_a_frontend_whose_connections_are_all_busy_answers_503(tmp_path: Path) -
         with ExitStack() as dashboards:  # a WebSocket is busy for as long as it is open
             for _ in range(2):
                 dashboards.enter_context(connect(url.replace("http", "ws") + "/ws"))
-            with ThreadPoolExecutor(1) as poller:  # and so is a long poll
-                poller.submit(httpx.get, f"{url}{ramp['href']}?wait=30", timeout=40)
+            stop = threading.Event()
+
+            def long_polls() -> None:  # a long poll is busy too
+                while not stop.is_set():
+                    try:
+                        httpx.get(f"{url}{ramp['href']}?wait=30", timeout=40)
+                    except httpx.TransportError:  # dropped for room while its request had not come yet: again
+                        pass
+
+            with ThreadPoolExecutor(1) as poller:
+                poller.submit(long_polls)
                 wait_until(lambda: httpx.get(f"{url}/setpoint/value").status_code == 503, 5, "every connection busy")
                 full = httpx.get(f"{url}/setpoint/value")
                 assert full.status_code == 503 and full.headers["retry-after"] == "1"
                 assert full.json() == {"error": "too_many_connections", "message":
                                        "the frontend is serving its maximum of 3 connections; try again shortly"}
                 assert httpx.delete(f"{url}{ramp['href']}").status_code == 503  # as full for a cancel
+                stop.set()
                 dashboards.close()  # room again: the cancel goes through, and the long poll ends with it
                 wait_until(lambda: httpx.delete(f"{url}{ramp['href']}").status_code == 202, 5, "cancelled")
             wait_until(lambda: httpx.get(f"{url}/setpoint/value").status_code == 200, 5, "a free place served")

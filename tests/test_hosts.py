@@ -125,6 +125,8 @@ def _raw(url: str, head: bytes) -> bytes:
     (b"Host: evil.example.com\r\nHost: 127.0.0.1\r\n", b"400"),  # which one a proxy checked is anyone's guess
     (b"Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", b"400"),
     (b"Host: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nOrigin: http://evil.example.com\r\n", b"403"),
+    # The app reads the first token, a proxy in front may check the last.
+    (b"Host: 127.0.0.1\r\nAuthorization: Bearer one\r\nAuthorization: Bearer two\r\n", b"401"),
 ])
 def test_a_request_with_two_host_or_two_origin_headers_is_refused(url: str, headers: bytes, status: bytes) -> None:
     before = httpx.get(f"{url}/setpoint/value").json()["value"]

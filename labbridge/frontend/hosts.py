@@ -15,7 +15,8 @@ HEAD, OPTIONS) or WebSocket handshake that carries an Origin other than the
 frontend's own is refused (403 `origin_not_allowed`); clients that are not
 browsers send no Origin and are unaffected.  Reads keep working from other
 origins, whose pages the browser keeps from reading the answer (no CORS).
-A request with two Host headers (400) or two Origin headers (403) is refused:
+A request with two Host headers (400), two Origin headers (403) or two
+Authorization headers (401) is refused:
 which of the two a proxy checked and which one the app sees is anyone's guess.
 
 A plain ASGI middleware: it runs before routing, on every request, so it
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from labbridge.core.errors import BridgeError, HostNotAllowed, OriginNotAllowed
+from labbridge.core.errors import BridgeError, HostNotAllowed, NotAuthenticated, OriginNotAllowed
 from labbridge.core.transport import is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -83,15 +84,17 @@ class HostGuard:
             await self.app(scope, receive, send)
             return
         host = origin = b""
-        hosts = origins = 0  # a proxy and the app may each read another of two
+        hosts = origins = authorizations = 0  # a proxy and the app may each read another of two
         for name, value in scope["headers"]:
             if name == b"host":
                 host, hosts = value, hosts + 1
             elif name == b"origin":
                 origin, origins = value, origins + 1
+            elif name == b"authorization":
+                authorizations += 1
         try:
-            if hosts > 1 or origins > 1:
-                _refuse_repeated(hosts, origins)
+            if hosts > 1 or origins > 1 or authorizations > 1:
+                _refuse_repeated(hosts, origins, authorizations)
             self._check(scope, host, origin)
         except BridgeError as exc:
             await _refuse(scope, send, exc)
@@ -115,12 +118,14 @@ class HostGuard:
                                        "frontend; only its own pages (and clients that are not browsers) may")
 
 
-def _refuse_repeated(hosts: int, origins: int) -> None:
-    """A request may carry one Host and one Origin: with two, which one is checked and which one acted on
-    depends on who reads them (a proxy, the app), so such a request is refused whole."""
+def _refuse_repeated(hosts: int, origins: int, authorizations: int) -> None:
+    """A request may carry one Host, one Origin and one Authorization: with two, which one is checked and which
+    one acted on depends on who reads them (a proxy, the app), so such a request is refused whole."""
     if hosts > 1:
         raise HostNotAllowed(f"the request has {hosts} Host headers; it may have only one")
-    raise OriginNotAllowed(f"the request has {origins} Origin headers; it may have only one")
+    if origins > 1:
+        raise OriginNotAllowed(f"the request has {origins} Origin headers; it may have only one")
+    raise NotAuthenticated(f"the request has {authorizations} Authorization headers; it may have only one")
 
 
 def same_origin(origin: str, host: str) -> bool:
