@@ -300,3 +300,9 @@ def test_times_at_the_ends_of_iso_8601_are_read(recording: Recording) -> None:
     for since, until in (("0001-01-01T00:00:00", start + 1), ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59")):
         everything = points(recording.url, "setpoint/value", since=since, until=until, limit=100_000)
         assert [start, 1.0] in everything
+
+
+def test_the_schema_has_a_history_path_for_each_recorded_attribute_and_none_for_an_array(recording: Recording) -> None:
+    paths = httpx.get(f"{recording.url}/openapi.json").json()["paths"]
+    assert "/module_a/force/history" in paths and "/setpoint/label/history" in paths
+    assert "/module_a/trace/history" not in paths  # an NDArray: read on demand, never recorded

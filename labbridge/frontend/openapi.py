@@ -64,7 +64,7 @@ _FIXED: dict[str, tuple[dict[str, Any], tuple[int, ...]]] = {
     "/{module}/{attribute}": ({"200": _json("the value, or a module's summary", _OBJECT)},
                               (404, 405, 406, 409, 413, 422, 502, *BACKEND)),
     # Its success answers (JSON, CSV) are declared by routes/history.py itself.
-    "/{module}/{attribute}/history": ({}, (404, 422, *BACKEND)),
+    HISTORY_PATH: ({}, (404, 422, *BACKEND)),
     # Their success answers are declared by routes/invocations.py.
     "/invocations": ({}, (404, 422, *BACKEND)),
     "/invocations/{invocation}": ({}, (404, 409, 422, *BACKEND)),
@@ -191,13 +191,13 @@ def history_paths(modules: dict[str, Any], generic: dict[str, Any]) -> dict[str,
     paths: dict[str, Any] = {}
     for module, description in modules.items():
         for name, info in description["attributes"].items():
-            if info["type"].startswith("list["):
+            if info["type"].startswith(("list[", "ndarray[")):
                 continue  # arrays are read on demand, never recorded
             operation = copy.deepcopy(generic)
             operation["parameters"] = [p for p in operation["parameters"] if p["in"] != "path"]
             operation.update(tags=[module], operationId=f"history_{module}_{name}",
                              summary=f"Recorded values of {module}.{name}")
-            operation["x-statuses"] = (404, 422, *BACKEND)
+            operation["x-statuses"] = _FIXED[HISTORY_PATH][1]
             paths[f"/{module}/{name}/history"] = {"get": operation}
     return paths
 
