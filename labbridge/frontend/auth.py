@@ -49,10 +49,8 @@ class TokenAuth:
     def from_settings(cls, settings: FrontendSettings, config_file: Path) -> TokenAuth:
         """The tokens of `frontend.token_file` and $BRIDGE_TOKEN; ConfigError (one line, never a token in it)
         when they do not protect anything: no token, a token twice, an identity twice, a guessable token."""
-        tokens: dict[str, str] = {}
-        if settings.token_file is not None:
-            path = resolve(config_file, settings.token_file)
-            tokens = read_token_file(path)
+        path = resolve(config_file, settings.token_file) if settings.token_file is not None else None
+        tokens: dict[str, str] = read_token_file(path) if path is not None else {}
         if env := os.environ.get(ENV_TOKEN):
             if "env" in tokens:
                 raise ConfigError(f"{ENV_TOKEN} has the identity 'env', which frontend.token_file uses too")
@@ -65,8 +63,8 @@ class TokenAuth:
             holders[token] = identity
         if settings.auth_reads and not tokens:
             raise ConfigError(f"frontend.auth_reads: true needs tokens: set frontend.token_file or ${ENV_TOKEN}")
-        if settings.token_file is not None:  # usable: say so if others may read it (after any error, not before)
-            warn_if_open(resolve(config_file, settings.token_file), "tokens", logging.getLogger("uvicorn.error"))
+        if path is not None:  # usable: say so if others may read it (after any error, not before)
+            warn_if_open(path, "tokens", logging.getLogger("uvicorn.error"))
         return cls(tokens, settings.auth_reads)
 
     @property

@@ -76,7 +76,7 @@ class BackendClient:
         self.connect_timeout = connect_timeout
         self._context = context or zmq.asyncio.Context.instance()
         self._socket: LoopSocket | None = None
-        self._tasks: list[asyncio.Task[None]] = []  # the disconnect watcher
+        self._watcher: asyncio.Task[None] | None = None  # tells when the experiment process is gone
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
@@ -153,9 +153,9 @@ class BackendClient:
                 "modules": reply["modules"], "history": reply.get("history")}
 
     def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -199,7 +199,7 @@ class BackendClient:
             # to the HTTP response as a view of the ZeroMQ message.
             self._socket = LoopSocket(sock, self._deliver, copy=False)
             self._socket.start()
-            self._tasks = [asyncio.get_running_loop().create_task(self._watch_connection(monitor))]
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_connection(monitor))
         return self._socket
 
     async def _watch_connection(self, monitor: zmq.asyncio.Socket) -> None:

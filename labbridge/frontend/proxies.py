@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def proxy_options(trusted: list[str]) -> dict[str, Any]:
     """uvicorn's settings that apply X-Forwarded-For from `trusted` peers only."""
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}

@@ -150,4 +150,3 @@ def _cell(value: Any) -> Any:
         # text there (OWASP's advice for CSV injection).  Numbers stay numbers: -5.0 is not text.
         return "'" + value
     return value
-

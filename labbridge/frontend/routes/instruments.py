@@ -33,7 +33,6 @@ from labbridge.core.errors import (
     UnknownAttribute,
     UnknownModule,
 )
-from labbridge.core.protocol import JSON_ONLY
 from labbridge.frontend.npy import NpyResponse, formats_accepted
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
@@ -57,8 +56,6 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
         bridge.check_network(request)
         bridge.auth.identify(request.headers.get("authorization"), write=False)
         accept = formats_accepted(request.headers.get("accept"))
-        if accept == JSON_ONLY:
-            return json_bytes(await bridge.backend.request("get", module, attribute))
         reply = await bridge.backend.read(module, attribute, accept)  # an array may come as a .npy file
         body = reply.result()
         return NpyResponse(reply.parts) if reply.format == "npy" else json_bytes(body)
@@ -87,9 +84,9 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     params = request.path_params
     module, attribute = params.get("module"), params.get("attribute", params.get("action"))
     if module is None or attribute is None or request.url.path.count("/") != 2:  # not /<module>/<attribute>
-        allow = ", ".join(methods_of_path(request))  # every route of this path, not only the first that matched
+        allowed = methods_of_path(request)  # every route of this path, not only the first that matched
         return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; "
-                              f"use {' or '.join(allow.split(', '))}", {"Allow": allow})
+                              f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
     bridge = bridge_of(request)
     try:
         bridge.check_network(request)
