@@ -71,6 +71,13 @@ def test_bad_arguments_are_refused_naming_parameter_limits_and_unit(arguments: d
     assert message in refused.value.detail
 
 
+def test_an_unknown_parameter_of_a_megabyte_is_named_cut_short() -> None:
+    with pytest.raises(InvalidValue) as refused:
+        MOVE.check_arguments({"to": 10, "k" * 1_000_000: 1}, module_a().specs)
+    assert refused.value.detail.startswith("move has no parameter 'kkk") and len(refused.value.detail) < 500
+    assert "(1000002 characters)" in refused.value.detail
+
+
 def test_an_int_parameter_refuses_a_fraction_and_an_optional_one_takes_null() -> None:
     cycle = ModuleA.actions["cycle"]
     with pytest.raises(InvalidValue, match="count must be an int; got 1.5"):

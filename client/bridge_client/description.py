@@ -138,7 +138,7 @@ class ActionInfo:
         """Raise InvalidValue naming the first argument the bridge would refuse: unknown, missing or wrong."""
         for key in arguments:
             if key not in self.parameters:
-                raise InvalidValue(f"{self.name} has no parameter {key!r}; its parameters: "
+                raise InvalidValue(f"{self.name} has no parameter {json_schema.shown(key)}; its parameters: "
                                    f"{', '.join(self.parameters) or 'none'}")
         for name, parameter in self.parameters.items():
             if name in arguments:

@@ -34,7 +34,7 @@ from pydantic import PydanticUserError, TypeAdapter, ValidationError
 
 from labbridge.core.attribute import RESERVED_NAMES, AttributeSpec
 from labbridge.core.errors import InstrumentError, InvalidValue
-from labbridge.core.values import ValueRule
+from labbridge.core.values import ValueRule, shown
 
 # What an invocation can be; the last four are final.
 Status = Literal["pending", "running", "completed", "failed", "cancelled", "lost"]
@@ -114,7 +114,7 @@ class ActionSpec:
         for key in arguments:
             if key not in self.parameters:
                 known = ", ".join(self.parameters) or "none"
-                raise InvalidValue(f"{self.name} has no parameter {key!r}; its parameters: {known}")
+                raise InvalidValue(f"{self.name} has no parameter {shown(key)}; its parameters: {known}")
         checked: dict[str, Any] = {}
         for name, parameter in self.parameters.items():
             rule = parameter.rule_for(specs)
