@@ -92,6 +92,7 @@ class ModuleA(BaseModule):
     async def _travel(self, to: float, speed: float | None, *, report: bool) -> float:
         """Drive to `to` and watch the carriage until it stops there; a cancel halts it on the way."""
         start = await self.read_value("position")
+        distance = abs(to - start)
         if speed is None:
             speed = await self.read_value("speed")
         await self.send_command("move", to=to, speed=speed)
@@ -100,7 +101,6 @@ class ModuleA(BaseModule):
                 moving = await self.read_value("moving")  # first: a position read after "stopped" is final
                 position = await self.read_value("position")
                 if report:
-                    distance = abs(to - start)
                     done = 1.0 if distance == 0 else min(1.0, abs(position - start) / distance)
                     self.report(done, f"at {position:.1f} mm, {abs(to - position) / speed:.1f} s to go" if moving
                                 else f"arrived at {position:g} mm")

@@ -290,10 +290,9 @@ class BaseModule:
     async def read_value(self, name: str) -> Any:
         """Read an attribute in the module's turn (checked like any read, published live); return its value."""
         async with self.turn():
-            answer = await self.get(name)
-            value = self.last_values[name]  # an array's parsed value, where `answer` holds its JSON
+            answer = await self.get(name, raw=True)
         self.announce(answer)
-        return value
+        return answer["value"]
 
     async def write_value(self, name: str, value: Any) -> Any:
         """Write an attribute in the module's turn (validated like a PUT, published live); return what it reports."""

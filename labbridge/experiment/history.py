@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from labbridge.core.action import FINISHED  # an invocation's outcome is recorded, its progress updates are not
 from labbridge.core.config import Config, HistorySettings, resolve
 from labbridge.core.errors import HistoryUnavailable
 from labbridge.core.history_query import HistoryQuery
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 MAX_WAITING = 50_000  # events kept in memory while the database cannot be written (the oldest go first)
 MAX_WAITING_BYTES = 8 * 1024 * 1024  # and about this much memory for them, text and all
 EVENT_BYTES = 300  # about what an event of a number costs in memory (a dict of a few small values)
-# Invocation statuses that are an outcome (issue 11's actions): those are recorded, progress updates are not.
-FINISHED = frozenset({"completed", "failed", "cancelled", "lost"})
 Sample = tuple[str, str, "str | None", float, Any]  # module, attribute, unit, time, value as stored
 
 

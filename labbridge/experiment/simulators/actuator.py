@@ -108,24 +108,19 @@ class ActuatorSimulator:
 
     def write(self, name: str, value: Any) -> Any:
         """Set a value; raise ValueError with the instrument's message if refused."""
-        unit, lo, hi = RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be a number from {lo:g} to {hi:g} {unit}")
+        value = _checked(name, value)
         if name == "position":
-            self.carriage.jump(float(value), self.values["speed"])
+            self.carriage.jump(value, self.values["speed"])
         else:
-            self.values[name] = float(value)
+            self.values[name] = value
         return self.read(name)
 
     def move(self, to: Any, speed: Any = None) -> dict[str, Any]:
         """Start moving to `to` at `speed` (default: the speed setting); ValueError if either is out of range."""
         speed = self.values["speed"] if speed is None else speed
-        for name, value in (("position", to), ("speed", speed)):
-            unit, lo, hi = RANGES[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"{'to' if name == 'position' else name} must be a number from {lo:g} to {hi:g} {unit}")
-        self.carriage.move(float(to), float(speed))
-        return {"position": self.read("position"), "target": float(to), "speed": float(speed),
+        to, speed = _checked("position", to, "to"), _checked("speed", speed)
+        self.carriage.move(to, speed)
+        return {"position": self.read("position"), "target": to, "speed": speed,
                 "moving": self.carriage.moving()}
 
     def stop(self) -> dict[str, Any]:
@@ -139,10 +134,16 @@ class ActuatorSimulator:
         return {n: {"value": self.read(n), "min": lo, "max": hi, "unit": u} for n, (u, lo, hi) in RANGES.items()}
 
 
+def _checked(name: str, value: Any, label: str | None = None) -> float:
+    """`value` as a float if it is a number in the instrument's range for `name`; else ValueError, in its words."""
+    unit, lo, hi = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"{label or name} must be a number from {lo:g} to {hi:g} {unit}")
+    return float(value)
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 
 
 def create_app(options: dict[str, Any] | None = None) -> Starlette:
