@@ -12,16 +12,13 @@ exposure.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from bench.load import Load
+
 NPY = {"Accept": "application/x-npy"}
-
-
-class Load(Protocol):
-    def run(self, url: str, connections: int, body: bytes | None = None, duration: float | None = None, *,
-            headers: dict[str, str] | None = None, pids: tuple[int, ...] = ()) -> Any: ...
 
 
 def array_cost(load: Load, bridge: str, simulator: str, frame_floor: str, bridge_pids: tuple[int, ...],

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,16 +28,12 @@ if __name__ == "__main__":  # one command on a fresh machine: install what the b
 
     run_inside("requirements-dev.txt")
 
-from bench.load import QUIET  # noqa: E402
+from bench.load import QUIET, Load  # noqa: E402
 from tests.processes import start_backend, start_frontend, write_config  # noqa: E402
 
 MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": 0.5}},
            "setpoint": {"class": "setpoint.Setpoint"}}
 BODY = b'{"value": 1.5}'
-
-
-class Load(Protocol):
-    def run(self, url: str, connections: int, body: bytes | None = None, duration: float | None = None) -> Any: ...
 
 
 def recording_cost(load: Load, tmp: Path) -> dict[str, Any]:
@@ -80,15 +76,13 @@ def recording_lines(results: dict[str, Any]) -> list[str]:
 
 
 def main() -> int:
-    from bench.load import Load as ToolLoad
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     parser.add_argument("--load", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
     tool = "wrk" if args.load == "wrk" or (args.load == "auto" and shutil.which("wrk")) else "asyncio"
     with tempfile.TemporaryDirectory(prefix="bridge-bench-recording-") as tmp:
-        results = recording_cost(ToolLoad(tool, args.duration, Path(tmp)), Path(tmp))
+        results = recording_cost(Load(tool, args.duration, Path(tmp)), Path(tmp))
     sys.stdout.write(f"load: {tool}\n" + "\n".join(recording_lines(results)) + "\n")
     return 0
 

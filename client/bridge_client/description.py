@@ -47,14 +47,7 @@ class AttributeInfo:
 
     def limits_text(self) -> str | None:
         """The limits in words ("0 to 100 mm"), or None when there are none."""
-        unit = f" {self.unit}" if self.unit else ""
-        if self.minimum is not None and self.maximum is not None:
-            return f"{self.minimum:g} to {self.maximum:g}{unit}"
-        if self.minimum is not None:
-            return f"at least {self.minimum:g}{unit}"
-        if self.maximum is not None:
-            return f"at most {self.maximum:g}{unit}"
-        return None
+        return json_schema.limits_words(self.minimum, self.maximum, self.unit)
 
     def help_text(self) -> str:
         """The doc line, then type, unit, limits or choices, and access: what help() and `?` show."""

@@ -251,8 +251,8 @@ def unknown_module(name: str, known: Iterable[str]) -> UnknownModule:
 
 def error_of_invocation(error: Any, what: str) -> BridgeError:
     """The exception for a failed invocation's `error` (`{"error": code, "message": text}`); `what` names it."""
-    code = str(error.get("error", "")) if isinstance(error, dict) else ""
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    data = error if isinstance(error, dict) else {}
+    code, message = str(data.get("error", "")), str(data.get("message", ""))
     return ERRORS_BY_CODE.get(code, BridgeError)(f"{what} failed: {message or 'no reason given'}", code=code or None)
 
 

@@ -71,7 +71,12 @@ def annotation(schema: dict[str, Any]) -> Any:
 def limits_text(schema: dict[str, Any], unit: str | None) -> str | None:
     """The limits in words, as the bridge writes them ("0 to 100 mm", "at least 1"); None when unlimited."""
     value, _ = branches(schema)
-    low, high, unit_text = value.get("minimum"), value.get("maximum"), f" {unit}" if unit else ""
+    return limits_words(value.get("minimum"), value.get("maximum"), unit)
+
+
+def limits_words(low: float | None, high: float | None, unit: str | None) -> str | None:
+    """Limits in words ("0 to 100 mm", "at least 1"); None when unlimited."""
+    unit_text = f" {unit}" if unit else ""
     if low is not None and high is not None:
         return f"{low:g} to {high:g}{unit_text}"
     if low is not None:
@@ -115,7 +120,7 @@ def plain(value: Any) -> Any:
 
 
 def _has_type(value: Any, kind: str) -> bool:
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool) and not _is_numpy_bool(value)
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's bool_ is a bool by now: plain()
     if kind == "number":
         return real and math.isfinite(value)
     if kind == "integer":
@@ -129,10 +134,6 @@ def _has_type(value: Any, kind: str) -> bool:
     if kind == "object":
         return isinstance(value, dict)
     return True  # a type this client does not know: the bridge decides
-
-
-def _is_numpy_bool(value: Any) -> bool:
-    return type(value).__name__ == "bool_"  # numpy.bool_, without importing numpy
 
 
 def _out_of_limits(value: numbers.Real, schema: dict[str, Any], unit: str | None) -> str | None:

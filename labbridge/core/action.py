@@ -87,7 +87,7 @@ class Parameter:
         if self.like is None:
             return self.rule
         spec = specs[self.like]
-        return replace(self.rule, unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum, choices=spec.choices)
+        return _following(self.rule, spec)
 
     def schema(self, specs: dict[str, AttributeSpec[Any]]) -> dict[str, Any]:
         schema = self.rule_for(specs).schema()
@@ -222,7 +222,7 @@ def _parameter(label: str, name: str, hint: Any, default: Any, attributes: dict[
             raise TypeError(f"{label}: Param(like={info.like!r}) names no attribute; known: {', '.join(attributes)}")
         if rule.base_type != spec.type:
             raise TypeError(f"{label} is {rule.a_type} but attribute {info.like!r} is {spec.rule.a_type}")
-        rule = replace(rule, unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum, choices=spec.choices)
+        rule = _following(rule, spec)
     rule.check_declaration(label)
     try:  # a type pydantic cannot describe or check is refused now, not on the first request
         rule.schema()
@@ -240,3 +240,8 @@ def _parameter(label: str, name: str, hint: Any, default: Any, attributes: dict[
 @cache
 def _lax_adapter(annotation: Any) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
+
+
+def _following(rule: ValueRule, spec: AttributeSpec[Any]) -> ValueRule:
+    """`rule` with the unit, limits and choices of the attribute a `like=` parameter follows."""
+    return replace(rule, unit=spec.unit, minimum=spec.minimum, maximum=spec.maximum, choices=spec.choices)

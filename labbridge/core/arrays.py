@@ -31,7 +31,6 @@ from numpy.lib import format as npy_format
 
 # The dtypes orjson writes as JSON numbers (or booleans): an array of another kind could not be read as JSON.
 KINDS = "biuf"
-NPY_MAGIC = b"\x93NUMPY"
 
 
 class ArrayMismatch(ValueError):

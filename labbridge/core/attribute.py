@@ -43,7 +43,6 @@ import msgspec
 
 from labbridge.core.errors import InstrumentError, InvalidValue
 from labbridge.core.values import DEFAULT_MAX_LENGTH, ValueRule, shown
-from labbridge.core.values import limits_text as limits_text  # where openapi.py and others find it
 
 if TYPE_CHECKING:
     from labbridge.core.arrays import ArrayType

@@ -15,7 +15,7 @@ import copy
 from typing import Any
 
 from labbridge.core.action import STATUSES
-from labbridge.core.attribute import limits_text
+from labbridge.core.values import limits_text
 from labbridge.frontend.npy import NPY_MEDIA_TYPE
 from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_errors, error_schema
 
