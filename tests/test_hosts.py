@@ -20,7 +20,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.processes import running_stack, write_config
+from tests.processes import free_port, running_stack, write_config
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,20 @@ def test_a_request_with_two_host_or_two_origin_headers_is_refused(url: str, head
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
     assert b"headers; it may have only one" in answer, answer[:300]
     assert httpx.get(f"{url}/setpoint/value").json()["value"] == before
+
+
+def test_a_simulated_instrument_refuses_a_foreign_host_and_origin(tmp_path: Path) -> None:
+    """A page that rebinds its domain to 127.0.0.1 could write to the simulator itself, past the frontend's
+    tokens and audit log: the experiment process guards it as the frontend is guarded."""
+    sim_port = free_port()
+    config = write_config(tmp_path / "config.yml",
+                          {"module_a": {"class": "module_a.ModuleA", "simulate": True, "port": sim_port}})
+    with running_stack(config, tmp_path) as (_, _, url):
+        simulator = f"http://127.0.0.1:{sim_port}/speed"
+        rebound = httpx.put(simulator, json={"value": 7}, headers={"Host": "evil.example.com"})
+        assert rebound.status_code == 400 and rebound.json()["error"] == "host_not_allowed"
+        foreign = httpx.put(simulator, json={"value": 7}, headers={"Origin": "http://evil.example.com"})
+        assert foreign.status_code == 403 and foreign.json()["error"] == "origin_not_allowed"
+        assert httpx.get(f"{url}/module_a/speed").json()["value"] != 7  # nothing reached it
+        assert httpx.put(simulator, json={"value": 7}).json() == {"value": 7.0}  # the bridge's own way in works
+        assert httpx.get(f"{url}/module_a/speed").json()["value"] == 7.0

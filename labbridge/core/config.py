@@ -141,7 +141,7 @@ class FrontendSettings(_Strict):
     host: str = "127.0.0.1"
     port: Port = 8000
     # Host names (besides loopback and `host`) browsers may use to reach the frontend;
-    # ".example.org" allows its subdomains, "*" any host (see labbridge/frontend/hosts.py).
+    # ".example.org" allows its subdomains, "*" any host (see labbridge/core/hosts.py).
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
     request_timeout: Seconds = 5.0
     connect_timeout: Seconds = 1.0

@@ -27,8 +27,9 @@ import zmq
 
 from labbridge.core.config import Config, ConfigError, config_path, load_config
 from labbridge.core.file_limit import raise_open_file_limit
-from labbridge.core.private_files import keep_files_private
+from labbridge.core.hosts import AllowedHosts, HostGuard
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
+from labbridge.core.private_files import keep_files_private
 from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.history import HistoryRecorder
@@ -98,7 +99,8 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
             settings = config.modules[name]
             assert settings.port is not None, "Experiment.from_config requires a port to simulate"
             sock = _listen(settings.ip, settings.port, f"simulator of {name}")
-            uv = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+            guarded = HostGuard(app, AllowedHosts(listening_on=settings.ip))  # no web page may reach it either
+            uv = _EmbeddedServer(uvicorn.Config(guarded, log_level="warning", lifespan="off", access_log=False))
             simulators.append((uv, asyncio.create_task(uv.serve(sockets=[sock]))))
             log.info("simulating %s at http://%s:%d", name, settings.ip, settings.port)
         if not lock.acquire():  # the socket is named after the port: another config with the same port took it

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from labbridge.core.config import Config
-from labbridge.frontend.hosts import AllowedHosts
+from labbridge.core.hosts import AllowedHosts
 from labbridge.frontend.hot_path import BridgeApp
 from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.page_headers import PageFiles

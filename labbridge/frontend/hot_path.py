@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Match, Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from labbridge.core.errors import BridgeError
-from labbridge.frontend.hosts import AllowedHosts, HostGuard
+from labbridge.core.hosts import AllowedHosts, HostGuard
 from labbridge.frontend.request_metrics import RequestMetrics
 from labbridge.frontend.responses import bridge_error, unexpected_error
 from labbridge.frontend.routes.instruments import flat_routes, instrument_command

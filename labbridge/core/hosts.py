@@ -1,4 +1,8 @@
-"""HostGuard: only the hosts the frontend serves, and only its own pages, may act through it.
+"""HostGuard: only the hosts a server serves, and only its own pages, may act through it.
+
+The frontend puts it in front of everything; the experiment process puts it in
+front of each simulated instrument it serves (`simulate: true`), which would
+otherwise take writes from any page that rebinds its domain to 127.0.0.1.
 
 Two attacks reach a frontend on loopback from a web page the scientist opens.
 DNS rebinding: a page points its own domain at 127.0.0.1, and the browser then
