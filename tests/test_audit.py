@@ -91,8 +91,36 @@ def test_a_write_cut_short_by_killing_the_experiment_process_is_visibly_unknown(
     (answer,) = answers
     assert isinstance(answer, httpx.Response) and answer.status_code == 503
     assert "outcome is unknown" in answer.json()["message"]
-    (started,) = audit_lines(tmp_path)  # on disk before the instrument was called; no outcome after it
+    # On disk before the instrument was called, no outcome after it; the frontend's line of the same id says
+    # nobody answered.
+    started, unanswered = audit_lines(tmp_path)
     assert (started["stage"], started["requested"], started["outcome"]) == ("started", 8, None)
+    assert (unanswered["stage"], unanswered["requested"], unanswered["outcome"]) == (
+        "unanswered", 8, "backend_unavailable")
+    assert unanswered["id"] == started["id"] and unanswered["client"] == started["client"] == "127.0.0.1"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
+def test_a_write_waiting_its_turn_when_the_experiment_process_dies_is_on_record(tmp_path: Path) -> None:
+    """The experiment process had taken it in but never started it, so only the frontend can record it."""
+    config = audited_config(tmp_path, {"slow": SLOW})
+    with running_stack(config, tmp_path) as (backend, _, url):
+        first, _ = put_in_background(url, 8)
+        wait_until(lambda: "start 8.0" in journal(tmp_path), 10, "the first write reaching the instrument")
+        second, answers = put_in_background(url, 9)
+        wait_until(lambda: httpx.get(f"{url}/health").json()["modules"]["slow"]["queued"] == 2, 5,
+                   "the second write waiting its turn")
+        backend.signal(signal.SIGKILL)
+        first.join(10)
+        second.join(10)
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response) and answer.status_code == 503
+    lines = audit_lines(tmp_path)
+    assert sorted((line["stage"], line["requested"]) for line in lines) == [
+        ("started", 8), ("unanswered", 8), ("unanswered", 9)]
+    waiting = next(line for line in lines if line["requested"] == 9)
+    assert waiting["id"] and waiting["outcome"] == "backend_unavailable" and "start 9.0" not in journal(tmp_path)
+    assert not any(line["id"] == waiting["id"] and line["stage"] == "started" for line in lines)
 
 
 def test_a_value_too_deep_to_forward_is_422_and_recorded(tmp_path: Path) -> None:

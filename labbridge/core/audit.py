@@ -13,7 +13,10 @@ fsynced before the code goes on:
   `refused` line.
 - The frontend records the writes it turns down itself, before anything is
   sent (no or wrong token, malformed or oversized body, a client gone
-  mid-body): one `refused` line each.
+  mid-body): one `refused` line each.  And a write it sent whose answer never
+  came because the experiment process went away: one `unanswered` line with
+  the request's `id`.  A `started` line of that `id` means it reached the
+  driver (outcome unknown); none means it never did.
 
 Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
 `identity`, `module`, `attribute`, `requested`, `before`, `after`, `outcome`).
@@ -108,6 +111,10 @@ class AuditLog:
             return
         window.written += 1
         await self._append(self._line(attempt, "refused", outcome=outcome))
+
+    async def record_unanswered(self, attempt: WriteAttempt, outcome: str) -> None:
+        """An `unanswered` line: the write was sent and the experiment process went away before answering."""
+        await self._append(self._line(attempt, "unanswered", outcome=outcome))
 
     async def record_outcome(self, attempt: WriteAttempt, outcome: str) -> None:
         """A `finished` line for a write whose `started` line an earlier run of the process wrote (an

@@ -162,6 +162,11 @@ class BackendNotReached(BackendUnavailable):
     """No experiment process took the request: it was never sent (so a write certainly did not happen)."""
 
 
+class BackendWentAway(BackendUnavailable):
+    """The request was sent, and the experiment process went away before answering: a write may have reached
+    the instrument (its own `started` line, if it wrote one, says so)."""
+
+
 class BackendBusy(BackendUnavailable):
     code = "backend_busy"
 

@@ -44,6 +44,7 @@ from labbridge.core.errors import (
     BackendNotReached,
     BackendTimeout,
     BackendUnavailable,
+    BackendWentAway,
     BridgeError,
     PayloadTooLarge,
 )
@@ -225,7 +226,7 @@ class BackendClient:
                 self._connected.clear()
                 lost = [waiter for waiter in self._pending.values() if not waiter.done()]
                 for waiter in lost:
-                    waiter.set_exception(BackendUnavailable(
+                    waiter.set_exception(BackendWentAway(
                         "the experiment process went away before answering; if this was a write, "
                         "its outcome is unknown: read the value back"))
                 if lost:

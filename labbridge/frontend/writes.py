@@ -6,7 +6,9 @@ limit, and the request is handed to the experiment process exactly once.  That
 process records every write that reaches it (core/audit.py); what the frontend
 turns down itself (no or a wrong token, a malformed or oversized body, a client
 gone mid-body, an experiment process it could not hand the request to) only the
-frontend knows of, so it records each of those here as one `refused` line.
+frontend knows of, so it records each of those here as one `refused` line; a
+write sent to an experiment process that then went away without answering is
+one `unanswered` line, with the request's id.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from fastapi import Request
 
 from labbridge.core.audit import WriteAttempt
-from labbridge.core.errors import BackendNotReached, BridgeError
+from labbridge.core.errors import BackendNotReached, BackendWentAway, BridgeError
 from labbridge.core.protocol import Chunk, Op
 from labbridge.frontend.state import FrontendState
 
@@ -44,6 +46,11 @@ async def forward_write(bridge: FrontendState, request: Request, op: Op, module:
         return await bridge.backend.send(outgoing)
     except BackendNotReached as exc:  # never sent, so the experiment process cannot record it
         await _record_refusal(bridge, attempt, exc)
+        raise
+    except BackendWentAway as exc:  # sent; only its own lines can tell whether the experiment process took it
+        if bridge.audit is not None:
+            attempt.id = outgoing.request.id
+            await bridge.audit.record_unanswered(attempt, exc.code)
         raise
 
 
