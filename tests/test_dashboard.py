@@ -158,3 +158,29 @@ def test_head_on_a_fixed_path_answers_as_get_without_the_body(lab: Lab, path: st
     got, head = httpx.get(lab.url + path), httpx.head(lab.url + path)
     assert head.status_code == got.status_code == 200, head.text
     assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_a_frontend_started_after_a_write_shows_the_value_written(tmp_path: Path) -> None:
+    """The experiment process hands a frontend that subscribes late (restarted, or slower to start than the
+    first write) the latest value of each attribute: its dashboards do not wait for the next change."""
+    config = write_config(tmp_path / "config.yml", {"setpoint": {"class": "setpoint.Setpoint"}})
+    backend = start_backend(config, tmp_path / "backend.log")
+    try:
+        first, url = start_frontend(config, tmp_path / "frontend.log")
+        assert httpx.put(f"{url}/setpoint/label", json={"value": "run 12"}).status_code == 200
+        first.stop()
+        second, url = start_frontend(config, tmp_path / "frontend2.log")  # subscribes after the write
+        try:
+            async def first_events() -> list[dict[str, object]]:
+                async with websockets.connect(url.replace("http://", "ws://") + "/ws") as ws:
+                    events = [orjson.loads(await asyncio.wait_for(ws.recv(), 10))]
+                    while not any(e.get("attribute") == "label" for e in events):
+                        events.append(orjson.loads(await asyncio.wait_for(ws.recv(), 10)))
+                    return events
+
+            events = asyncio.run(first_events())
+            assert any(e.get("attribute") == "label" and e["value"] == "run 12" for e in events)
+        finally:
+            second.stop()
+    finally:
+        backend.stop()

@@ -6,7 +6,10 @@ that grows with each character and does not shrink: 20,000 subscriptions of
 same (to unsubscribe them when the peer leaves).  The only subscriber we have,
 a frontend, wants everything anyway.  So live values go out on a ROUTER
 socket: a frontend (live.py, a DEALER) says SUBSCRIBE after each handshake, and
-from then on gets every event.  What a peer sends costs no memory (anything but
+from then on gets every event, after the latest event of each attribute and
+each action published before it came (a frontend restarted, or slower to
+subscribe than the first write, would otherwise show nothing until the next
+change; kept per name, so bounded by the modules' declarations).  What a peer sends costs no memory (anything but
 SUBSCRIBE is dropped, and a message over SUBSCRIBE_BYTES drops its connection);
 what a subscriber does not read is bounded by QUEUE events (ZMQ_SNDHWM; past
 it, that subscriber misses values, the others do not) and by MAX_SUBSCRIBERS.
@@ -43,6 +46,8 @@ class EventPublisher:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone subscriber is an error, so it can be forgotten
         limit_incoming(self.socket, SUBSCRIPTION_BYTES)
         self._subscribers: dict[bytes, None] = {}  # routing ids, in the order they subscribed
+        # The latest event per attribute and per action, for a frontend that subscribes later (one restarted).
+        self._latest: dict[tuple[str, str], list[bytes]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._full = False
 
@@ -57,14 +62,18 @@ class EventPublisher:
     def publish(self, event: dict[str, Any]) -> None:
         """Send `event` to every subscriber, never waiting: one that cannot keep up misses it."""
         frames = [str(event["module"]).encode(), orjson.dumps(event)]
+        self._latest[(str(event["module"]), str(event.get("attribute") or f"{event.get('action')}()"))] = frames
         for subscriber in list(self._subscribers):
-            # Sent through the asyncio socket itself (its future is done at once), which keeps its pending receive awake.
-            sent = asyncio.ensure_future(self.socket.send_multipart([subscriber, *frames], flags=zmq.NOBLOCK))
-            failure = sent.exception() if sent.done() else None
-            if isinstance(failure, zmq.ZMQError) and failure.errno == errno.EHOSTUNREACH:
-                del self._subscribers[subscriber]  # its connection is gone
-            elif failure is not None:
-                log.debug("live value not sent to a subscriber: %s", failure)
+            self._send(subscriber, frames)
+
+    def _send(self, subscriber: bytes, frames: list[bytes]) -> None:
+        # Sent through the asyncio socket itself (its future is done at once), which keeps its pending receive awake.
+        sent = asyncio.ensure_future(self.socket.send_multipart([subscriber, *frames], flags=zmq.NOBLOCK))
+        failure = sent.exception() if sent.done() else None
+        if isinstance(failure, zmq.ZMQError) and failure.errno == errno.EHOSTUNREACH:
+            self._subscribers.pop(subscriber, None)  # its connection is gone
+        elif failure is not None:
+            log.debug("live value not sent to a subscriber: %s", failure)
 
     async def _take_subscriptions(self) -> None:
         while True:
@@ -78,6 +87,9 @@ class EventPublisher:
                 continue
             self._full = False
             self._subscribers[frames[0]] = None
+            for latest in list(self._latest.values()):  # it catches up with what was published before it came
+                if frames[0] in self._subscribers:
+                    self._send(frames[0], latest)
 
     def close(self) -> None:
         if self._reader is not None:
