@@ -21,6 +21,7 @@ from labbridge import (
     Param,
     Reading,
     ScpiModule,
+    Target,
     action,
     ramp_value,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Param",
     "Reading",
     "ScpiModule",
+    "Target",
     "action",
     "ramp_value",
 ]

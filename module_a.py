@@ -18,7 +18,7 @@ from typing import Annotated
 import numpy as np
 from numpy.typing import NDArray
 
-from base_module import Attribute, BaseModule, InstrumentError, InvalidValue, Param, action
+from base_module import Attribute, BaseModule, InstrumentError, InvalidValue, Param, Target, action
 from labbridge.experiment.simulators.actuator import create_app
 
 # Seconds between two looks at the carriage while it moves (each look is one turn of the module).
@@ -56,7 +56,7 @@ class ModuleA(BaseModule):
         """Move the carriage to `to`, reporting how far it got; cancelling stops it where it is."""
         return await self._travel(to, speed, report=True)
 
-    @action(owns=("position",))
+    @action(owns=("position",), targets={"position": 0.0})  # refused where config.yml's limits exclude 0
     async def home(self) -> Annotated[float, Param(unit="mm", doc="Where the carriage stopped (0).")]:
         """Drive the carriage back to the home switch (position 0) at the current speed."""
         return await self._travel(0.0, None, report=True)
@@ -75,6 +75,7 @@ class ModuleA(BaseModule):
         the force at the far end of each stroke is its peak (the load cell is a spring)."""
         self.report(0.0, f"stroke 1 of {count}")
         origin = await self.read_value("position")
+        self.check_target("position", origin, "each stroke comes back there")  # before the first stroke
         far, limit = origin + amplitude, self.specs["position"].maximum
         if limit is not None and far > limit:
             raise InvalidValue(f"a stroke of {amplitude:g} mm from {origin:g} mm would pass {limit:g} mm; "
@@ -95,7 +96,7 @@ class ModuleA(BaseModule):
         distance = abs(to - start)
         if speed is None:
             speed = await self.read_value("speed")
-        await self.send_command("move", to=to, speed=speed)
+        await self.send_command("move", to=Target("position", to), speed=Target("speed", speed))
         try:
             while True:
                 moving = await self.read_value("moving")  # first: a position read after "stopped" is final

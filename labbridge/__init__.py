@@ -36,12 +36,13 @@ _PUBLIC = {
     "action": "labbridge.core.action",
     "Param": "labbridge.core.action",
     "ramp_value": "labbridge.experiment.ramp",
+    "Target": "labbridge.experiment.target",
 }
 
 __all__ = [
     "Attribute", "BaseModule", "BridgeError", "HttpDialect", "InstrumentError", "InstrumentTimeout",
-    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "ScpiModule", "action",
-    "ramp_value",
+    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "ScpiModule", "Target",
+    "action", "ramp_value",
 ]
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from labbridge.experiment.drivers.http_dialect import HttpDialect
     from labbridge.experiment.ramp import ramp_value
     from labbridge.experiment.scpi_module import ScpiModule
+    from labbridge.experiment.target import Target
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from base_module import Attribute, BaseModule, ScpiModule, action
+from base_module import Attribute, BaseModule, ScpiModule, Target, action
 from labthings_stage import LabThingsStage
 from module_a import ModuleA
 from psu import PowerSupply
@@ -324,3 +324,53 @@ class Relay(BaseModule):
         """Close or open the relay."""
         self.state = closed
         return closed
+
+
+class CountingActuator(ModuleA):
+    """ModuleA that keeps the name of every command its driver sent to the instrument, readable as `commands`."""
+
+    commands: list[str] = Attribute(doc="The commands that reached the instrument, in order.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sent: list[str] = []
+
+    async def command(self, name: str, arguments: dict[str, Any]) -> Any:
+        self.sent.append(name)
+        return await super().command(name, arguments)
+
+    async def read(self, name: str) -> Any:
+        if name == "commands":
+            return list(self.sent)
+        return await super().read(name)
+
+
+class Commanded(BaseModule):
+    """An in-memory stage moved by commands, with an action that computes where it sends the stage."""
+
+    position: float = Attribute(unit="mm", minimum=0, maximum=100, writable=True, doc="Where the stage is.")
+    commands: list[str] = Attribute(doc="The commands that reached the driver, in order.")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.state: dict[str, Any] = {"position": 0.0}
+        self.sent: list[str] = []
+
+    async def read(self, name: str) -> Any:
+        return list(self.sent) if name == "commands" else self.state[name]
+
+    async def write(self, name: str, value: Any) -> Any:
+        self.state[name] = value
+        return value
+
+    async def command(self, name: str, arguments: dict[str, Any]) -> Any:
+        self.sent.append(name)
+        self.state["position"] = arguments["to"]
+        return arguments["to"]
+
+    @action(owns=("position",))
+    async def step(self, by: float) -> float:
+        """Move `by` mm from where the stage is (a plain parameter: the target is computed, checked where it is sent)."""
+        here = await self.read_value("position")
+        reached: float = await self.send_command("move", to=Target("position", here + by))
+        return reached

@@ -155,6 +155,10 @@ def declare(namespace: dict[str, Any], base: type = BaseModule) -> type:
     ("@action\nasync def attributes(self) -> None: ...", "must be lower_snake_case and not one of"),
     ("@action\nasync def Go(self) -> None: ...", "must be lower_snake_case"),
     ("@action\nasync def go(self) -> Legacy: ...", "typing_extensions.TypedDict"),
+    ("@action(targets={'level': 0.0})\nasync def go(self) -> None: ...", "targets 'level', which it does not own"),
+    ("@action(owns=('level',), targets={'level': 2.0})\nasync def go(self) -> None: ...",
+     "targets 'level' to 2.0: level must be 0 to 1; got 2.0"),
+    ("@action(owns=('level',), targets={'level': 'up'})\nasync def go(self) -> None: ...", "level must be a float"),
 ])
 def test_declarations_that_make_no_sense_are_refused_when_the_class_is_created(source: str, message: str) -> None:
     namespace: dict[str, Any] = {"action": action, "Param": Param, "Annotated": Annotated, "Legacy": Legacy}

@@ -13,7 +13,10 @@ limits or choices and a doc line, or takes them from an attribute with
 with a default may be left out; a plain annotation (`count: int = 1`) needs no
 `Param`.  The return annotation describes the result.  `owns` names the
 attributes the action drives: while it runs, a PUT to one of them, or another
-action owning one of them, is refused (409 busy).
+action owning one of them, is refused (409 busy).  `targets` names the fixed
+values it drives some of them to whatever its arguments (`home` drives
+`position` to 0): where config.yml's limits exclude one, the action is refused
+before it starts, as an argument outside its limits would be.
 
 BaseModule collects the actions of a class when it is created (`collect_actions`),
 next to its attributes, and refuses a name that is both.  `ActionSpec.check_arguments`
@@ -26,7 +29,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints, overload
 
@@ -108,9 +111,17 @@ class ActionSpec:
     owns: tuple[str, ...]
     parameters: dict[str, Parameter]
     returns: Parameter
+    targets: dict[str, Any] = field(default_factory=dict)  # attribute -> the fixed value the action drives it to
 
     def check_arguments(self, arguments: dict[str, Any], specs: dict[str, AttributeSpec[Any]]) -> dict[str, Any]:
-        """The arguments, checked and completed with defaults; InvalidValue names the first problem."""
+        """The arguments, checked and completed with defaults; InvalidValue names the first problem
+        (or a fixed target that this module's limits exclude: then the action cannot run here at all)."""
+        for attribute, value in self.targets.items():
+            spec = specs[attribute]
+            if isinstance(value, (int, float)) and not spec.within_limits(value):
+                unit = f" {spec.unit}" if spec.unit else ""
+                raise InvalidValue(f"{self.name} cannot run: it drives {attribute} to {value:g}{unit}, "
+                                   f"and {attribute} must be {spec.limits_text()}")
         for key in arguments:
             if key not in self.parameters:
                 known = ", ".join(self.parameters) or "none"
@@ -151,14 +162,17 @@ class ActionSpec:
 @overload
 def action(function: F, /) -> F: ...
 @overload
-def action(*, owns: tuple[str, ...] | list[str] = ()) -> Callable[[F], F]: ...
-def action(function: F | None = None, /, *, owns: tuple[str, ...] | list[str] = ()) -> F | Callable[[F], F]:
-    """Declare an async method of a BaseModule subclass as an action (`@action` or `@action(owns=(...))`)."""
+def action(*, owns: tuple[str, ...] | list[str] = (), targets: dict[str, Any] | None = None) -> Callable[[F], F]: ...
+def action(function: F | None = None, /, *, owns: tuple[str, ...] | list[str] = (),
+           targets: dict[str, Any] | None = None) -> F | Callable[[F], F]:
+    """Declare an async method of a BaseModule subclass as an action (`@action` or `@action(owns=(...))`).
+
+    `targets` maps owned attributes to the fixed values the action drives them to (`{"position": 0.0}`)."""
     def mark(method: F) -> F:
         is_async = inspect.iscoroutinefunction(method)  # (kept apart: as a condition it would narrow `method`)
         if not is_async:
             raise TypeError(f"@action needs an `async def` method; {method.__qualname__} is not one")
-        setattr(method, _MARK, tuple(owns))
+        setattr(method, _MARK, (tuple(owns), dict(targets or {})))
         return method
 
     if isinstance(owns, str):
@@ -171,15 +185,16 @@ def collect_actions(cls: type, attributes: dict[str, AttributeSpec[Any]],
     """The actions of `cls`: inherited ones, minus those it redefines as plain methods, plus its own."""
     table = dict(inherited)
     for name, value in vars(cls).items():
-        owns = getattr(value, _MARK, None)
-        if owns is None:
+        marked = getattr(value, _MARK, None)
+        if marked is None:
             if not isinstance(value, AttributeSpec):  # a plain method of that name replaces the inherited action
                 table.pop(name, None)
             continue
         where = f"{cls.__name__}.{name}"
         if not _NAME.match(name) or name in RESERVED_NAMES:
             raise TypeError(f"action {where} must be lower_snake_case and not one of {sorted(RESERVED_NAMES)}")
-        table[name] = _build(where, name, value, owns, attributes)
+        owns, targets = marked
+        table[name] = _build(where, name, value, owns, targets, attributes)
     for name in table:
         if name in attributes:
             raise TypeError(f"{cls.__name__}.{name} is both an attribute and an action; give them different names")
@@ -187,10 +202,12 @@ def collect_actions(cls: type, attributes: dict[str, AttributeSpec[Any]],
 
 
 def _build(where: str, name: str, function: Callable[..., Awaitable[Any]], owns: tuple[str, ...],
-           attributes: dict[str, AttributeSpec[Any]]) -> ActionSpec:
+           targets: dict[str, Any], attributes: dict[str, AttributeSpec[Any]]) -> ActionSpec:
     for owned in owns:
         if owned not in attributes:
             raise TypeError(f"action {where} owns {owned!r}, which is not an attribute; known: {', '.join(attributes)}")
+    checked_targets = {attribute: _target(where, attribute, value, owns, attributes)
+                       for attribute, value in targets.items()}
     try:
         hints = get_type_hints(function, include_extras=True)
     except Exception as exc:  # a name in an annotation that cannot be resolved
@@ -207,7 +224,18 @@ def _build(where: str, name: str, function: Callable[..., Awaitable[Any]], owns:
         parameters[parameter.name] = _parameter(label, parameter.name, hints[parameter.name], parameter.default,
                                                 attributes)
     returns = _parameter(f"action {where} result", "result", hints["return"], _REQUIRED, attributes)
-    return ActionSpec(name, function, inspect.getdoc(function) or "", owns, parameters, returns)
+    return ActionSpec(name, function, inspect.getdoc(function) or "", owns, parameters, returns, checked_targets)
+
+
+def _target(where: str, attribute: str, value: Any, owns: tuple[str, ...],
+            attributes: dict[str, AttributeSpec[Any]]) -> Any:
+    """A fixed target, checked against the class's declaration (config.yml may only narrow it further)."""
+    if attribute not in owns:
+        raise TypeError(f"action {where} targets {attribute!r}, which it does not own; add it to owns")
+    try:
+        return attributes[attribute].validate(value)
+    except InvalidValue as exc:
+        raise TypeError(f"action {where} targets {attribute!r} to {value!r}: {exc.detail}") from None
 
 
 def _parameter(label: str, name: str, hint: Any, default: Any, attributes: dict[str, AttributeSpec[Any]]) -> Parameter:

@@ -21,6 +21,10 @@ reaches the instrument through `read_value`, `write_value` and `send_command`
 (the fourth hook, `command`: `POST` to the attribute's path by default), each
 of which takes the module's turn (`turn()`) among client requests; it tells
 its progress with `report` and checks `cancelled` where it loops or blocks.
+No value an action sends skips the limits (the class's, narrowed by
+config.yml): `write_value` is checked like a PUT, and a command argument
+declared `Target("position", to)` is checked as a `position` before the
+command is sent (`check_target`).
 
 A `start` hook that raises (a serial port not plugged in) does not stop the
 experiment: `run_start` remembers why, and every later driver call first tries
@@ -46,12 +50,14 @@ from labbridge.core.errors import (
     BridgeError,
     InstrumentError,
     InstrumentUnreachable,
+    InvalidValue,
     ReadOnlyAttribute,
     UnknownAttribute,
 )
 from labbridge.experiment.drivers.http_dialect import HOME, HttpDialect, HttpDriver
 from labbridge.experiment.instrument_client import InstrumentClient
 from labbridge.experiment.invocation import current_invocation
+from labbridge.experiment.target import Target
 from labbridge.experiment.turns import Turns
 from labbridge.experiment.worker import ModuleWorker
 
@@ -302,9 +308,24 @@ class BaseModule:
         return answer["value"]
 
     async def send_command(self, name: str, **arguments: Any) -> Any:
-        """Run an instrument command (the `command` hook) in the module's turn; return its answer."""
+        """Run an instrument command (the `command` hook) in the module's turn; return its answer.
+
+        An argument given as `Target(attribute, value)` is checked as a value of that attribute first
+        (`check_target`) and sent as the checked value; one that fails the check sends nothing."""
+        why = f"command {name!r} refused before it was sent"
+        sent = {key: self.check_target(arg.attribute, arg.value, why) if isinstance(arg, Target) else arg
+                for key, arg in arguments.items()}
         async with self.turn():
-            return await self.worker.run(self.command, name, arguments)
+            return await self.worker.run(self.command, name, sent)
+
+    def check_target(self, name: str, value: Any, why: str = "") -> Any:
+        """`value` checked as a value of attribute `name` (type, choices, limits as config.yml narrows them);
+        InvalidValue names the module's attribute, the value and the limits, then `why` in parentheses."""
+        spec = self.spec(name)
+        try:
+            return spec.validate(value)
+        except InvalidValue as exc:
+            raise InvalidValue(f"{self.name}.{exc.detail}" + (f" ({why})" if why else "")) from None
 
     def report(self, progress: float | None = None, message: str | None = None) -> None:
         """Tell the running action's progress (0..1) and/or a status line; clients see it live."""

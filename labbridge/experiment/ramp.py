@@ -4,8 +4,10 @@
     async def ramp_voltage(self, to: ..., rate: ...) -> ...:
         return await ramp_value(self, "voltage", to, rate)
 
-Every RAMP_STEP seconds the attribute is written (`write_value`: validated
-like a PUT, in the module's turn, published live) with where a straight line
+Its end is checked against the attribute's limits (as config.yml narrows
+them) before anything is read or written.  Every RAMP_STEP seconds the
+attribute is written (`write_value`: validated like a PUT, so a step outside
+the limits is refused before it is sent; in the module's turn, published live) with where a straight line
 from its current value to `to` at `rate` per second has got to; the
 action's progress and status line ("at 5.2 V") follow each confirmed step.
 Cancelling stops it at its current await: no further step is written, and
@@ -30,6 +32,7 @@ RAMP_STEP = 0.05
 async def ramp_value(module: BaseModule, name: str, to: float, rate: float, *, step: float = RAMP_STEP) -> float:
     """Change attribute `name` of `module` steadily to `to` at `rate` per second; return the value reached."""
     unit = f" {module.specs[name].unit}" if module.specs[name].unit else ""
+    module.check_target(name, to, "where the ramp would end")  # before any step; each step is checked as written
     start = await module.read_value(name)
     duration = abs(to - start) / rate
     began = time.monotonic()
