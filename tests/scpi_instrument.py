@@ -16,7 +16,9 @@ end of a real socket or serial line, and behaves as real ones do:
 - on TCP it delays its ACKs as an embedded stack does (TCP_QUICKACK off after every read) and
   answers only once it has read a whole line, so a client whose two small writes meet Nagle's
   algorithm stalls (about 40 ms on Linux);
-- `DIAG:FREEZE ON|OFF` (never frozen itself) stops and resumes answering everyone else;
+- `DIAG:FREEZE ON|OFF` (never frozen itself) stops and resumes answering everyone else, and
+  `DIAG:WAITING?` counts the commands held up (or under way), so a test knows one has arrived;
+  `DIAG:DROP` (alone on its line) closes every other connection and thaws;
   `DIAG:GAPS?` lists, in ms, the time between each set command and the `SYST:ERR?` that
   followed it on the same connection; `DIAG:CONN?` counts connections accepted.
 
@@ -44,7 +46,8 @@ class Multimeter:
         self.range, self.nplc = 10.0, 1.0
         self.errors: list[str] = []
         self.gaps_ms: list[float] = []
-        self.connections = 0
+        self.connections, self.waiting = 0, 0
+        self.clients: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.thawed = threading.Event()
         self.thawed.set()
@@ -58,18 +61,44 @@ class Multimeter:
             command = part.strip().lstrip(":")
             if not command:
                 continue
-            if not command.upper().startswith("DIAG:"):
-                self.thawed.wait()
             header, _, argument = command.partition(" ")
             header = header.upper()
             if header == "SYST:ERR?" and last_set:
                 self.gaps_ms.append((time.monotonic() - last_set.pop()) * 1000)
             elif not header.endswith("?"):
                 last_set[:] = [time.monotonic()]
-            answer = self.command(header, argument.strip())
+            if header.startswith("DIAG:"):
+                answer = self.command(header, argument.strip())
+            else:
+                answer = self.frozen_command(header, argument.strip())
             if answer is not None:
                 answers.append(answer)
         return ";".join(answers) if answers else None
+
+    def drop(self, asking: socket.socket) -> str:
+        """Close every other client's connection (as a LAN module that resets does), then thaw: a command
+        held up by the freeze is carried out, its answer lost.  Answers how many were closed."""
+        with self.lock:
+            others = [conn for conn in self.clients if conn is not asking]
+            self.clients.difference_update(others)
+        for conn in others:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thawed.set()
+        return str(len(others))
+
+    def frozen_command(self, header: str, argument: str) -> str | None:
+        """A command that waits while the instrument is frozen; counted in DIAG:WAITING? until it is done."""
+        with self.lock:
+            self.waiting += 1
+        try:
+            self.thawed.wait()
+            return self.command(header, argument)
+        finally:
+            with self.lock:
+                self.waiting -= 1
 
     def command(self, header: str, argument: str) -> str | None:
         with self.lock:
@@ -94,6 +123,8 @@ class Multimeter:
                 return ",".join(f"{gap:.3f}" for gap in self.gaps_ms)
             if header == "DIAG:CONN?":
                 return str(self.connections)
+            if header == "DIAG:WAITING?":
+                return str(self.waiting)
         if header == "MEAS:VOLT:DC?":
             time.sleep(self.measure_delay)  # outside the lock: another connection's queries go on
             return f"{1.234567 * self.range / 10:+.6E}"
@@ -122,27 +153,38 @@ class Multimeter:
 
 def serve_connection(meter: Multimeter, conn: socket.socket) -> None:
     """One client: read lines, answer each query in one send, delay ACKs as embedded stacks do."""
+    with meter.lock:
+        meter.clients.add(conn)
+    try:
+        with conn:
+            _serve_lines(meter, conn)
+    finally:
+        with meter.lock:
+            meter.clients.discard(conn)
+
+
+def _serve_lines(meter: Multimeter, conn: socket.socket) -> None:
     quickack = getattr(socket, "TCP_QUICKACK", None)  # Linux only; elsewhere the kernel's defaults
     pending, last_set = b"", []  # type: tuple[bytes, list[float]]
-    with conn:
-        while True:
-            try:
-                data = conn.recv(4096)
-            except ConnectionError:
-                return
+    while True:
+        try:
+            data = conn.recv(4096)
             if quickack is not None:
                 conn.setsockopt(socket.IPPROTO_TCP, quickack, 0)  # the kernel turns it back on: every time
-            if not data:
-                return
-            pending += data
-            while b"\n" in pending:
-                raw, pending = pending.split(b"\n", 1)
-                answer = meter.line(raw.decode("ascii", "replace").strip(), last_set)
-                if answer is not None:
-                    try:
-                        conn.sendall(answer.encode() + b"\n")
-                    except OSError:
-                        return
+        except OSError:
+            return
+        if not data:
+            return
+        pending += data
+        while b"\n" in pending:
+            raw, pending = pending.split(b"\n", 1)
+            text = raw.decode("ascii", "replace").strip()
+            answer = meter.drop(conn) if text.upper() == "DIAG:DROP" else meter.line(text, last_set)
+            if answer is not None:
+                try:
+                    conn.sendall(answer.encode() + b"\n")
+                except OSError:
+                    return
 
 
 def serve_tcp(meter: Multimeter, port: int) -> None:

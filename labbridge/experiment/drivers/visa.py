@@ -66,6 +66,11 @@ class VisaSession:
         self._resource: Any = None
         self._socket: socket.socket | None = None  # a TCPIP SOCKET resource's own socket, under pyvisa-py
 
+    @property
+    def socket(self) -> socket.socket | None:
+        """The TCP socket of an open TCPIP SOCKET resource under pyvisa-py, else None."""
+        return self._socket
+
     def open(self) -> None:
         """Open the resource unless it is open and still connected (then drain its error queue);
         InstrumentUnreachable if it cannot be."""
@@ -90,7 +95,7 @@ class VisaSession:
         if self.error_query is None:
             return  # declared without an error queue: nothing to send on connect
         for command in self.connect_commands:
-            self._command(command)
+            self._command(command, reconnect=False)
         # Not *CLS, which not every instrument knows (and then queues an error of its own): the queue is read
         # empty, so an error left from before (another client, a write that timed out) is not blamed on ours.
         stale = self._drain()
@@ -135,31 +140,35 @@ class VisaSession:
     def _drain(self, writes: bool = False) -> list[str]:
         """Read the error queue until it says no error (at most _MAX_QUEUED_ERRORS entries): what it held.
 
-        After a write (`writes`) never on a new connection: that one's drain on connect would take the
+        Never on a new connection: after a write (`writes`), that one's drain on connect would take the
         write's own error for a stale one, so a lost connection leaves the write's outcome unknown."""
         errors: list[str] = []
         for _ in range(_MAX_QUEUED_ERRORS):
-            answer = (self._query(str(self.error_query), writes=True, reconnect=False) if writes
-                      else self.query(str(self.error_query)))
+            answer = self._query(str(self.error_query), writes=writes, reconnect=False)
             if _is_no_error(answer):
                 break
             errors.append(answer)
         return errors
 
     def _query(self, command: str, writes: bool = False, retry: bool = False, reconnect: bool = True) -> str:
+        self._ready(command, writes, reconnect)
+        with self._mapped(command, writes=writes, retry=retry):
+            return str(self._resource.query(command)).strip()
+
+    def _command(self, command: str, reconnect: bool = True) -> None:
+        self._ready(command, True, reconnect)
+        with self._mapped(command, writes=True):
+            self._resource.write(command)
+
+    def _ready(self, command: str, writes: bool, reconnect: bool) -> None:
+        """Open the resource; or, without `reconnect` (in the middle of a connect or of a write), only make
+        sure it is still connected, since a new connection would lose what this one was doing."""
         if reconnect:
             self.open()
         elif self._resource is None or (self._socket is not None and visa_socket.peer_closed(self._socket)):
             self.close()
             raise InstrumentUnreachable(f"instrument of {self.module} at {self.resource_name} closed the "
-                                        f"connection before {command!r}{UNKNOWN_OUTCOME}")
-        with self._mapped(command, writes=writes, retry=retry):
-            return str(self._resource.query(command)).strip()
-
-    def _command(self, command: str) -> None:
-        self.open()
-        with self._mapped(command, writes=True):
-            self._resource.write(command)
+                                        f"connection before {command!r}{UNKNOWN_OUTCOME if writes else ''}")
 
     @contextmanager
     def _mapped(self, command: str, writes: bool = False, opening: bool = False,

@@ -6,6 +6,7 @@ Two things pyvisa-py 0.8's SOCKET session leaves to its user:
   command and then `SYST:ERR?`: two small writes in a row, the second held back by Nagle's algorithm
   until the instrument ACKs the first, which it delays (about 40 ms) since a set command has no
   answer to carry the ACK.  So the option is set on the socket itself.
+- A refused connect opens a session all the same; it is refused here.
 - An empty `recv` (the instrument closed the connection: it restarted) is taken for "no data yet",
   and the read spins until its timeout.  The socket is swapped for one whose `recv` raises
   `PeerClosed` instead, so a closed connection is an error at once.
@@ -17,6 +18,7 @@ last exchange: then nothing was sent yet, and the session may reconnect before a
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 from typing import Any
@@ -43,7 +45,8 @@ class _ClosedAwareSocket(socket.socket):
 
 
 def tune(resource: Any) -> socket.socket | None:
-    """Set TCP_NODELAY on a TCPIP SOCKET resource and, under pyvisa-py, swap in the closed-aware socket.
+    """Set TCP_NODELAY on a TCPIP SOCKET resource and, under pyvisa-py, swap in the closed-aware socket
+    (OSError if its connect was refused).
 
     Returns that socket (for `peer_closed`), or None for any other resource or VISA library."""
     if not isinstance(resource, TCPIPSocket):
@@ -57,6 +60,9 @@ def tune(resource: Any) -> socket.socket | None:
             log.warning("%s: cannot set VI_ATTR_TCPIP_NODELAY (%s); each checked write may wait for an ACK",
                         resource.resource_name, exc)
         return None
+    failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if failed:  # pyvisa-py 0.8 takes a refused connect for a made one (its socket is "readable")
+        raise OSError(failed, os.strerror(failed))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     aware = _ClosedAwareSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
     session.interface = aware
