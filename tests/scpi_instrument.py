@@ -203,7 +203,9 @@ def serve_pty(meter: Multimeter, path_file: Path) -> None:
     """The instrument on the master side of a pseudo-terminal; the bridge opens the other side as a serial port."""
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line editing: a serial line's bytes as they are
-    path_file.write_text(os.ttyname(slave), encoding="utf-8")  # the slave stays open: no EIO between clients
+    written = path_file.with_suffix(".part")
+    written.write_text(os.ttyname(slave), encoding="utf-8")  # the slave stays open: no EIO between clients
+    written.replace(path_file)  # whole, or not there
     pending, last_set = b"", []  # type: tuple[bytes, list[float]]
     while True:
         pending += os.read(master, 4096)
