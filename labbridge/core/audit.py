@@ -39,7 +39,8 @@ A line the disk will not take (full, failing) is handled by what it is for: a
 AuditUnavailable (503 audit_unavailable) so the write is refused and nothing
 reaches the instrument; any other line (a refusal, an outcome) is logged to
 the process's log instead, and the request's own answer stands.  A line cut
-short by a full disk is ended before the next one, so each line stays whole.
+short by a full disk is taken back (or, failing that, ended before the next
+one), so each line stays whole.
 
 To record another kind of write (an action, say): build a `WriteAttempt`, call
 `AuditLog.record_refusal` when it is turned down before it is sent, or
@@ -187,8 +188,12 @@ class AuditLog:
             line = b"\n" + line
         # One write per line: O_APPEND keeps lines of both processes whole.
         written = os.write(self._fd, line)
-        self._torn = written < len(line)
-        if self._torn:  # the disk filled up mid-line
+        self._torn = False
+        if written < len(line):  # the disk filled up mid-line: take the piece back, or end it with the next line
+            try:
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            except OSError:
+                self._torn = True
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.fsync(self._fd)
 
