@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 
 # How long a cancel request waits for the action's clean-up before answering (it goes on regardless).
 CANCEL_WAIT = 1.0
-# How long a clean stop waits for cancelled actions' clean-up (well within the 10 s a supervisor gives by default).
-STOP_GRACE = 5.0
+# How long a clean stop waits for cancelled actions' clean-up: the whole stop then fits in the 5 s the launcher
+# and --reload give a child (children.STOP_TIMEOUT), and well in the 10 s a supervisor gives by default.
+STOP_GRACE = 3.0
 # Time kept back from a request's deadline so the reply reaches the client before it gives up.
 REPLY_MARGIN = 0.1
 LOST = {"error": "lost", "message": "the experiment process stopped while this ran; its outcome is unknown"}
