@@ -16,7 +16,7 @@ import websockets
 
 from tests.processes import running_stack, start_backend, start_frontend, wait_until, write_config
 
-MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
+MODULES: dict[str, dict[str, Any]] = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
            "setpoint": {"class": "setpoint.Setpoint", "port": None, "limits": {"value": {"min": 0, "max": 1000}}}}
 FINISHED = {"completed", "failed", "cancelled", "lost"}
 ALICE = "alice-token-0123456789"
@@ -266,7 +266,7 @@ def test_a_clean_stop_during_a_move_cancels_it_and_a_restart_keeps_it_and_every_
         with httpx.Client(base_url=url, timeout=10) as client, bridge_client.connect(url) as lab:
             cycle = start(client, "/module_a/cycle", {"count": 1, "amplitude": 1})
             assert follow(client, cycle["href"])["status"] == "completed"
-            move = lab.module_a.move(to=90, speed=5)
+            move = lab["module_a"].move(to=90, speed=5)
             wait_until(lambda: move.status == "running", 5, "move running")
             backend.signal(sig)
             assert backend.wait(10) == 0  # within the 10 s a supervisor waits before kill -9
