@@ -34,7 +34,7 @@ FILE_NAME = "invocations.jsonl"
 KEEP_LOST = 1000
 # Lines after which the file is rewritten with only what must be kept.
 COMPACT_AFTER = 10_000
-_START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "client")
+_START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "role", "client")
 
 
 class InvocationJournal:

@@ -100,7 +100,7 @@ class Invocations:
             if record.get("newly_lost") and self.audit is not None:  # its `started` line has its end at last
                 await self.audit.record_outcome(WriteAttempt(
                     "invoke", invocation.module, invocation.action, invocation.arguments, record.get("client"),
-                    record.get("identity"), invocation.id), "lost")
+                    record.get("identity"), invocation.id, record.get("role")), "lost")
 
     async def close(self, grace: float = 2.0) -> None:
         """Cancel what still runs (its clean-up gets `grace` seconds), then close the journal."""
@@ -152,7 +152,7 @@ class Invocations:
     async def _invoke(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         name, identity, client = request.attribute or "", request.identity, request.client
         arguments = payload.get("arguments", {})
-        attempt = WriteAttempt("invoke", request.module, name, arguments, client, identity, request.id)
+        attempt = WriteAttempt("invoke", request.module, name, arguments, client, identity, request.id, request.role)
         try:  # from here on, whatever refuses it is on record (an unknown module too)
             module = self._find_module(request.module)
             spec = self._action(module, name)
@@ -177,7 +177,7 @@ class Invocations:
         if self.journal is not None:
             try:
                 await asyncio.to_thread(self.journal.started, {**invocation.public(), "identity": identity,
-                                                               "client": client})
+                                                               "role": request.role, "client": client})
             except OSError as exc:
                 self._release(invocation)
                 del self._all[invocation.id]
@@ -242,7 +242,7 @@ class Invocations:
 
     async def _cancel(self, ident: Any, request: Request, until: float) -> dict[str, Any]:
         attempt = WriteAttempt("cancel", None, None, {"invocation": ident}, request.client, request.identity,
-                               request.id)
+                               request.id, request.role)
         try:  # an unknown invocation is a refusal on record too
             invocation = self._get(ident)
             attempt.module, attempt.attribute = invocation.module, invocation.action
