@@ -302,15 +302,16 @@ def test_refused_invocations_and_cancels_and_a_run_lost_in_a_crash_are_all_on_re
             frontend.stop()
     finally:
         backend.stop()
+    # $BRIDGE_TOKEN's identity is "env", with the role "operate"; the role of a lost run comes from the journal.
     seen = [(line["op"], line["stage"], line["module"], line["attribute"], line["requested"], line["identity"],
-             line["outcome"]) for line in audit_lines(tmp_path)]
+             line["role"], line["outcome"]) for line in audit_lines(tmp_path)]
     assert seen == [
-        ("invoke", "refused", "nomodule", "ramp", {}, "env", "unknown_module"),
-        ("invoke", "refused", "setpoint", "nothing", {}, "env", "unknown_action"),
-        ("cancel", "refused", None, None, {"invocation": "nosuch"}, "env", "unknown_invocation"),
-        ("cancel", "refused", None, None, {"invocation": "abc"}, None, "not_authenticated"),
-        ("invoke", "started", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", None),
-        ("invoke", "finished", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", "lost"),
+        ("invoke", "refused", "nomodule", "ramp", {}, "env", "operate", "unknown_module"),
+        ("invoke", "refused", "setpoint", "nothing", {}, "env", "operate", "unknown_action"),
+        ("cancel", "refused", None, None, {"invocation": "nosuch"}, "env", "operate", "unknown_invocation"),
+        ("cancel", "refused", None, None, {"invocation": "abc"}, None, None, "not_authenticated"),
+        ("invoke", "started", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", "operate", None),
+        ("invoke", "finished", "setpoint", "ramp", {"to": 1e6, "rate": 1.0}, "env", "operate", "lost"),
     ]
     started, finished = audit_lines(tmp_path)[-2:]
     assert started["id"] == finished["id"] == ramp["id"] and finished["client"] == started["client"] == "127.0.0.1"

@@ -208,6 +208,32 @@ def test_an_error_code_the_client_does_not_know_is_a_plain_bridge_error() -> Non
     assert (raised.value.status, raised.value.code, raised.value.message) == (418, "brand_new", "a code from a newer bridge")
 
 
+def test_a_read_only_token_reads_and_its_writes_raise_forbidden_naming_the_role(tmp_path: Path) -> None:
+    viewer, operator = "viewer-token-0123456789abcdef", "operator-token-0123456789abcd"
+    (tmp_path / "tokens.yml").write_text(f"viewer: {{token: {viewer}, role: read}}\nalice: {operator}\n")
+    config = write_config(tmp_path / "config.yml", {"module_a": {"class": "module_a.ModuleA", "simulate": True}},
+                          frontend={"token_file": "tokens.yml", "auth_reads": True})
+    with running_stack(config, tmp_path) as (_, _, url), bridge_client.connect(url, token=viewer) as lab:
+        assert lab.module_a.position == 0.0
+        with pytest.raises(bridge_client.Forbidden, match="^this needs the operate role; viewer has read$") as raised:
+            lab.module_a.position = 3
+        assert (raised.value.status, raised.value.code) == (403, "forbidden")
+        with pytest.raises(bridge_client.Forbidden):
+            lab.module_a.move(to=5)
+        with bridge_client.connect(url, token=operator) as alice:
+            alice.module_a.position = 3
+        assert lab.module_a.position == 3.0
+
+
+def test_a_refusal_of_a_code_the_client_does_not_know_is_still_not_authenticated_or_forbidden() -> None:
+    errors = bridge_client.errors
+    for status, cls in ((401, bridge_client.NotAuthenticated), (403, bridge_client.Forbidden)):
+        error = errors.error_from_response(status, b'{"error": "brand_new", "message": "newer"}', write=True)
+        assert (type(error), error.code, error.message) == (cls, "brand_new", "newer")
+        from_a_proxy = errors.error_from_response(status, b"<html>Access denied</html>", write=False)
+        assert type(from_a_proxy) is cls and from_a_proxy.code == "http_error"
+
+
 def test_every_error_code_of_the_bridge_has_its_own_class() -> None:
     from labbridge.core import errors as server
 

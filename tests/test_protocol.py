@@ -22,10 +22,12 @@ def test_request_round_trip_keeps_every_field() -> None:
 
 
 def test_who_asked_for_a_write_travels_with_it() -> None:
-    sent = Request("put", "module_a", "position", 1.0, time.time() + 1, "id-1", client="192.0.2.7", identity="alice")
+    sent = Request("put", "module_a", "position", 1.0, time.time() + 1, "id-1", client="192.0.2.7", identity="alice",
+                   role="operate")
     assert Request.decode(sent.encode()) == sent
-    with pytest.raises(MalformedRequest, match="'client' and 'identity' must be strings"):
-        Request.decode(orjson.dumps({"v": 1, "id": "x", "op": "put", "deadline": 1, "identity": ["alice"]}))
+    for who in ({"identity": ["alice"]}, {"role": 2}):
+        with pytest.raises(MalformedRequest, match="'client', 'identity' and 'role' must be strings"):
+            Request.decode(orjson.dumps({"v": 1, "id": "x", "op": "put", "deadline": 1, **who}))
 
 
 def test_null_is_a_value_and_absence_is_not() -> None:

@@ -18,11 +18,15 @@ import pytest
 import websockets
 import yaml
 
+from labbridge.core.config import FrontendSettings
+from labbridge.core.errors import Forbidden
+from labbridge.frontend.auth import Caller, TokenAuth, read_token_file
 from tests.browser import chromium
-from tests.processes import Process, free_port, running_stack, wait_until, write_config
+from tests.processes import Process, free_port, running_stack, shipped_history, wait_until, write_config
 
 ALICE = secrets.token_hex(16)
 ROBOT = secrets.token_urlsafe(16)
+VIEWER = secrets.token_hex(16)
 MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True}, "setpoint": {"class": "setpoint.Setpoint"}}
 WEAK = secrets.token_hex(8)  # 16 characters, as the old rule asked, but only 8 random bytes
 TWICE = secrets.token_hex(16)
@@ -33,7 +37,14 @@ TWICE = secrets.token_hex(16)
     ("", None, "holds no tokens"),
     ("# alice: nobody yet\n", None, "holds no tokens"),
     ("- alice\n- bob\n", None, "holds no tokens"),
-    (f"alice:\n  token: {ALICE}\n", None, "the token of 'alice' must be text"),
+    (f"alice: 12345\n", None, "the token of 'alice' must be text"),
+    ("alice:\n  role: read\n", None, "'alice' has no token"),
+    (f"alice: {{token: {ALICE}, role: reader}}\n", None, "the role of 'alice' is 'reader'; a role is one of read, "
+                                                        "operate, admin"),
+    (f"alice: {{token: {ALICE}, role: {ROBOT}}}\n", None, "the role of 'alice' is a value that looks like a token"),
+    (f"alice: {{token: {ALICE}, rol: read}}\n", None, "'alice' has the key 'rol'; an entry's keys are `token` and "
+                                                     "`role`"),
+    (f"alice: {{token: {WEAK}, role: read}}\n", None, "the token of 'alice' is too easy to guess"),
     (f"alice: {TWICE}\nbob: {TWICE}\n", None, "'alice' and 'bob' have the same token"),
     (f"alice: {ALICE}\nbob: {ROBOT}\nalice: {TWICE}\n", None, "the identity 'alice' appears twice"),
     (f"alice: {WEAK}\n", None, "the token of 'alice' is too easy to guess (16 characters can hold at most "
@@ -44,7 +55,8 @@ TWICE = secrets.token_hex(16)
     (f"alice: {ALICE}\nenv: {ROBOT}\n", TWICE, "the identity 'env'"),
     (f"alice: {ALICE}\nbob: [{ROBOT}\n", None, "not valid YAML"),
     (f"{ROBOT}: robot\n", None, "the token of an identity that looks like a token (the name goes first"),
-], ids=["empty-mapping", "empty-file", "only-comments", "a-list", "nested", "same-token", "same-identity",
+], ids=["empty-mapping", "empty-file", "only-comments", "a-list", "a-number", "no-token", "unknown-role",
+        "token-as-role", "unknown-key", "weak-with-role", "same-token", "same-identity",
         "8-random-bytes", "repetitive", "weak-env", "env-identity-taken", "broken-yaml", "written-backwards"])
 def test_a_token_file_that_does_not_protect_is_a_config_error(tmp_path: Path, tokens_yml: str, env: str | None,
                                                               message: str) -> None:
@@ -63,6 +75,23 @@ def test_a_token_file_that_does_not_protect_is_a_config_error(tmp_path: Path, to
     assert message in lines[0] and "Traceback" not in lines[0]
     for token in (ALICE, ROBOT, WEAK, TWICE):
         assert token not in lines[0]  # a configuration error never quotes a token
+
+
+def test_each_identity_has_a_role_and_a_bare_token_means_operate(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    carol, env = secrets.token_hex(16), secrets.token_hex(16)
+    (tmp_path / "tokens.yml").write_text(f"alice: {ALICE}\nviewer: {{token: {ROBOT}, role: read}}\n"
+                                         f"bob:\n  token: {TWICE}\n  role: admin\ncarol: {{token: {carol}}}\n")
+    monkeypatch.setenv("BRIDGE_TOKEN", env)
+    auth = TokenAuth.from_settings(FrontendSettings(token_file="tokens.yml"), tmp_path / "config.yml")
+    assert auth.identify(f"Bearer {ROBOT}", "read") is None  # without auth_reads, reads ask for no token
+    assert [auth.identify(f"Bearer {token}", "operate") for token in (ALICE, TWICE, carol, env)] == [
+        Caller("alice", "operate"), Caller("bob", "admin"), Caller("carol", "operate"), Caller("env", "operate")]
+    assert auth.identify(f"Bearer {TWICE}", "admin") == Caller("bob", "admin")
+    with pytest.raises(Forbidden, match="^this needs the operate role; viewer has read$"):
+        auth.identify(f"Bearer {ROBOT}", "operate")
+    with pytest.raises(Forbidden, match="^this needs the admin role; alice has operate$"):
+        auth.identify(f"Bearer {ALICE}", "admin")
 
 
 def test_auth_reads_without_any_token_is_a_config_error(tmp_path: Path) -> None:
@@ -84,8 +113,10 @@ class Guarded:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
     tmp = tmp_path_factory.mktemp("guarded")
-    (tmp / "tokens.yml").write_text(yaml.safe_dump({"alice": ALICE, "robot": ROBOT}))
-    config = write_config(tmp / "config.yml", MODULES, frontend={"token_file": "tokens.yml", "auth_reads": True})
+    (tmp / "tokens.yml").write_text(yaml.safe_dump({"alice": ALICE, "robot": ROBOT,
+                                                    "viewer": {"token": VIEWER, "role": "read"}}))
+    config = write_config(tmp / "config.yml", MODULES, frontend={"token_file": "tokens.yml", "auth_reads": True},
+                          history=shipped_history())
     with running_stack(config, tmp) as (_, _, url):
         yield Guarded(url, tmp / "frontend.log")
 
@@ -159,3 +190,28 @@ def test_the_dashboard_asks_for_the_token_and_keeps_it_out_of_urls(guarded: Guar
         page.goto(url + "/docs")  # the docs page fetches the description with the same stored token
         page.wait_for_selector("[data-path='/module_a/position']", timeout=15_000)
     assert ALICE not in guarded.log.read_text()
+
+
+def test_with_auth_reads_a_read_token_reads_everything_and_writes_nothing(guarded: Guarded) -> None:
+    url, viewer = guarded.url, bearer(VIEWER)
+    assert httpx.put(f"{url}/setpoint/value", json={"value": 6}, headers=bearer(ALICE)).status_code == 200
+    for path in ("/modules", "/setpoint/value", "/setpoint/value/history", "/metrics", "/invocations",
+                 "/openapi.json"):
+        assert httpx.get(url + path).status_code == 401, path
+        assert httpx.get(url + path, headers=viewer).status_code == 200, path
+    _, event = asyncio.run(first_event(url.replace("http://", "ws://") + "/ws", ["labbridge", subprotocol_for(VIEWER)]))
+    assert "module" in event
+    refused = httpx.put(f"{url}/setpoint/value", json={"value": 7}, headers=viewer)
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "forbidden", "message": "this needs the operate role; viewer has read"}
+    assert httpx.get(f"{url}/setpoint/value", headers=viewer).json()["value"] == 6
+
+
+def test_the_token_file_readme_shows_gives_each_identity_its_role(tmp_path: Path) -> None:
+    from tests.processes import ROOT
+
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("**Tokens.**", 1)[1]
+    shown = section.split("```yaml\n# tokens.yml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tokens.yml").write_text(shown)
+    roles = {identity: holder.role for identity, holder in read_token_file(tmp_path / "tokens.yml").items()}
+    assert roles == {"alice": "operate", "pump-script": "operate", "viewer": "read", "bob": "admin"}

@@ -4,12 +4,16 @@ The bridge answers every error as `{"error": code, "message": text}` with an
 HTTP status; `error_from_response` turns that into the class registered for
 the code, carrying `status`, `code` and `message` (the bridge's own words).  A
 code this client does not know (a newer bridge) becomes a plain BridgeError
-with that code, so `except BridgeError` always catches it.
+with that code, so `except BridgeError` always catches it; but a 401 or 403 of
+an unknown code (a newer bridge's, or a proxy's page) is still a
+NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
 
     BridgeError                      any error; unknown codes
     ├── HostNotAllowed               400 host_not_allowed
-    ├── NotAuthenticated             401 not_authenticated
-    ├── Forbidden                    403 forbidden
+    ├── NotAuthenticated             401 not_authenticated (and any 401 of an unknown code)
+    ├── Forbidden                    403 forbidden: a wrong token, or a role that does not allow the
+    │   │                                request ("this needs the operate role; alice has read");
+    │   │                                any 403 of an unknown code too
     │   ├── OpenNetworkRefused       403 open_network_refused
     │   └── OriginNotAllowed         403 origin_not_allowed
     ├── NotFound                     404 not_found
@@ -235,6 +239,8 @@ def _subclasses(cls: type[BridgeError]) -> list[type[BridgeError]]:
 
 
 ERRORS_BY_CODE: dict[str, type[BridgeError]] = {cls.default_code: cls for cls in _subclasses(BridgeError)}
+# The class of an error whose code this client does not know, by its status.
+_BY_STATUS: dict[int, type[BridgeError]] = {401: NotAuthenticated, 403: Forbidden}
 # Errors after which a write may have been applied, whatever its message says.
 _WRITE_UNKNOWN_CODES = frozenset({"instrument_timeout", "backend_timeout"})
 
@@ -248,7 +254,8 @@ def error_from_response(status: int, body: bytes, *, write: bool) -> BridgeError
         # Not the bridge's JSON (a proxy's page, say): keep what can be told.
         code, message = "http_error", f"HTTP {status}: {body[:200].decode('utf-8', 'replace').strip()}"
     unknown = write and (code in _WRITE_UNKNOWN_CODES or bool(_UNKNOWN_OUTCOME.search(message)))
-    return ERRORS_BY_CODE.get(code, BridgeError)(message, status=status, code=code, outcome_unknown=unknown)
+    cls = ERRORS_BY_CODE.get(code, _BY_STATUS.get(status, BridgeError))
+    return cls(message, status=status, code=code, outcome_unknown=unknown)
 
 
 def unknown_module(name: str, known: Iterable[str]) -> UnknownModule:

@@ -19,7 +19,8 @@ fsynced before the code goes on:
   driver (outcome unknown); none means it never did.
 
 Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
-`identity`, `module`, `attribute`, `requested`, `before`, `after`, `outcome`).
+`identity`, `role` (the token's, see frontend/auth.py), `module`,
+`attribute`, `requested`, `before`, `after`, `outcome`).
 A value whose JSON is over `MAX_VALUE_BYTES`, or that cannot be written as
 JSON at all, is recorded as `{"truncated": "<its start>", "bytes": <size>}`;
 names are cut to MAX_NAME_CHARS, so no line is much over 5 KB.
@@ -87,6 +88,7 @@ class WriteAttempt:
     client: str | None = None  # the client's address, as the frontend saw it
     identity: str | None = None  # the token's identity, when tokens are configured
     id: str | None = None  # the request's id on the ZeroMQ hop (None for what the frontend refused)
+    role: str | None = None  # the identity's role ("read", "operate", "admin"), when tokens are configured
 
 
 class AuditLog:
@@ -149,7 +151,8 @@ class AuditLog:
               outcome: str | None = None, repeated: int | None = None) -> bytes:
         line = {
             "time": time.time(), "id": attempt.id, "op": attempt.op, "stage": stage, "client": attempt.client,
-            "identity": attempt.identity, "module": _name(attempt.module), "attribute": _name(attempt.attribute),
+            "identity": attempt.identity, "role": attempt.role, "module": _name(attempt.module),
+            "attribute": _name(attempt.attribute),
             "requested": recordable(attempt.requested), "before": recordable(before), "after": recordable(after),
             "outcome": outcome,
         }
@@ -161,7 +164,7 @@ class AuditLog:
         window = self._refusals.pop(key, None)
         if window is not None and window.repeated:
             attempt = WriteAttempt(window.attempt.op, None, None, client=window.attempt.client,
-                                   identity=window.attempt.identity)
+                                   identity=window.attempt.identity, role=window.attempt.role)
             self._submit(self._line(attempt, "refused", outcome=window.outcome, repeated=window.repeated))
 
     def _submit(self, line: bytes) -> Future[None]:

@@ -4,12 +4,12 @@ A request is one JSON frame::
 
     {"v": 1, "id": "9f1c...", "op": "get" | "put" | "describe" | "ping" | "history",
      "module": "module_a", "attribute": "position", "value": 12.5,
-     "deadline": 1764147600.25, "client": "127.0.0.1", "identity": "alice"}
+     "deadline": 1764147600.25, "client": "127.0.0.1", "identity": "alice", "role": "operate"}
 
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
-on different machines).  `client` and `identity` (optional) say who asked for a
-write, for the experiment process's audit log.  A `history` request carries a
+on different machines).  `client`, `identity` and `role` (optional) say who
+asked for a write, for the experiment process's audit log.  A `history` request carries a
 HistoryQuery (history_query.py) as its value.  A reply is two frames, a
 small JSON header and the JSON body, so the frontend can hand the body to the
 browser without re-encoding it::
@@ -70,6 +70,7 @@ class Request:
     client: str | None = None  # who asked for a write (address, token identity): for the audit log
     identity: str | None = None
     accept: tuple[Format, ...] = JSON_ONLY  # the formats the client takes, preferred first
+    role: str | None = None  # the identity's role (frontend/auth.py), for the audit log
 
     @classmethod
     def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
@@ -92,6 +93,8 @@ class Request:
             msg["client"] = self.client
         if self.identity is not None:
             msg["identity"] = self.identity
+        if self.role is not None:
+            msg["role"] = self.role
         if self.accept != JSON_ONLY:
             msg["accept"] = self.accept
         try:
@@ -112,14 +115,14 @@ class Request:
         module, attribute = msg.get("module"), msg.get("attribute")
         if op not in OPS or not isinstance(ident, str) or not isinstance(deadline, (int, float)):
             raise MalformedRequest("request needs 'op', 'id' and 'deadline'")
-        client, identity = msg.get("client"), msg.get("identity")
-        if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity)):
-            raise MalformedRequest("'module', 'attribute', 'client' and 'identity' must be strings")
+        client, identity, role = msg.get("client"), msg.get("identity"), msg.get("role")
+        if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity, role)):
+            raise MalformedRequest("'module', 'attribute', 'client', 'identity' and 'role' must be strings")
         accept = msg.get("accept", JSON_ONLY)
         if not (isinstance(accept, (list, tuple)) and accept and all(f in FORMATS for f in accept)):
             raise MalformedRequest(f"'accept' must list formats among {sorted(FORMATS)}")
         return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity,
-                   tuple(accept))
+                   tuple(accept), role)
 
 
 def request_id_of(frame: bytes) -> str:

@@ -177,7 +177,8 @@ class Experiment:
             return await self._dispatch(request)
         write = self.audit.record_write(WriteAttempt(request.op, request.module, request.attribute,
                                                     request.value if request.has_value else None,
-                                                    request.client, request.identity, request.id))
+                                                    request.client, request.identity, request.id,
+                                                    request.role))
         try:
             return await self._dispatch(request, write)
         except asyncio.CancelledError:  # shutting down: the reply says the outcome is unknown, and so does the log

@@ -42,7 +42,7 @@ FILE_NAME = "invocations.jsonl"
 KEPT = 100
 # Lines after which the file is rewritten with only what must be kept.
 COMPACT_AFTER = 10_000
-_START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "client")
+_START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "role", "client")
 _END_FIELDS = ("status", "progress", "message", "result", "error", "finished")
 
 

@@ -120,7 +120,7 @@ class Invocations:
             if self.audit is not None:  # its `started` line has its end at last
                 await self.audit.record_outcome(WriteAttempt(
                     "invoke", invocation.module, invocation.action, invocation.arguments, record.get("client"),
-                    record.get("identity"), invocation.id), "lost")
+                    record.get("identity"), invocation.id, record.get("role")), "lost")
 
     async def close(self, grace: float = STOP_GRACE) -> None:
         """Cancel what still runs (its clean-up gets `grace` seconds, and its end is journalled), then close the
@@ -176,7 +176,7 @@ class Invocations:
     async def _invoke(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         name, identity, client = request.attribute or "", request.identity, request.client
         arguments = payload.get("arguments", {})
-        attempt = WriteAttempt("invoke", request.module, name, arguments, client, identity, request.id)
+        attempt = WriteAttempt("invoke", request.module, name, arguments, client, identity, request.id, request.role)
         try:  # from here on, whatever refuses it is on record (an unknown module too)
             module = self._find_module(request.module)
             spec = self._action(module, name)
@@ -220,7 +220,7 @@ class Invocations:
         if self.journal is not None:
             try:
                 await asyncio.to_thread(self.journal.started, {**invocation.public(), "identity": invocation.identity,
-                                                               "client": invocation.client})
+                                                               "role": attempt.role, "client": invocation.client})
             except OSError as exc:
                 raise ActionsUnavailable(f"cannot record the invocation in {self.journal.path} ({exc.strerror}), "
                                          "so it could not be reported lost after a crash; it was not started") from None
@@ -295,7 +295,7 @@ class Invocations:
 
     async def _cancel(self, ident: Any, request: Request, until: float) -> dict[str, Any]:
         attempt = WriteAttempt("cancel", None, None, {"invocation": ident}, request.client, request.identity,
-                               request.id)
+                               request.id, request.role)
         write = None
         try:  # an unknown invocation is a refusal on record too
             invocation = self._get(ident)

@@ -4,7 +4,8 @@ Every error the frontend sends is `{"error": code, "message": text}`; the
 codes and their statuses come from core/errors.py (plus the two that routing
 raises), so a new error class is documented without touching this file.
 Some statuses can come on any route: 400 (refused before routing), 403
-(`open_network_refused`, or a wrong token), 500, and, on every route that asks
+(`open_network_refused`, a wrong token, or a token whose role does not allow
+the request), 500, and, on every route that asks
 the experiment process, 503 and 504.  401 is documented, and the bearer scheme
 declared, only for operations that need a token with the configured tokens:
 writes whenever tokens exist, reads too with `auth_reads`.
@@ -18,13 +19,17 @@ from labbridge.core.errors import ERRORS_BY_NAME
 from labbridge.frontend.responses import HTTP_ERROR_CODES
 
 SECURITY_SCHEME = {"HTTPBearer": {"type": "http", "scheme": "bearer",
-                                  "description": "A token from frontend.token_file (or $BRIDGE_TOKEN)."}}
+                                  "description": "A token from frontend.token_file (or $BRIDGE_TOKEN). Its "
+                                                 "identity's role allows reads (`read`), also writes "
+                                                 "(`operate`), or everything (`admin`)."}}
 
 # Why a status can come; the codes it comes with are added from the error classes.
 REASONS: dict[int, str] = {
     400: "the request was refused before it was routed",
     401: "a token is configured and this request has no `Authorization: Bearer` header",
-    403: "the token is not valid, or no token is configured and the request came from the network",
+    403: "the token is not valid, or its identity's role does not allow this request (reads need `read`, "
+         "writes `operate`; the message names the role needed), or no token is configured and the request "
+         "came from the network",
     404: "no such module or attribute",
     405: "the attribute is read-only (see `Allow`), or the method is not served here",
     406: "`Accept` asks only for application/x-npy, and the value is not an array",

@@ -1,14 +1,15 @@
 """forward_write: one request that changes an instrument, sent once, with what the frontend refuses on record.
 
 PUT of a value, POST of an action and DELETE of an invocation all go the same
-way: the network and the token are checked, the body is read with its size
-limit, and the request is handed to the experiment process exactly once.  That
-process records every write that reaches it (core/audit.py); what the frontend
-turns down itself (no or a wrong token, a malformed or oversized body, a client
-gone mid-body, an experiment process it could not hand the request to) only the
-frontend knows of, so it records each of those here as one `refused` line; a
-write sent to an experiment process that then went away without answering is
-one `unanswered` line, with the request's id.
+way: the network and the token are checked (a write needs the `operate` role
+unless its route asks for more), the body is read with its size limit, and the
+request is handed to the experiment process exactly once.  That process
+records every write that reaches it (core/audit.py); what the frontend turns
+down itself (no or a wrong token, a role that is not enough, a malformed or
+oversized body, a client gone mid-body, an experiment process it could not
+hand the request to) only the frontend knows of, so it records each of those
+here as one `refused` line; a write sent to an experiment process that then
+went away without answering is one `unanswered` line, with the request's id.
 """
 
 from __future__ import annotations
@@ -21,24 +22,28 @@ from fastapi import Request
 from labbridge.core.audit import WriteAttempt
 from labbridge.core.errors import BackendNotReached, BackendWentAway, BridgeError
 from labbridge.core.protocol import Chunk, Op
+from labbridge.frontend.auth import Role, require
 from labbridge.frontend.state import FrontendState
 
 
 async def forward_write(bridge: FrontendState, request: Request, op: Op, module: str | None, name: str | None,
                         read_payload: Callable[[], Awaitable[Any]], *,
                         wrap: Callable[[Any], Any] = lambda payload: payload,
-                        timeout: float | None = None, requested: Any = None) -> Chunk:
+                        timeout: float | None = None, requested: Any = None, needs: Role = "operate") -> Chunk:
     """Check, read and send a write; the experiment process's JSON answer, or the error, raised.
 
     `requested` is what the audit log records if it is refused before its payload is read (the
-    invocation a cancel names, which comes from the URL)."""
+    invocation a cancel names, which comes from the URL); `needs` is the role the write needs."""
     attempt = WriteAttempt(op, module, name, requested, client=request.client.host if request.client else None)
     try:
         bridge.check_network(request)
-        attempt.identity = bridge.auth.identify(request.headers.get("authorization"), write=True)
+        caller = bridge.auth.authenticate(request.headers.get("authorization"), needs)
+        if caller is not None:  # on record even when its role does not allow this write
+            attempt.identity, attempt.role = caller.identity, caller.role
+        require(caller, needs)
         attempt.requested = await read_payload()
         outgoing = bridge.backend.prepare(op, module, name, wrap(attempt.requested), client=attempt.client,
-                                          identity=attempt.identity, timeout=timeout)
+                                          identity=attempt.identity, role=attempt.role, timeout=timeout)
     except BridgeError as exc:
         await _record_refusal(bridge, attempt, exc)
         raise

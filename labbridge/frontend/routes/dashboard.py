@@ -72,7 +72,7 @@ async def live_values(websocket: WebSocket) -> None:
             # Programs (bridge_client) send the Authorization header; browsers cannot set headers on a
             # WebSocket, so the dashboard offers its token as a subprotocol (never in the URL: it would be logged).
             authorization = websocket.headers.get("authorization") or f"Bearer {token_in_subprotocols(offered)}"
-            bridge.auth.identify(authorization, write=False)
+            bridge.auth.identify(authorization, "read")
     except BridgeError:
         await websocket.close(code=1008)
         return

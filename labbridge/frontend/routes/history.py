@@ -26,6 +26,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from labbridge.core.errors import MalformedRequest
 from labbridge.core.history_query import DEFAULT_LIMIT, MAX_EVERY, MAX_LIMIT, MIN_EVERY, PAGE_SIZE, HistoryQuery
+from labbridge.frontend.access import allow
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
 
@@ -56,8 +57,7 @@ async def history(
         "csv streams CSV with a header (as does `Accept: text/csv`)."))] = None,
 ) -> Response:
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    allow(request, "read")
     start, end = parse_time(since, "since"), parse_time(until, "until")  # until before since: no points
     query = HistoryQuery(since=start, until=end, every=every)
     if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", "")):

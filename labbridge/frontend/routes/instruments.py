@@ -33,6 +33,7 @@ from labbridge.core.errors import (
     UnknownAttribute,
     UnknownModule,
 )
+from labbridge.frontend.access import allow
 from labbridge.frontend.npy import NpyResponse, formats_accepted
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
@@ -53,8 +54,7 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
     """Read (GET) or set (PUT) one attribute of one module, via the experiment process."""
     bridge = bridge_of(request)
     if request.method == "GET":
-        bridge.check_network(request)
-        bridge.auth.identify(request.headers.get("authorization"), write=False)
+        allow(request, "read")
         accept = formats_accepted(request.headers.get("accept"))
         reply = await bridge.backend.read(module, attribute, accept)  # an array may come as a .npy file
         body = reply.result()
@@ -89,8 +89,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
                               f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
     bridge = bridge_of(request)
     try:
-        bridge.check_network(request)
-        bridge.auth.identify(request.headers.get("authorization"), write=False)  # writability is a detail of the lab
+        allow(request, "read")  # writability is a detail of the lab
         allowed = await allowed_methods(bridge, module, attribute)
     except BridgeError as error:
         return await bridge_error(request, error)

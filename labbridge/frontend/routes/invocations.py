@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from labbridge.core.action import MAX_WAIT, Status
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.head import answer_head
+from labbridge.frontend.access import allow
 from labbridge.frontend.state import bridge_of
 from labbridge.frontend.writes import forward_write
 
@@ -32,8 +33,7 @@ InvocationId = Annotated[str, Path(max_length=64, description="The invocation's 
 async def list_invocations(request: Request, module: Annotated[str | None, Query(max_length=100)] = None,
                            status: Status | None = None) -> Response:
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    allow(request, "read")
     return json_bytes(await bridge.backend.request("invocations", value={"module": module, "status": status}))
 
 
@@ -44,8 +44,7 @@ async def get_invocation(invocation: InvocationId, request: Request,
                                                       description="Seconds to wait for the status to change.")] = 0,
                          ) -> Response:
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    allow(request, "read")
     waiting = wait > 0 and bridge.long_polls.take()  # over the cap: answered at once (stream_caps.py)
     value = {"id": invocation, "wait": wait if waiting else 0}
     try:

@@ -17,6 +17,7 @@ from labbridge.core.errors import UnknownModule
 from labbridge.frontend.routes.dashboard import dashboard_page, wants_html
 from labbridge.frontend.responses import json_response
 from labbridge.frontend.routes.head import answer_head
+from labbridge.frontend.access import allow
 from labbridge.frontend.state import bridge_of
 
 router = APIRouter()
@@ -25,8 +26,7 @@ router = APIRouter()
 async def described(request: Request) -> dict[str, Any]:
     """Every module's description from the backend, with links built from this request's base URL."""
     bridge = bridge_of(request)
-    bridge.check_network(request)
-    bridge.auth.identify(request.headers.get("authorization"), write=False)
+    allow(request, "read")
     modules: dict[str, Any] = orjson.loads(await bridge.backend.request("describe"))["modules"]
     base = str(request.base_url).rstrip("/")
     for name, module in modules.items():
