@@ -17,9 +17,8 @@ EXIT_CONFIG = 2
 def app_or_exit(config: str | os.PathLike[str] | None = None) -> FastAPI:
     """The app for `config` (default: $EXPERIMENT_CONFIG, else ./config.yml); SystemExit(2) for a bad one."""
     keep_files_private()  # the audit log and its folder are this user's alone
-    path = config_path(config)
     try:
-        return create_app(load_config(path), path)
+        return create_app(load_config(config), config_path(config))  # load_config(None) says how it chose the file
     except ConfigError as exc:
         logging.getLogger("uvicorn.error").error("invalid configuration: %s", exc)
         raise SystemExit(EXIT_CONFIG) from None

@@ -32,7 +32,7 @@ def packaged_config(text: str) -> str:
     return re.sub(rf"(\bclass:\s*)({names})\.", r"\1labbridge.demo.\2.", text)
 
 
-class BuildPy(build_py):
+class BuildPy(build_py):  # type: ignore[misc, unused-ignore]  # setuptools has no type hints in this environment
     """setuptools' build_py, then the demo's files into build/lib/labbridge/demo/."""
 
     def run(self) -> None:
