@@ -14,6 +14,10 @@ from labbridge.tools.python_version import require_python
 
 require_python()  # before anything a too-old Python cannot run
 
+from labbridge.tools.dependencies import require_dependencies  # noqa: E402
+
+require_dependencies()  # one line naming the right Python, rather than a ModuleNotFoundError
+
 from labbridge.experiment.process import main  # noqa: E402
 
 if __name__ == "__main__":

@@ -84,4 +84,7 @@ def test_the_package_builds_as_a_wheel_with_its_static_files(tmp_path: Path) -> 
     assert "labbridge/frontend/static/app.js" in names and "labbridge/experiment/process.py" in names
     assert "labbridge/experiment/simulators/psu.yaml" in names  # the demo's simulated power supply
     assert "labbridge/frontend/static/vendor/uplot/uPlot.iife.min.js" in names  # the dashboard's plots
-    assert "main.py" not in names.split() and "module_a.py" not in names
+    assert "main.py" not in names.split() and "module_a.py" not in names.split()  # nothing at the top level
+    # The demo, importable from the package (labbridge/tools/build_demo.py), and the `labbridge` command.
+    assert "labbridge/demo/module_a.py" in names and "labbridge/demo/config.yml" in names
+    assert "labbridge/templates/lab/stage.py" in names and "labbridge/cli.py" in names

@@ -1,6 +1,6 @@
-"""`python demo.py`: install the requirements, start both processes, say where to look once they answer.
+"""`python demo.py` and `labbridge demo`: start both processes, say where to look once they answer.
 
-It installs the requirements (setup_env.py), checks that the frontend's port is
+`python demo.py` (a clone) installs the requirements (setup_env.py), checks that the frontend's port is
 free, starts the experiment process and the web frontend as child processes,
 and polls the frontend's `/health` until its own experiment process answers
 through it (`/health` names the `pid` of the one that answered: another demo's,
@@ -10,6 +10,10 @@ it print the address to open.  Ctrl+C, SIGTERM, SIGHUP (and on Windows
 Ctrl+Break or closing the console) stop both children; so does either of them
 exiting, and then the demo exits with that child's code (2 for a bad
 config.yml, as the processes themselves) and one line saying so.
+
+`labbridge demo` (an installed package, `packaged_main`) installs nothing (pip
+did) and runs `python -m labbridge experiment` and `python -m labbridge serve`
+on ./config.yml, else on the demo's own config.yml (demo_folder.py).
 
 Standard library only: this runs before the requirements are installed, and
 afterwards uses them only through the child processes.
@@ -23,16 +27,21 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
+from pathlib import Path
+
 from labbridge.tools.children import stop_children, stop_on_signals
+from labbridge.tools.demo_folder import demo_config
 from labbridge.tools.setup_env import ROOT, prepare
 
 log = logging.getLogger("demo")
 
+CONFIG_FILE, CONFIG_VAR = "config.yml", "EXPERIMENT_CONFIG"  # as labbridge/core/config.py (not imported: pydantic)
 READY_TIMEOUT = 60.0  # seconds for both processes to answer (the first start imports a lot)
 EXIT_FAILED = 1
 
@@ -67,17 +76,47 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.config:
         env["EXPERIMENT_CONFIG"] = os.path.abspath(args.config)
-    return run(python, args.port, env)
+    return run(backend_command(python), frontend_command(python, args.port), args.port, env, ROOT,
+               f"(or curl http://localhost:{args.port}/module_a/position)")
 
 
-def run(python: str, port: int, env: dict[str, str]) -> int:
-    """Run both processes until a signal or until one exits; the demo's exit code."""
+def packaged_main(argv: list[str] | None = None) -> int:
+    """`labbridge demo`: both processes of the installed package, on ./config.yml or else the demo's own."""
+    parser = argparse.ArgumentParser(prog="labbridge demo",
+                                     description="Run the experiment process and the web frontend together.")
+    parser.add_argument("--port", type=int, default=8000, help="port of the web frontend (default 8000)")
+    parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml, else the "
+                                         "built-in demo's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not port_is_free(args.port):
+        log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
+                  "with `labbridge demo --port %d`", args.port, args.port + 1)
+        return EXIT_FAILED
+    named = args.config or os.environ.get(CONFIG_VAR)
+    if named:
+        config = Path(named)
+    elif Path(CONFIG_FILE).is_file():
+        config = Path(CONFIG_FILE)
+    else:
+        config = demo_config()
+        log.info("no %s here: running the built-in demo from %s (`labbridge init DIR` makes a folder of your own)",
+                 CONFIG_FILE, config)
+    env = {**os.environ, CONFIG_VAR: str(config.resolve())}
+    python = sys.executable
+    command = [python, "-m", "labbridge"]
+    return run([*command, "experiment"], [*command, "serve", "--host", "127.0.0.1", "--port", str(args.port)],
+               args.port, env, Path.cwd(), f"(or curl http://localhost:{args.port}/modules)")
+
+
+def run(backend: list[str], frontend: list[str], port: int, env: dict[str, str], cwd: Path, hint: str) -> int:
+    """Run both processes until a signal or until one exits; the demo's exit code (`hint` follows "ready")."""
     stop = threading.Event()
     restore = stop_on_signals(stop)
-    experiment = subprocess.Popen(backend_command(python), cwd=ROOT, env=env)
+    experiment = subprocess.Popen(backend, cwd=cwd, env=env)
     children = {"experiment process": experiment}
     try:
-        children["frontend"] = subprocess.Popen(frontend_command(python, port), cwd=ROOT, env=env)
+        children["frontend"] = subprocess.Popen(frontend, cwd=cwd, env=env)
         health = f"http://127.0.0.1:{port}/health"
         deadline = time.monotonic() + READY_TIMEOUT
         answered_by: int | None = None  # the pid of an experiment process that answered, not ours
@@ -95,8 +134,7 @@ def run(python: str, port: int, env: dict[str, str]) -> int:
             stop.wait(0.2)
         if (code := _exited(children)) is not None:  # both of ours must still be there
             return code
-        log.info("ready: open http://localhost:%d/ (or curl http://localhost:%d/module_a/position); Ctrl+C stops",
-                 port, port)
+        log.info("ready: open http://localhost:%d/ %s; Ctrl+C stops", port, hint)
         while not stop.wait(0.5):
             if (code := _exited(children)) is not None:
                 return code

@@ -15,6 +15,7 @@ other than the bridge's, so it cannot share `.venv`.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -79,13 +80,32 @@ def _has_all(requirements: str) -> bool:
     return True
 
 
+def venv_problem(has_ensurepip: bool, version: tuple[int, ...], executable: str) -> str | None:
+    """The one line to show when this Python cannot create a virtual environment with pip in it, else None.
+
+    Debian and Ubuntu ship `ensurepip` (what `venv` installs pip with) in a package of its own, python3.X-venv,
+    and refuse `pip install` outside a virtual environment (PEP 668): without that package there is no way
+    to install the requirements, and `venv` would fail with a CalledProcessError traceback."""
+    if has_ensurepip:
+        return None
+    package = f"python{version[0]}.{version[1]}-venv"
+    return (f"this Python ({executable}) cannot create a virtual environment: it has no ensurepip; on Debian and "
+            f"Ubuntu install the {package} package (`sudo apt install {package}`), then run the command again")
+
+
 def prepare(requirements: str, install: bool = True) -> str:
-    """Return the interpreter to use, with `requirements` installed into its environment."""
+    """Return the interpreter to use, with `requirements` installed into its environment.
+
+    Exits with one line (code 1) when a virtual environment is needed and this Python cannot make one."""
     if in_virtualenv():
         python = sys.executable
     else:
         python = str(venv_python())
         if not venv_python().exists():
+            problem = venv_problem(importlib.util.find_spec("ensurepip") is not None, sys.version_info[:2],
+                                   sys.executable)
+            if problem is not None:
+                sys.exit(problem)
             log.info("creating %s", VENV)
             venv.EnvBuilder(with_pip=True).create(VENV)
     if install:
