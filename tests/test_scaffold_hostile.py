@@ -180,3 +180,13 @@ def test_any_texts_give_a_module_of_literals_that_loads(names: list[str], title:
     (cls,) = [value for key, value in module.items() if isinstance(value, type) and issubclass(value, BaseModule)
               and key != "BaseModule"]
     assert "plain" in cls.attributes
+
+
+@pytest.mark.parametrize(("title", "class_name"), [
+    ("none", "NoneThing"), ("true", "TrueThing"), ("attribute", "AttributeThing"), ("base module", "BaseModuleThing"),
+    ("3 axis", "Thing3Axis"), ("$$$", "Thing"),
+])
+def test_a_title_that_is_a_keyword_or_a_name_the_module_imports_gets_thing_added(title: str, class_name: str) -> None:
+    source = module_source({"title": title, "properties": {"speed": {"type": "number"}}}, URL)
+    assert check_shape(source).name == class_name
+    assert "speed" in load(source)[class_name].attributes
