@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         from labbridge.tools.scaffold import ScaffoldError, scaffold_command
 
         try:
-            sys.stdout.write(scaffold_command(args.url))
+            scaffolded = scaffold_command(args.url)
         except ScaffoldError as exc:
             sys.stderr.write(f"scaffold: {exc}\n")
             return 1
+        sys.stdout.write(scaffolded.source)
+        sys.stderr.writelines(f"scaffold: {line}\n" for line in scaffolded.refused)
     return 0
 
 

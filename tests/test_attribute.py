@@ -115,8 +115,17 @@ def test_choices_are_enforced() -> None:
         mode: str = Attribute(choices=("fast", "slow"), writable=True)
 
     assert Switch.attributes["mode"].validate("fast") == "fast"
-    with pytest.raises(InvalidValue, match=r"one of \['fast', 'slow'\]"):
+    with pytest.raises(InvalidValue, match=r"^mode must be one of 'fast', 'slow'; got 'medium'$"):
         Switch.attributes["mode"].validate("medium")
+
+
+def test_numeric_choices_are_refused_with_their_unit() -> None:
+    class Meter(BaseModule):
+        range: float = Attribute(unit="V", choices=(0.1, 1, 10, 100, 1000), writable=True)
+
+    assert Meter.attributes["range"].validate(10) == 10
+    with pytest.raises(InvalidValue, match=r"^range must be one of 0\.1, 1, 10, 100, 1000 V; got 5$"):
+        Meter.attributes["range"].validate(5)
 
 
 def test_text_is_limited_to_max_length_both_ways() -> None:

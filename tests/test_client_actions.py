@@ -168,7 +168,7 @@ def test_arguments_the_bridge_would_refuse_are_refused_before_anything_is_sent(
 
 RULES = [ValueRule("x", float, "mm", 0, 100), ValueRule("n", int, None, 1, 10), ValueRule("o", float | None, "V", 0, 12),
          ValueRule("s", str, choices=("a", "b")), ValueRule("t", str, max_length=5), ValueRule("b", bool),
-         ValueRule("l", list[float])]
+         ValueRule("l", list[float]), ValueRule("r", float, "V", choices=(0.1, 1, 10, 100, 1000))]
 VALUES = [5, 5.5, 3.0, 150, -1, 0, True, False, None, float("nan"), float("inf"), "a", "abcdef", [1.0, 2], ["a"], {}]
 
 

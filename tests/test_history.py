@@ -294,6 +294,24 @@ def test_csv_text_that_a_spreadsheet_would_run_is_kept_text(recording: Recording
     assert [line.split(",")[2] for line in values[1:]] == ["-5.0", "2.5"]  # numbers stay numbers
 
 
+def test_csv_text_read_with_semicolons_as_separator_starts_no_formula_either(recording: Recording) -> None:
+    # Spreadsheets where the list separator is ';' (most of Europe) split every line on ';' alone.
+    start = time.time() - 8 * 86400
+    labels = [";=1+1", "a;=1+1;b", 'x;"=2+2";', "p,@SUM(A1)", "q\n+3", "1;2", 'say "hi"', "run 7", "x=-1; y=2",
+              {"a": ";-1"}]
+    insert(recording.db, "setpoint", "label", [(start + i, orjson.dumps(label).decode()) for i, label in enumerate(labels)])
+    text = history(recording.url, "setpoint/label", since=start, until=start + 10, format="csv").text
+    rows = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    assert [row[2] for row in rows] == [
+        ";'=1+1", "a;'=1+1;b", "x;\"'=2+2\";", "p,@SUM(A1)", "q\n'+3", "1;2", 'say "hi"', "run 7", "x=-1; y=2",
+        '{"a":";\'-1"}']  # a ',' splits no cell: such a field is quoted
+    for delimiter in (";", ","):
+        cells = [cell for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) for cell in row]
+        assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@")) and not re.fullmatch(r"-[\d.]+", cell)]
+    # A field holding a separator, a quote or a line break is quoted (RFC 4180), whichever separator is read.
+    assert text.splitlines()[2].endswith(',"a;\'=1+1;b"')
+
+
 def test_times_at_the_ends_of_iso_8601_are_read(recording: Recording) -> None:
     start = time.time() - 7 * 86400
     insert(recording.db, "setpoint", "value", [(start, 1.0)])

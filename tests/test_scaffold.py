@@ -67,7 +67,7 @@ def test_a_description_becomes_a_module_with_types_limits_access_and_docs() -> N
 @pytest.mark.parametrize(("name", "why"), [
     ("calibration", "type 'object' is not a number, string, boolean or array"),
     ("darkCounts", "must be lower_snake_case"),
-    ("name", "not one BaseModule uses"),
+    ("name", "must not be one BaseModule uses"),
     ("status", "its URL /other/status is not /spectro/status"),
 ])
 def test_a_property_the_bridge_cannot_serve_becomes_a_comment_saying_why(name: str, why: str) -> None:

@@ -101,7 +101,7 @@ def problem(value: Any, schema: dict[str, Any], unit: str | None = None,
     if isinstance(kind, str) and not _has_type(value, kind):
         return f"must be {a_type(type_name(target))}; got {shown(value)}"
     if "enum" in target and value not in target["enum"]:
-        return f"must be one of {list(target['enum'])}; got {shown(value)}"
+        return f"must be one of {', '.join(map(repr, target['enum']))}{f' {unit}' if unit else ''}; got {shown(value)}"
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return _out_of_limits(value, target, unit)
     if isinstance(value, str):

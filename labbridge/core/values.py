@@ -41,6 +41,11 @@ def limits_text(minimum: float | None, maximum: float | None, unit: str = "") ->
     return "unlimited"
 
 
+def choices_text(choices: tuple[Any, ...], unit: str = "") -> str:
+    """Choices in words ("0.1, 1, 10 V", "'fast', 'slow'"); `unit` is appended as given."""
+    return ", ".join(map(repr, choices)) + unit
+
+
 def shown(value: Any) -> str:
     """A value as quoted in an error message, cut short: a refused value may be megabytes long."""
     text = repr(value)
@@ -115,6 +120,9 @@ class ValueRule:
     def limits_text(self) -> str:
         return limits_text(self.minimum, self.maximum, f" {self.unit}" if self.unit else "")
 
+    def choices_text(self) -> str:
+        return choices_text(self.choices or (), f" {self.unit}" if self.unit else "")
+
     def validate(self, value: Any) -> Any:
         """Check a value a client sent; raise InvalidValue naming the problem, the limits and the unit."""
         if self.base_type is int and isinstance(value, float) and value.is_integer():
@@ -129,7 +137,7 @@ class ValueRule:
         if self.too_long(checked):
             raise InvalidValue(f"{self.name} must be at most {self.max_length} characters; got {len(checked)}")
         if self.choices is not None and checked not in self.choices:
-            raise InvalidValue(f"{self.name} must be one of {list(self.choices)}; got {shown(checked)}")
+            raise InvalidValue(f"{self.name} must be one of {self.choices_text()}; got {shown(value)}")
         if isinstance(checked, (int, float)) and not self.within_limits(checked):
             raise InvalidValue(f"{self.name} must be {self.limits_text()}; got {value!r}")
         return checked

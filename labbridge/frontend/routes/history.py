@@ -11,8 +11,6 @@ buckets instead of points: [start, mean, min, max], computed by SQLite.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from collections.abc import AsyncIterator
@@ -32,8 +30,11 @@ from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
 
-# Text that a spreadsheet opening the CSV would take for a formula (OWASP: CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Where a spreadsheet could start a cell in a text (its start; after a ';', which splits cells where the list
+# separator is ';', or a line break, which such a reading does not see quoted; and any quotes opening that cell),
+# followed by what makes the cell a formula (OWASP: CSV injection).  A ',' splits nothing: such a field is quoted.
+_FORMULA = re.compile(r"""(^|[;\r\n]"*)(?=[=+\-@\t\r])""")
+_QUOTED = re.compile(r"""[;,"\r\n]""")
 
 _TIME = "Unix seconds (1764151234.5) or ISO 8601 (2025-11-26T10:00:00Z; without a zone, the frontend's local time)."
 _RESPONSES: dict[int | str, dict[str, Any]] = {200: {
@@ -130,10 +131,15 @@ async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: 
 
 
 def _csv(rows: Any) -> bytes:
-    out = io.StringIO()
-    # RFC 4180's line ending: the csv module then quotes a cell holding a lone \r too, so no text can split a row.
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue().encode()
+    """Rows as RFC 4180 CSV lines.  Not the csv module: it quotes only for its own delimiter, and a spreadsheet
+    whose list separator is ';' splits an unquoted `a;b` into two cells."""
+    return "".join(",".join(map(_field, row)) + "\r\n" for row in rows).encode()
+
+
+def _field(value: Any) -> str:
+    """One field: empty for None, quoted (quotes doubled) when it holds a separator, a quote or a line break."""
+    text = "" if value is None else str(value)
+    return '"' + text.replace('"', '""') + '"' if _QUOTED.search(text) else text
 
 
 def _iso(t: float) -> str:
@@ -144,9 +150,10 @@ def _cell(value: Any) -> Any:
     """A CSV cell: numbers as they are, text as it is (unless a spreadsheet would run it), true/false, JSON for
     anything structured, empty for none."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):
-        return orjson.dumps(value).decode()
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        value = orjson.dumps(value).decode()
+    if isinstance(value, str):
         # A label like `=HYPERLINK(...)` would be a formula in Excel or LibreOffice: a leading ' keeps it
-        # text there (OWASP's advice for CSV injection).  Numbers stay numbers: -5.0 is not text.
-        return "'" + value
+        # text there (OWASP's advice for CSV injection), and so does one where a cell can start inside the
+        # text (`a;=1+1`).  Numbers stay numbers: -5.0 is not text.
+        return _FORMULA.sub(r"\1'", value)
     return value

@@ -33,6 +33,7 @@ from labbridge.core.errors import (
     UnknownAttribute,
     UnknownModule,
 )
+from labbridge.core.values import shown
 from labbridge.frontend.access import allow
 from labbridge.frontend.npy import NpyResponse, formats_accepted
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
@@ -166,8 +167,10 @@ async def read_value(request: Request, limit: int) -> Any:
     if not isinstance(data, dict) or "value" not in data:
         raise MalformedRequest('body must be a JSON object with a "value" key, like {"value": 42.0}')
     if len(data) > 1:
-        extra = ", ".join(sorted(k for k in data if k != "value"))
-        raise MalformedRequest(f'body has unknown keys: {extra}; only "value" is accepted')
+        # Named as a refused action parameter is, cut short: a body of a megabyte of keys is not echoed back.
+        extra = next(k for k in data if k != "value")
+        more = f" (and {len(data) - 2} more)" if len(data) > 2 else ""
+        raise MalformedRequest(f'body has unknown key {shown(extra)}{more}; only "value" is accepted')
     return data["value"]
 
 
