@@ -5,7 +5,7 @@ experiment process: its routes do not depend on either), its schema is built wit
 the same `lab_schema` that serves `/openapi.json`, and
 - `<!-- openapi-operations -->` in a page becomes a table of every path, method,
   summary and status it can answer;
-- the document itself is written into the site as `reference/openapi.json`.
+- the document itself is a file of the site, `reference/openapi.json`.
 Nothing is fetched from the network.
 """
 
@@ -66,7 +66,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return markdown.replace(MARKER, operations_table(_schema()))
 
 
-def on_post_build(config: Any) -> None:
-    target = Path(config["site_dir"]) / "reference" / "openapi.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(orjson.dumps(_schema(), option=orjson.OPT_INDENT_2))
+def on_files(files: Any, config: Any) -> Any:
+    """The document itself, as a file of the site (so pages may link to it, and the build checks the link)."""
+    from mkdocs.structure.files import File
+
+    files.append(File.generated(config, "reference/openapi.json",
+                                content=orjson.dumps(_schema(), option=orjson.OPT_INDENT_2)))
+    return files
