@@ -97,3 +97,13 @@ def test_line_endings_from_config_may_be_written_as_escapes() -> None:
 def test_an_attribute_without_its_command_is_refused_when_declared() -> None:
     with pytest.raises(TypeError, match=r"Meter.volts needs its SCPI command"):
         type("Meter", (ScpiModule,), {"__annotations__": {"volts": float}, "volts": Attribute(unit="V")})
+
+
+def test_connect_commands_and_the_compound_error_query_are_the_class_s_choice() -> None:
+    class Resetting(FunctionGenerator):
+        connect_commands = ("*RST", "*CLS")
+        compound_error_query = True
+
+    plain, resetting = module(port=5025), module(Resetting, port=5025)
+    assert (plain.session.connect_commands, plain.session.compound_error_query) == ((), False)  # no *CLS unasked
+    assert (resetting.session.connect_commands, resetting.session.compound_error_query) == (("*RST", "*CLS"), True)

@@ -10,7 +10,7 @@ spirit of PyMeasure's `Instrument.control`, one line declares an attribute::
 
 A read sends `SOUR:VOLT?`; a write sends `SOUR:VOLT 12.5`, then asks the error
 queue (`SYST:ERR?`, when the instrument has one) whether it was refused, then
-reads the value back.  Out-of-range values are refused by the bridge before
+reads the value back.  On connect the error queue is read empty (drivers/visa.py).  Out-of-range values are refused by the bridge before
 they are sent, never clipped.  config.yml names the VISA resource
 (`resource: TCPIP::192.168.1.60::5025::SOCKET`, `ASRL/dev/ttyUSB0::INSTR`,
 `USB0::...`; or `ip` and `port` of a raw TCP socket), and `simulate: true`
@@ -45,6 +45,11 @@ class ScpiModule(BaseModule):
 
     sim_file: ClassVar[str | Path | None] = None  # pyvisa-sim device file that `simulate: true` runs
     error_query: ClassVar[str | None] = "SYST:ERR?"  # asked after each write; None: the instrument has no queue
+    # Sent on each connect before the error queue is drained, for an instrument to start from a known state,
+    # e.g. ("*RST", "*CLS"); none by default (an instrument that does not know *CLS queues an error for it).
+    connect_commands: ClassVar[tuple[str, ...]] = ()
+    # True: a write is one line, `SOUR:VOLT 5;:SYST:ERR?`, for instruments that take compound commands.
+    compound_error_query: ClassVar[bool] = False
     bool_words: ClassVar[tuple[str, str]] = ("ON", "OFF")  # how a bool is written: ("ON", "OFF") or ("1", "0")
     read_termination: ClassVar[str] = "\n"  # config.yml's read_termination / write_termination override these
     write_termination: ClassVar[str] = "\n"
@@ -72,7 +77,8 @@ class ScpiModule(BaseModule):
             name, resource, library=library, timeout=settings.timeout, open_timeout=settings.connect_timeout,
             read_termination=_unescape(settings.read_termination, self.read_termination),
             write_termination=_unescape(settings.write_termination, self.write_termination),
-            error_query=self.error_query,
+            error_query=self.error_query, connect_commands=self.connect_commands,
+            compound_error_query=self.compound_error_query,
             options={"baud_rate": settings.baud_rate} if settings.baud_rate else None)
 
     @classmethod
