@@ -16,7 +16,7 @@ import websockets
 
 from tests.processes import running_stack, start_backend, start_frontend, wait_until, write_config
 
-MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
+MODULES: dict[str, dict[str, Any]] = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
            "setpoint": {"class": "setpoint.Setpoint", "port": None, "limits": {"value": {"min": 0, "max": 1000}}}}
 FINISHED = {"completed", "failed", "cancelled", "lost"}
 ALICE = "alice-token-0123456789"
@@ -252,3 +252,32 @@ def test_tokens_apply_to_post_and_delete_as_to_put_and_both_are_audited(tmp_path
         ("invoke", "finished", "alice", "cancelled")]
     assert all(r["client"] == "127.0.0.1" for r in records)
     assert [r["id"] for r in records if r["op"] == "invoke" and r["stage"] != "refused"] == [move["id"]] * 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_clean_stop_during_a_move_cancels_it_and_a_restart_keeps_it_and_every_finished_one(
+        tmp_path: Path, sig: int) -> None:
+    import bridge_client  # the client waiting on the move hears ActionCancelled, not "no such invocation"
+
+    config = write_config(tmp_path / "config.yml", MODULES)
+    backend = start_backend(config, tmp_path / "backend.log")
+    frontend, url = start_frontend(config, tmp_path / "frontend.log")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client, bridge_client.connect(url) as lab:
+            cycle = start(client, "/module_a/cycle", {"count": 1, "amplitude": 1})
+            assert follow(client, cycle["href"])["status"] == "completed"
+            move = lab["module_a"].move(to=90, speed=5)
+            wait_until(lambda: move.status == "running", 5, "move running")
+            backend.signal(sig)
+            assert backend.wait(10) == 0  # within the 10 s a supervisor waits before kill -9
+            backend = start_backend(config, tmp_path / "backend2.log")
+            with pytest.raises(bridge_client.ActionCancelled, match="was cancelled: stopped at"):  # its clean-up ran
+                move.wait(timeout=10)
+            cancelled = client.get(move.href).json()
+            assert cancelled["status"] == "cancelled" and cancelled["error"] is None
+            assert cancelled["finished"] >= cancelled["started"] >= move.created
+            assert client.get(cycle["href"]).json()["status"] == "completed"  # finished ones are kept too
+            assert client.put("/module_a/position", json={"value": 5}).status_code == 200  # nothing owns it now
+    finally:
+        frontend.stop()
+        backend.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +15,7 @@ from labbridge.core.config import ConfigError
 from labbridge.core.errors import ActionsUnavailable, AlreadyFinished, UnknownInvocation
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.invocation_journal import FILE_NAME, InvocationJournal
-from tests.test_invocations import experiment, invoke, op, run, winch
+from tests.test_invocations import experiment, finished, invoke, op, run, winch
 
 
 def test_a_journal_reports_what_ran_when_the_process_died_as_lost_and_keeps_it_across_restarts(tmp_path: Path) -> None:
@@ -29,7 +30,8 @@ def test_a_journal_reports_what_ran_when_the_process_died_as_lost_and_keeps_it_a
         journal.write(b'{"event": "start", "id": "torn')  # a kill in the middle of a write
 
     async def restarted(exp: Experiment) -> dict[str, Any]:
-        return await exp.handle(op("invocation", {"id": ident}))
+        reply: dict[str, Any] = await exp.handle(op("invocation", {"id": ident}))
+        return reply
 
     for _ in range(2):  # and again after a further restart
         lost = run(restarted, experiment(tmp_path))
@@ -39,22 +41,45 @@ def test_a_journal_reports_what_ran_when_the_process_died_as_lost_and_keeps_it_a
         assert lost["finished"] is not None
 
 
-def test_stopping_cleanly_cancels_what_runs_with_its_clean_up_so_nothing_is_lost(tmp_path: Path) -> None:
+def test_stopping_cleanly_cancels_what_runs_with_its_clean_up_and_a_restart_keeps_every_finished_one(
+        tmp_path: Path) -> None:
     module = winch()
 
-    async def started(exp: Experiment) -> str:
+    async def started(exp: Experiment) -> tuple[str, str]:
+        done: str = (await exp.handle(invoke("reel", to=2, steps=1)))["id"]
+        assert (await finished(exp, done))["status"] == "completed"
         ident: str = (await exp.handle(invoke("reel", to=5, steps=1000)))["id"]
         await asyncio.sleep(0.05)
-        return ident
+        return done, ident
 
-    ident = run(started, experiment(tmp_path, module=module))
-    assert module.log == ["reel started", "cleaned up"]
+    done, ident = run(started, experiment(tmp_path, module=module))
+    assert module.log == ["reel started", "reel started", "cleaned up"]
 
-    async def restarted(exp: Experiment) -> None:
-        with pytest.raises(UnknownInvocation):  # finished ones are not kept across restarts; only lost ones are
-            await exp.handle(op("invocation", {"id": ident}))
+    async def restarted(exp: Experiment) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (await exp.handle(op("invocation", {"id": done})), await exp.handle(op("invocation", {"id": ident})))
 
-    run(restarted, experiment(tmp_path))
+    for _ in range(2):  # and again after a further restart
+        completed, cancelled = run(restarted, experiment(tmp_path))
+        assert completed["status"] == "completed" and completed["result"] == 2.0 and completed["progress"] == 1.0
+        assert cancelled["status"] == "cancelled" and cancelled["error"] is None
+        assert cancelled["message"] == "cancelled: the experiment process is stopping"
+        assert cancelled["arguments"] == {"to": 5.0, "steps": 1000} and cancelled["started"] <= cancelled["finished"]
+
+
+def test_a_restart_keeps_the_last_history_per_module_of_finished_invocations(tmp_path: Path) -> None:
+    async def three(exp: Experiment) -> list[str]:
+        idents = []
+        for to in (1, 2, 3):
+            idents.append((await exp.handle(invoke("reel", to=to, steps=1)))["id"])
+            await finished(exp, idents[-1])
+        return idents
+
+    idents = run(three, experiment(tmp_path, kept=2))
+
+    async def listed(exp: Experiment) -> list[str]:
+        return [inv["id"] for inv in (await exp.handle(op("invocations", {})))["invocations"]]
+
+    assert run(listed, experiment(tmp_path, kept=2)) == idents[:0:-1]  # the newest two, newest first
 
 
 def test_every_invoke_cancel_and_end_is_audited_with_identity_and_client(tmp_path: Path) -> None:
@@ -104,13 +129,17 @@ def test_actions_wait_for_a_usable_data_dir_while_the_rest_goes_on(tmp_path: Pat
 
 
 def test_the_journal_is_compacted_to_what_must_be_kept(tmp_path: Path) -> None:
-    journal = InvocationJournal(tmp_path, compact_after=10)
+    journal = InvocationJournal(tmp_path, compact_after=10, kept=3)
     journal.recover(time.time())
-    record = {"module": "winch", "action": "reel", "arguments": {}, "created": 1.0, "started": None}
-    journal.started({**record, "id": "open"})
+    record: dict[str, Any] = {"module": "winch", "action": "reel", "arguments": {}, "started": None}
+    journal.started({**record, "id": "open", "created": 0.0})
     for number in range(20):
-        journal.started({**record, "id": f"done{number}"})
-        journal.ended(f"done{number}", "completed", 2.0)
+        journal.started({**record, "id": f"done{number}", "created": 1.0 + number})
+        journal.ended({**record, "id": f"done{number}", "created": 1.0 + number, "status": "completed",
+                       "finished": 2.0 + number})
     lines = (tmp_path / FILE_NAME).read_bytes().splitlines()
     assert len(lines) < 12
-    assert [r["id"] for r in InvocationJournal(tmp_path).recover(3.0)] == ["open"]  # still known as lost
+    recovered = InvocationJournal(tmp_path, kept=3).recover(30.0)
+    # still known: the open one (as lost, however old) and the newest finished ones, up to `kept` per module
+    assert [(r["id"], r["status"]) for r in recovered] == [("open", "lost"), ("done18", "completed"),
+                                                           ("done19", "completed")]

@@ -247,7 +247,8 @@ def test_an_invocation_cancelled_before_it_started_never_runs() -> None:
 
     async def scenario(exp: Experiment) -> dict[str, Any]:
         started = await exp.handle(invoke("reel", to=5))
-        return await exp.handle(op("cancel", {"id": started["id"]}))  # the task has not had a turn yet
+        cancelled: dict[str, Any] = await exp.handle(op("cancel", {"id": started["id"]}))  # before its first turn
+        return cancelled
 
     assert run(scenario, experiment(module=module))["status"] == "cancelled"
     assert module.log == []

@@ -23,6 +23,7 @@ from bridge_client.errors import (
     ActionLost,
     ActionsUnavailable,
     AlreadyFinished,
+    AuditUnavailable,
     BackendBusy,
     BackendTimeout,
     BackendUnavailable,
@@ -62,7 +63,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionCancelled", "ActionInfo", "ActionLost", "ActionsUnavailable", "AlreadyFinished", "AsyncBridge",
-    "AsyncInvocation", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable",
+    "AsyncInvocation", "AuditUnavailable", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable",
     "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
     "HeadersTooLarge", "HistoryOff", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
     "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",

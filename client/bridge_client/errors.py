@@ -33,6 +33,7 @@ with that code, so `except BridgeError` always catches it.
     ├── BackendUnavailable           503 backend_unavailable
     │   └── BackendBusy              503 backend_busy
     ├── ActionsUnavailable           503 actions_unavailable: no action starts (the bridge cannot record it)
+    ├── AuditUnavailable             503 audit_unavailable: the write was refused (its audit line cannot be written)
     ├── HistoryUnavailable           503 history_unavailable
     ├── TooManyConnections           503 too_many_connections
     ├── InstrumentTimeout            504 instrument_timeout
@@ -182,6 +183,12 @@ class BackendBusy(BackendUnavailable):
 
 class ActionsUnavailable(BridgeError):
     default_code = "actions_unavailable"
+
+
+class AuditUnavailable(BridgeError):
+    """The bridge cannot write its audit log (a full disk), so it refused the write: nothing reached the instrument."""
+
+    default_code = "audit_unavailable"
 
 
 class HistoryUnavailable(BridgeError):

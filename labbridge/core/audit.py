@@ -34,6 +34,14 @@ per request.
 Lines go through one writer thread per process, so they reach the file in the
 order they were recorded and fsync never blocks the event loop.
 
+A line the disk will not take (full, failing) is handled by what it is for: a
+`started` line, which must be on disk before the instrument is called, raises
+AuditUnavailable (503 audit_unavailable) so the write is refused and nothing
+reaches the instrument; any other line (a refusal, an outcome) is logged to
+the process's log instead, and the request's own answer stands.  A line cut
+short by a full disk is taken back (or, failing that, ended before the next
+one), so each line stays whole.
+
 To record another kind of write (an action, say): build a `WriteAttempt`, call
 `AuditLog.record_refusal` when it is turned down before it is sent, or
 `AuditLog.record_write` to get an `AuditedWrite` whose `started` is awaited
@@ -43,6 +51,8 @@ just before the instrument is called and whose `finished` is awaited after.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import reprlib
 import time
@@ -54,6 +64,9 @@ from typing import Any
 import orjson
 
 from labbridge.core.config import Config, ConfigError, resolve
+from labbridge.core.errors import AuditUnavailable
+
+log = logging.getLogger(__name__)
 
 # A recorded value's JSON is cut to this many bytes (with its full size noted).
 MAX_VALUE_BYTES = 4096
@@ -85,6 +98,7 @@ class AuditLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
         self._refusals: dict[tuple[str | None, str | None, str, str], _RefusalWindow] = {}  # this second's
+        self._torn = False  # the last line was cut short (a full disk): the next one starts on a line of its own
 
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> AuditLog | None:
@@ -110,16 +124,16 @@ class AuditLog:
             window.repeated += 1
             return
         window.written += 1
-        await self._append(self._line(attempt, "refused", outcome=outcome))
+        await self._append_or_log(self._line(attempt, "refused", outcome=outcome))
 
     async def record_unanswered(self, attempt: WriteAttempt, outcome: str) -> None:
         """An `unanswered` line: the write was sent and the experiment process went away before answering."""
-        await self._append(self._line(attempt, "unanswered", outcome=outcome))
+        await self._append_or_log(self._line(attempt, "unanswered", outcome=outcome))
 
     async def record_outcome(self, attempt: WriteAttempt, outcome: str) -> None:
         """A `finished` line for a write whose `started` line an earlier run of the process wrote (an
         invocation lost when it died: outcome "lost")."""
-        await self._append(self._line(attempt, "finished", outcome=outcome))
+        await self._append_or_log(self._line(attempt, "finished", outcome=outcome))
 
     def record_write(self, attempt: WriteAttempt) -> AuditedWrite:
         """The lines of one write that may reach the instrument: await `started`, then `finished`."""
@@ -154,11 +168,33 @@ class AuditLog:
         return self._writer.submit(self._write, line)
 
     async def _append(self, line: bytes) -> None:
-        # Shielded: a request cancelled meanwhile (a timeout, a shutdown) still gets its line written.
-        await asyncio.shield(asyncio.wrap_future(self._submit(line)))
+        """Write `line`; AuditUnavailable if the disk does not take it."""
+        try:
+            # Shielded: a request cancelled meanwhile (a timeout, a shutdown) still gets its line written.
+            await asyncio.shield(asyncio.wrap_future(self._submit(line)))
+        except OSError as exc:
+            raise AuditUnavailable(f"the audit log {self.path} cannot be written ({exc.strerror}); the write was "
+                                   "refused and nothing reached the instrument") from None
+
+    async def _append_or_log(self, line: bytes) -> None:
+        """Write a line no instrument call waits for; one the disk does not take goes to the process's log."""
+        try:
+            await self._append(line)
+        except AuditUnavailable as exc:
+            log.error("%s; this line is not in it: %s", exc.detail.split(";")[0], line.decode().rstrip())
 
     def _write(self, line: bytes) -> None:
-        os.write(self._fd, line)  # one write per line: O_APPEND keeps lines of both processes whole
+        if self._torn:  # end the line a full disk cut short, so this one is whole
+            line = b"\n" + line
+        # One write per line: O_APPEND keeps lines of both processes whole.
+        written = os.write(self._fd, line)
+        self._torn = False
+        if written < len(line):  # the disk filled up mid-line: take the piece back, or end it with the next line
+            try:
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            except OSError:
+                self._torn = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         os.fsync(self._fd)
 
 
@@ -182,14 +218,19 @@ class AuditedWrite:
         self.is_done = False
 
     async def started(self, before: Any = None) -> None:
-        """On disk before this returns: call it just before handing the value to the driver."""
-        self.is_started, self._before = True, before
-        await self._log._append(self._log._line(self.attempt, "started", before=before))
+        """On disk before this returns: call it just before handing the value to the driver.  AuditUnavailable
+        if the disk does not take it: then refuse the write (the instrument must not be called)."""
+        self.is_started, self._before = True, before  # set first: a task cancelled meanwhile still writes the line
+        try:
+            await self._log._append(self._log._line(self.attempt, "started", before=before))
+        except AuditUnavailable:
+            self.is_started = False  # not on disk: its end is a refusal
+            raise
 
     async def finished(self, outcome: str, after: Any = None) -> None:
         """The outcome: "ok" (with the value the instrument reports) or the error code.  A write
-        that never started is recorded as refused."""
-        await self._log._append(self._final_line(outcome, after))
+        that never started is recorded as refused.  A line the disk does not take is logged instead."""
+        await self._log._append_or_log(self._final_line(outcome, after))
 
     def finished_soon(self, outcome: str) -> None:
         """`finished` for a task being cancelled: queued for the writer thread, not awaited."""

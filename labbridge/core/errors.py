@@ -21,6 +21,7 @@ so that one exception handler in main.py renders every error.
     ├── Busy                     409 busy (an action holds what the request would change)
     ├── AlreadyFinished          409 already_finished (cancelling a finished invocation)
     ├── ActionsUnavailable       503 actions_unavailable (data_dir cannot journal invocations)
+    ├── AuditUnavailable         503 audit_unavailable (the audit log cannot be written: the write was refused)
     ├── MalformedRequest         422 malformed_request
     ├── ClientDisconnected       400 client_disconnected (nobody hears it: for the audit log)
     ├── PayloadTooLarge          413 payload_too_large
@@ -234,6 +235,17 @@ class ActionsUnavailable(BridgeError):
 
     status = 503
     code = "actions_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class AuditUnavailable(BridgeError):
+    """The audit log cannot be written (a full or failing disk), so a write was refused before it reached the
+    instrument: a write the bridge cannot record does not happen."""
+
+    status = 503
+    code = "audit_unavailable"
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}

@@ -243,7 +243,7 @@ class Experiment:
         return module
 
     async def _run(self, module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
-        queue = self._states[module.name]
+        queue, name = self._states[module.name], request.attribute or ""
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
         queue.pending += 1
@@ -258,6 +258,8 @@ class Experiment:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
                 if remaining <= 0:  # the lock came free just before the deadline
                     raise _expired(module, request)
+                if request.op == "put":  # again in its turn: an action may have claimed it while this waited
+                    self.invocations.check_free(module.name, name)
                 answer = await self._execute(module, request, queue, remaining, write)
             except BridgeError as exc:
                 if write is not None:  # recorded in the module's turn, so its lines never interleave with the next write's

@@ -4,16 +4,23 @@ The experiment process keeps every invocation (the frontend only forwards, so
 restarting it changes nothing).  `handle` answers the protocol's invocation ops:
 
 - `invoke` checks the arguments before anything runs (422), refuses an action
-  that would drive what a running one owns (409 busy, naming it), records the
-  invocation (journal, audit log) and runs the action in its own task;
+  that would drive what a running one owns (409 busy, naming it), claims what
+  it owns in the same step (nothing is awaited between the check and the
+  claim, so two actions never both pass it), records the invocation (journal,
+  audit log: 503 and nothing left behind if either cannot be written) and
+  runs the action in its own task;
 - `cancel` cancels the action's task, which raises CancelledError at the
-  action's current await so its clean-up runs (202; 409 when already finished);
+  action's current await so its clean-up runs (202; 409 already_finished,
+  naming the final status, when it had ended, even if it ended while the
+  cancel's audit line was being written: then its audit line says so too);
 - `invocation` answers one, optionally waiting until its status changes
   (a long poll, bounded by MAX_WAIT and the request's deadline);
 - `invocations` lists them, newest first, filtered by module and status.
 
 Each change is published live like a value.  Finished invocations are kept
-per module up to `actions.history`; running ones always.
+per module up to `actions.history`, in memory and in the journal, so they are
+still there after a restart; running ones always.  A clean stop cancels what
+runs (its clean-up gets STOP_GRACE seconds), so it ends `cancelled`, not lost.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ log = logging.getLogger(__name__)
 
 # How long a cancel request waits for the action's clean-up before answering (it goes on regardless).
 CANCEL_WAIT = 1.0
+# How long a clean stop waits for cancelled actions' clean-up: the whole stop then fits in the 5 s the launcher
+# and --reload give a child (children.STOP_TIMEOUT), and well in the 10 s a supervisor gives by default.
+STOP_GRACE = 3.0
 # Time kept back from a request's deadline so the reply reaches the client before it gives up.
 REPLY_MARGIN = 0.1
 LOST = {"error": "lost", "message": "the experiment process stopped while this ran; its outcome is unknown"}
@@ -64,16 +74,21 @@ class Invocations:
         self._find_module = find_module
         self.kept = kept  # finished invocations kept per module
         self.journal = journal
+        if journal is not None:
+            journal.kept = kept
         self.audit = audit
         self._audited: dict[str, AuditedWrite] = {}  # the audit lines of each running invocation
         self.journal_problem: str | None = None  # why invocations cannot be journalled just now
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
         self._all: dict[str, Invocation] = {}
         self._finished: dict[str, list[Invocation]] = {}
+        self._recovering = asyncio.Lock()
+        self._starting: set[Invocation] = set()  # accepted, their records being written: not running yet
         self._owners: dict[tuple[str, str], Invocation] = {}
 
     async def start(self) -> None:
-        """Report the invocations that were running when the process last stopped as lost.
+        """Read back the invocations that ended before the process last stopped, and report those that were
+        running when it died as lost.
 
         A data_dir that cannot be used (a read-only folder, a full disk) stops only the actions, never
         the rest of the experiment: each invoke tries again, and is refused (503) while it fails."""
@@ -90,20 +105,26 @@ class Invocations:
         records = await asyncio.to_thread(self.journal.recover, time.time())
         self.journal_problem = None
         for record in records:
+            status = record["status"] if record.get("status") in STATUSES else "lost"
             invocation = Invocation(record["id"], record["module"], record["action"], record["arguments"] or {},
-                                    record["created"] or 0.0, status="lost", error=dict(LOST),
-                                    started=record["started"], finished=record["finished"])
+                                    record["created"] or 0.0, status=status, progress=record.get("progress"),
+                                    message=record.get("message"), result=record.get("result"),
+                                    error=record.get("error") or (dict(LOST) if status == "lost" else None),
+                                    started=record.get("started"), finished=record.get("finished"))
             self._all[invocation.id] = invocation
             self._keep(invocation)
+            if not record.get("newly_lost"):
+                continue
             log.warning("invocation %s of %s.%s was running when the process stopped: lost",
                         invocation.id, invocation.module, invocation.action)
-            if record.get("newly_lost") and self.audit is not None:  # its `started` line has its end at last
+            if self.audit is not None:  # its `started` line has its end at last
                 await self.audit.record_outcome(WriteAttempt(
                     "invoke", invocation.module, invocation.action, invocation.arguments, record.get("client"),
                     record.get("identity"), invocation.id), "lost")
 
-    async def close(self, grace: float = 2.0) -> None:
-        """Cancel what still runs (its clean-up gets `grace` seconds), then close the journal."""
+    async def close(self, grace: float = STOP_GRACE) -> None:
+        """Cancel what still runs (its clean-up gets `grace` seconds, and its end is journalled), then close the
+        journal.  One whose clean-up outlasts `grace` has no end on record: the next start reports it lost."""
         running = [inv for inv in self._all.values() if not inv.is_finished]
         for invocation in running:
             invocation.message = "cancelled: the experiment process is stopping"
@@ -137,10 +158,13 @@ class Invocations:
         """Refuse to start an action that could not be reported lost after a crash."""
         if self.journal_problem is None:
             return
-        try:
-            await self._recover()
-        except ConfigError as exc:
-            raise ActionsUnavailable(f"actions cannot start: {exc}; nothing ran") from None
+        async with self._recovering:  # one read of the journal, however many invokes arrive meanwhile
+            if self.journal_problem is None:
+                return
+            try:
+                await self._recover()
+            except ConfigError as exc:
+                raise ActionsUnavailable(f"actions cannot start: {exc}; nothing ran") from None
 
     def check_free(self, module: str, attribute: str, refused: str = "") -> None:
         """Refuse a write to an attribute that a running action owns, naming the invocation to cancel."""
@@ -159,37 +183,65 @@ class Invocations:
             if not isinstance(arguments, dict):
                 raise MalformedRequest(f"the arguments of {name} must be a JSON object, like {{\"to\": 80}}")
             checked = spec.check_arguments(arguments, module.specs)
-            for attribute in spec.owns:
-                self.check_free(module.name, attribute, f"{name} cannot start: ")
-            await self._check_journal()
-            running = sum(1 for inv in self._all.values() if inv.module == module.name and not inv.is_finished)
-            if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
-                raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
+            await self._check_journal()  # the last await before the claim: the checks below and it are one step
+            invocation = self._claim(module, spec, checked, identity, client)
+            attempt.id, attempt.requested = invocation.id, checked
+            try:
+                await self._record_start(invocation, attempt)
+            except BaseException:  # refused after all (or the process is stopping): nothing is left behind
+                self._withdraw(invocation)
+                raise
         except BridgeError as exc:
             if self.audit is not None:
                 await self.audit.record_refusal(attempt, exc.code)
             raise
-        invocation = Invocation(uuid.uuid4().hex, module.name, name, checked, time.time(), spec.owns, identity, client,
-                                on_change=self._publish)
-        self._all[invocation.id] = invocation
-        for attribute in spec.owns:
-            self._owners[(module.name, attribute)] = invocation
-        if self.journal is not None:
-            try:
-                await asyncio.to_thread(self.journal.started, {**invocation.public(), "identity": identity,
-                                                               "client": client})
-            except OSError as exc:
-                self._release(invocation)
-                del self._all[invocation.id]
-                raise ActionsUnavailable(f"cannot record the invocation in {self.journal.path} ({exc.strerror}), "
-                                         "so it could not be reported lost after a crash; it was not started") from None
-        if self.audit is not None:  # on disk before the action runs; its end follows in _finish
-            attempt.id, attempt.requested = invocation.id, checked
-            self._audited[invocation.id] = self.audit.record_write(attempt)
-            await self._audited[invocation.id].started()
         invocation.task = asyncio.create_task(self._run(invocation, module, spec))
         log.info("invocation %s: %s.%s(%s) by %s", invocation.id, module.name, name, checked, identity or client)
         return invocation.public()
+
+    def _claim(self, module: BaseModule, spec: ActionSpec, checked: dict[str, Any], identity: str | None,
+               client: str | None) -> Invocation:
+        """Check that the action may start and claim what it owns, in one step (this awaits nothing)."""
+        for attribute in spec.owns:
+            self.check_free(module.name, attribute, f"{spec.name} cannot start: ")
+        running = sum(1 for inv in (*self._all.values(), *self._starting)
+                      if inv.module == module.name and not inv.is_finished)
+        if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
+            raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
+        invocation = Invocation(uuid.uuid4().hex, module.name, spec.name, checked, time.time(), spec.owns, identity,
+                                client, on_change=self._publish)
+        self._starting.add(invocation)
+        for attribute in spec.owns:
+            self._owners[(module.name, attribute)] = invocation
+        return invocation
+
+    async def _record_start(self, invocation: Invocation, attempt: WriteAttempt) -> None:
+        """Journal the invocation, then write its audit line: both on disk before it is listed and run."""
+        if self.journal is not None:
+            try:
+                await asyncio.to_thread(self.journal.started, {**invocation.public(), "identity": invocation.identity,
+                                                               "client": invocation.client})
+            except OSError as exc:
+                raise ActionsUnavailable(f"cannot record the invocation in {self.journal.path} ({exc.strerror}), "
+                                         "so it could not be reported lost after a crash; it was not started") from None
+        if self.audit is not None:  # its end follows in _finish
+            audited = self.audit.record_write(attempt)
+            await audited.started()  # AuditUnavailable (503) when the disk does not take it
+            self._audited[invocation.id] = audited
+        self._starting.discard(invocation)
+        self._all[invocation.id] = invocation
+
+    def _withdraw(self, invocation: Invocation) -> None:
+        """Forget an invocation refused after it was claimed: no claim, no listing, no journal entry left."""
+        self._starting.discard(invocation)
+        self._all.pop(invocation.id, None)
+        self._audited.pop(invocation.id, None)
+        self._release(invocation)
+        if self.journal is not None:
+            try:  # a short fsync on the loop, on this rare path only: it must be done before anything else is
+                self.journal.dropped(invocation.id)
+            except OSError as exc:  # a full disk: after a restart it is reported lost, which it was not
+                log.error("could not record that invocation %s never started: %s", invocation.id, exc)
 
     async def _run(self, invocation: Invocation, module: BaseModule, spec: ActionSpec) -> None:
         current_invocation.set(invocation)  # this task's context: the action's report() and cancelled see it
@@ -231,8 +283,9 @@ class Invocations:
         self._release(invocation)
         self._keep(invocation)
         try:
-            if self.journal is not None:
-                await asyncio.to_thread(self.journal.ended, invocation.id, status, invocation.finished)
+            if self.journal is not None:  # with its outcome: read after a restart as now
+                await asyncio.to_thread(self.journal.ended, {**invocation.public(), "identity": invocation.identity,
+                                                             "client": invocation.client})
         except OSError as exc:
             log.error("could not record the end of invocation %s: %s", invocation.id, exc)
         audited = self._audited.pop(invocation.id, None)
@@ -243,21 +296,24 @@ class Invocations:
     async def _cancel(self, ident: Any, request: Request, until: float) -> dict[str, Any]:
         attempt = WriteAttempt("cancel", None, None, {"invocation": ident}, request.client, request.identity,
                                request.id)
+        write = None
         try:  # an unknown invocation is a refusal on record too
             invocation = self._get(ident)
             attempt.module, attempt.attribute = invocation.module, invocation.action
-            if invocation.is_finished:
-                raise AlreadyFinished(f"invocation {invocation.id} has already finished ({invocation.status}); "
-                                      "there is nothing to cancel")
-        except BridgeError as exc:
+            _check_running(invocation)
             if self.audit is not None:
+                write = self.audit.record_write(attempt)
+                await write.started()  # AuditUnavailable (503): nothing is cancelled
+            _check_running(invocation)  # it may have ended while that line was written: then it is too late
+        except BridgeError as exc:
+            if write is not None:
+                await write.finished(exc.code, after=invocation.status)
+            elif self.audit is not None:
                 await self.audit.record_refusal(attempt, exc.code)
             raise
-        if self.audit is not None:
-            write = self.audit.record_write(attempt)
-            await write.started()
+        self._request_cancel(invocation)  # in the same step as the check: the cancel reaches a running action
+        if write is not None:
             await write.finished("ok")
-        self._request_cancel(invocation)
         if invocation.task is not None:
             await asyncio.wait([invocation.task], timeout=max(0.0, min(CANCEL_WAIT, until - time.time())))
         return invocation.public()
@@ -312,3 +368,9 @@ class Invocations:
     def _publish(self, invocation: Invocation) -> None:
         self.publish({"module": invocation.module, "action": invocation.action, "invocation": invocation.public()})
 
+
+def _check_running(invocation: Invocation) -> None:
+    """AlreadyFinished, naming the final status, if `invocation` has ended: a cancel comes too late."""
+    if invocation.is_finished:
+        raise AlreadyFinished(f"invocation {invocation.id} has already finished ({invocation.status}); "
+                              "there is nothing to cancel")

@@ -6,6 +6,9 @@ It serves the built-in simulator for every module marked `simulate: true`, binds
 the configured ZeroMQ socket, and then waits on its sockets (no polling loop).
 Ctrl+C or SIGTERM stops it cleanly within a second: no new requests, running
 ones get a short grace period, sockets and simulators are closed, exit code 0.
+Running actions are then cancelled and their clean-up gets up to 3 s more
+(invocations.STOP_GRACE); they end `cancelled`, journalled, so after a restart
+a client waiting on one hears so.
 A bad config.yml exits with code 2 and one line saying what is wrong.
 """
 
