@@ -7,7 +7,7 @@ Starts the experiment process and the frontend of every tree given (each from
 its own folder, with this environment's Python), then loads each in turn with
 wrk or bench/loadgen.py, `--rounds` times, and prints the median of the rounds:
 p50 and requests/s at concurrency 1 and 32, with the CPU time both processes
-spent per request.  This is how README's "What bought what" was measured: a
+spent per request.  This is how bench/HISTORY.md's "What bought what" was measured: a
 change is worth what separates two trees run side by side on the same machine.
 """
 

@@ -317,15 +317,14 @@ def test_refused_invocations_and_cancels_and_a_run_lost_in_a_crash_are_all_on_re
     assert started["id"] == finished["id"] == ramp["id"] and finished["client"] == started["client"] == "127.0.0.1"
 
 
-README_TOKEN = "6d1c0b1e7c2a4f0e9b8a7d6c5b4a3f2e"  # alice's, in README's tokens.yml
+README_TOKEN = "6d1c0b1e7c2a4f0e9b8a7d6c5b4a3f2e"  # alice's, in the manual's tokens.yml (how-to/tokens.md)
 
 
 def readme_audit_lines() -> list[dict[str, Any]]:
-    """The audit lines README shows (its Deploying section, "Audit log")."""
+    """The audit lines the manual shows (docs/reference/audit-log.md)."""
     from tests.processes import ROOT
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("**Audit log.**", 1)[1].split("**Backend and frontend on different machines", 1)[0]
+    section = (ROOT / "docs" / "reference" / "audit-log.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
     return [orjson.loads(line) for block in blocks for line in block.splitlines()]
 

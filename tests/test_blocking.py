@@ -4,7 +4,7 @@ A slow blocking driver holds up its own module only: the event loop and every
 other module go on answering.  Its calls run one at a time, in order, on one
 thread, even after the bridge gave up waiting for one; and a call whose
 client gave up before the thread reached it never reaches the driver.  The
-README's FilterWheel example is served as written.
+The manual's FilterWheel example (docs/how-to/blocking-driver.md) is served as written.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_calls_never_overlap_and_a_call_whose_client_gave_up_in_the_queue_never_
 
 
 def readme_block(first_line: str) -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "how-to" / "blocking-driver.md").read_text(encoding="utf-8")
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if b.startswith(first_line)]
     return block
 

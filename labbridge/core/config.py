@@ -28,7 +28,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
-    | {"invocations"}
+    | {"invocations", "guide"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from labbridge.core.config import Config
 from labbridge.core.hosts import AllowedHosts
+from labbridge.frontend import guide
 from labbridge.frontend.hot_path import BridgeApp
 from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.page_headers import PageFiles
@@ -46,8 +47,9 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     redact_tokens_in_logs()
     app.mount("/docs-static", PageFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/static", PageFiles(directory=dashboard.STATIC), name="static")
+    app.mount(guide.PREFIX, guide.guide_files(), name="guide")  # the manual, once built into site/ (guide.py)
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
-    for router in (docs.router, dashboard.router, modules.router, health.router, metrics.router, invocations.router,
+    for router in (guide.router, docs.router, dashboard.router, modules.router, health.router, metrics.router, invocations.router,
                    modules.module_router, actions.router, instruments.router, history.router):
         app.include_router(router)
     add_error_handlers(app)
