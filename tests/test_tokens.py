@@ -207,10 +207,10 @@ def test_with_auth_reads_a_read_token_reads_everything_and_writes_nothing(guarde
     assert httpx.get(f"{url}/setpoint/value", headers=viewer).json()["value"] == 6
 
 
-def test_the_token_file_readme_shows_gives_each_identity_its_role(tmp_path: Path) -> None:
+def test_the_token_file_the_manual_shows_gives_each_identity_its_role(tmp_path: Path) -> None:
     from tests.processes import ROOT
 
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("**Tokens.**", 1)[1]
+    section = (ROOT / "docs/how-to/tokens.md").read_text(encoding="utf-8").split("**Tokens.**", 1)[1]
     shown = section.split("```yaml\n# tokens.yml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "tokens.yml").write_text(shown)
     roles = {identity: holder.role for identity, holder in read_token_file(tmp_path / "tokens.yml").items()}
