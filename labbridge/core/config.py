@@ -184,6 +184,8 @@ class HistorySettings(_Strict):
     interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches written; a crash loses at most this
     max_age_days: Annotated[float, Field(gt=0, le=36500)] = 30.0  # older values are deleted
     max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted
+    # The most rows one history query may read (about 0.6 s of work): past it, 422 history_too_large.
+    max_query_rows: Annotated[int, Field(ge=10_000, le=1_000_000_000)] = 1_000_000
 
 
 class ActionSettings(_Strict):
