@@ -189,9 +189,12 @@ class HistorySettings(_Strict):
 
 
 class ActionSettings(_Strict):
-    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`."""
+    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`, and how many
+    may be pending or running at once (experiment/action_quota.py; past either bound, 429 too_many_actions)."""
 
     history: Annotated[int, Field(ge=1, le=10000)] = 100
+    max_per_module: Annotated[int, Field(ge=1, le=10000)] = 10  # of one module
+    max_per_client: Annotated[int, Field(ge=1, le=10000)] = 5  # of one client: token identity, else connection
 
 
 class Config(_Strict):

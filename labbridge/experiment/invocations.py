@@ -32,7 +32,6 @@ from labbridge.core.config import ConfigError
 from labbridge.core.errors import (
     ActionsUnavailable,
     AlreadyFinished,
-    BackendBusy,
     BridgeError,
     Busy,
     InstrumentError,
@@ -43,6 +42,7 @@ from labbridge.core.errors import (
     UnknownInvocation,
 )
 from labbridge.core.protocol import Request
+from labbridge.experiment.action_quota import ActionQuota, client_of
 from labbridge.experiment.base_module import BaseModule
 from labbridge.experiment.invocation import Invocation, current_invocation
 from labbridge.experiment.invocation_journal import InvocationJournal
@@ -60,8 +60,10 @@ class Invocations:
     """Every invocation the experiment process knows of, and the rules for running them."""
 
     def __init__(self, find_module: Callable[[str | None], BaseModule], *, kept: int = 100,
-                 journal: InvocationJournal | None = None, audit: AuditLog | None = None) -> None:
+                 journal: InvocationJournal | None = None, audit: AuditLog | None = None,
+                 quota: ActionQuota | None = None) -> None:
         self._find_module = find_module
+        self.quota = quota or ActionQuota()  # how many may be unfinished per module and client (429 past it)
         self.kept = kept  # finished invocations kept per module
         self.journal = journal
         self.audit = audit
@@ -162,9 +164,7 @@ class Invocations:
             for attribute in spec.owns:
                 self.check_free(module.name, attribute, f"{name} cannot start: ")
             await self._check_journal()
-            running = sum(1 for inv in self._all.values() if inv.module == module.name and not inv.is_finished)
-            if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
-                raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
+            self.quota.check(module.name, client_of(request))
         except BridgeError as exc:
             if self.audit is not None:
                 await self.audit.record_refusal(attempt, exc.code)
@@ -172,6 +172,7 @@ class Invocations:
         invocation = Invocation(uuid.uuid4().hex, module.name, name, checked, time.time(), spec.owns, identity, client,
                                 on_change=self._publish)
         self._all[invocation.id] = invocation
+        self.quota.hold(invocation.id, module.name, client_of(request))
         for attribute in spec.owns:
             self._owners[(module.name, attribute)] = invocation
         if self.journal is not None:
@@ -305,6 +306,7 @@ class Invocations:
             self._all.pop(kept.pop(0).id, None)
 
     def _release(self, invocation: Invocation) -> None:
+        self.quota.release(invocation.id)
         for attribute in invocation.owns:
             if self._owners.get((invocation.module, attribute)) is invocation:
                 del self._owners[(invocation.module, attribute)]
