@@ -15,15 +15,17 @@ from base_module import Attribute, BaseModule, InvalidValue, ModuleSettings, Par
 from labbridge.core.action import FINISHED
 from labbridge.core.errors import (
     AlreadyFinished,
-    BackendBusy,
     Busy,
     MalformedRequest,
     NotAnAction,
+    TooManyActions,
     UnknownAction,
     UnknownInvocation,
     UnknownModule,
 )
+from labbridge.core.config import ActionSettings
 from labbridge.core.protocol import MISSING, Request
+from labbridge.experiment.action_quota import ActionQuota
 from labbridge.core.audit import AuditLog
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.invocation_journal import InvocationJournal
@@ -369,11 +371,19 @@ def test_a_get_of_an_action_describes_it() -> None:
     assert described["parameters"]["properties"]["to"]["maximum"] == 100
 
 
-def test_a_module_runs_at_most_queue_limit_actions_at_once() -> None:
+def test_a_module_and_a_client_have_at_most_their_share_of_unfinished_actions() -> None:
     async def scenario(exp: Experiment) -> None:
-        for _ in range(2):
-            await exp.handle(invoke("block", seconds=5))
-        with pytest.raises(BackendBusy, match="module winch has 2 actions running"):
-            await exp.handle(invoke("look"))
+        first = await exp.handle(invoke("reel", identity="alice", to=50, steps=100))
+        looked = await exp.handle(invoke("look", identity="alice"))
+        await finished(exp, looked["id"])  # no longer counted once it has ended
+        await exp.handle(invoke("block", identity="alice", seconds=5))
+        with pytest.raises(TooManyActions, match="identity alice has 2 actions pending or running"):
+            await exp.handle(invoke("look", identity="alice"))
+        await exp.handle(invoke("block", identity="bob", seconds=5))
+        with pytest.raises(TooManyActions, match="module winch has 3 actions pending or running"):
+            await exp.handle(invoke("look", identity="carol"))
+        await exp.handle(op("cancel", {"id": first["id"]}, identity="alice"))  # a cancel is never refused
+        assert (await exp.handle(invoke("look", identity="carol")))["status"] in ("pending", "running", "completed")
 
-    run(scenario, experiment(module=winch(queue_limit=2)))
+    exp = Experiment({"winch": winch()}, quota=ActionQuota(ActionSettings(max_per_module=3, max_per_client=2)))
+    run(scenario, exp)

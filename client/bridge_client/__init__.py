@@ -34,6 +34,7 @@ from bridge_client.errors import (
     Forbidden,
     HeadersTooLarge,
     HistoryOff,
+    HistoryTooLarge,
     HistoryUnavailable,
     HostNotAllowed,
     InstrumentError,
@@ -50,6 +51,7 @@ from bridge_client.errors import (
     OriginNotAllowed,
     PayloadTooLarge,
     ReadOnly,
+    TooManyActions,
     TooManyConnections,
     UnknownAction,
     UnknownAttribute,
@@ -65,10 +67,10 @@ __all__ = [
     "ActionCancelled", "ActionInfo", "ActionLost", "ActionsUnavailable", "AlreadyFinished", "AsyncBridge",
     "AsyncInvocation", "AuditUnavailable", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable",
     "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
-    "HeadersTooLarge", "HistoryOff", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
+    "HeadersTooLarge", "HistoryOff", "HistoryTooLarge", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
     "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",
     "Module", "ModuleInfo", "NotAcceptable", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
-    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyConnections", "UnknownAction", "UnknownAttribute",
+    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyActions", "TooManyConnections", "UnknownAction", "UnknownAttribute",
     "UnknownInvocation", "UnknownModule", "connect",
 ]
 

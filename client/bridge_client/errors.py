@@ -31,6 +31,8 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── HeadersTooLarge              431 headers_too_large
     ├── MalformedRequest             422 malformed_request
     ├── InvalidValue                 422 invalid_value      (also a ValueError)
+    ├── HistoryTooLarge              422 history_too_large: ask for a shorter range
+    ├── TooManyActions               429 too_many_actions: wait for an action to end (Retry-After)
     ├── InternalError                500 internal_error
     ├── InstrumentError              502 instrument_error
     │   └── InstrumentUnreachable    502 instrument_unreachable
@@ -163,6 +165,18 @@ class MalformedRequest(BridgeError):
 
 class InvalidValue(BridgeError, ValueError):
     default_code = "invalid_value"
+
+
+class HistoryTooLarge(BridgeError):
+    """A history query would read more recorded values than the bridge allows one query: ask for a shorter range."""
+
+    default_code = "history_too_large"
+
+
+class TooManyActions(BridgeError):
+    """Too many actions of the module, or of this client, are pending or running: wait for one to end."""
+
+    default_code = "too_many_actions"
 
 
 class InternalError(BridgeError):

@@ -184,12 +184,17 @@ class HistorySettings(_Strict):
     interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches written; a crash loses at most this
     max_age_days: Annotated[float, Field(gt=0, le=36500)] = 30.0  # older values are deleted
     max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted
+    # The most rows one history query may read (about 0.6 s of work): past it, 422 history_too_large.
+    max_query_rows: Annotated[int, Field(ge=10_000, le=1_000_000_000)] = 1_000_000
 
 
 class ActionSettings(_Strict):
-    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`."""
+    """Invocations of actions: how many finished ones each module keeps for `GET /invocations`, and how many
+    may be pending or running at once (experiment/action_quota.py; past either bound, 429 too_many_actions)."""
 
     history: Annotated[int, Field(ge=1, le=10000)] = 100
+    max_per_module: Annotated[int, Field(ge=1, le=10000)] = 10  # of one module
+    max_per_client: Annotated[int, Field(ge=1, le=10000)] = 5  # of one client: token identity, else connection
 
 
 class Config(_Strict):

@@ -27,6 +27,8 @@ so that one exception handler in main.py renders every error.
     ├── PayloadTooLarge          413 payload_too_large
     ├── HeadersTooLarge          431 headers_too_large
     ├── InvalidValue             422 invalid_value
+    ├── HistoryTooLarge          422 history_too_large (a query past history.max_query_rows: narrow it)
+    ├── TooManyActions           429 too_many_actions (past actions.max_waiting or max_per_client; Retry-After)
     ├── InstrumentError          502 instrument_error
     │   └── InstrumentUnreachable 502 instrument_unreachable
     ├── InstrumentTimeout        504 instrument_timeout
@@ -135,6 +137,23 @@ class HeadersTooLarge(BridgeError):
 class InvalidValue(BridgeError):
     status = 422
     code = "invalid_value"
+
+
+class HistoryTooLarge(BridgeError):
+    """A history query would read more rows than one query may (config.yml's history.max_query_rows)."""
+
+    status = 422
+    code = "history_too_large"
+
+
+class TooManyActions(BridgeError):
+    """Too many invocations of a module, or of one client, are unfinished (config.yml's `actions:`)."""
+
+    status = 429
+    code = "too_many_actions"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class InstrumentError(BridgeError):

@@ -9,7 +9,9 @@ A request is one JSON frame::
 `deadline` is a Unix time: past it the client has given up, so the backend drops
 the request instead of running it (clocks must agree when the two processes run
 on different machines).  `client`, `identity` and `role` (optional) say who
-asked for a write, for the experiment process's audit log.  A `history` request carries a
+asked for a write, for the experiment process's audit log; `connection`
+("address:port" of the client's TCP connection) is whom an invocation counts
+against without tokens (experiment/action_quota.py).  A `history` request carries a
 HistoryQuery (history_query.py) as its value.  A reply is two frames, a
 small JSON header and the JSON body, so the frontend can hand the body to the
 browser without re-encoding it::
@@ -71,6 +73,7 @@ class Request:
     identity: str | None = None
     accept: tuple[Format, ...] = JSON_ONLY  # the formats the client takes, preferred first
     role: str | None = None  # the identity's role (frontend/auth.py), for the audit log
+    connection: str | None = None  # the client's TCP connection ("address:port"): whom an invocation counts against
 
     @classmethod
     def new(cls, op: Op, module: str | None = None, attribute: str | None = None,
@@ -97,6 +100,8 @@ class Request:
             msg["role"] = self.role
         if self.accept != JSON_ONLY:
             msg["accept"] = self.accept
+        if self.connection is not None:
+            msg["connection"] = self.connection
         try:
             return orjson.dumps(msg)
         except orjson.JSONEncodeError as exc:  # e.g. a value nested deeper than orjson's 254 levels
@@ -116,13 +121,14 @@ class Request:
         if op not in OPS or not isinstance(ident, str) or not isinstance(deadline, (int, float)):
             raise MalformedRequest("request needs 'op', 'id' and 'deadline'")
         client, identity, role = msg.get("client"), msg.get("identity"), msg.get("role")
-        if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity, role)):
-            raise MalformedRequest("'module', 'attribute', 'client', 'identity' and 'role' must be strings")
+        connection = msg.get("connection")
+        if not all(x is None or isinstance(x, str) for x in (module, attribute, client, identity, role, connection)):
+            raise MalformedRequest("'module', 'attribute', 'client', 'identity', 'role' and 'connection' must be strings")
         accept = msg.get("accept", JSON_ONLY)
         if not (isinstance(accept, (list, tuple)) and accept and all(f in FORMATS for f in accept)):
             raise MalformedRequest(f"'accept' must list formats among {sorted(FORMATS)}")
         return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity,
-                   tuple(accept), role)
+                   tuple(accept), role, connection)
 
 
 def request_id_of(frame: bytes) -> str:

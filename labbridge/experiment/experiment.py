@@ -48,6 +48,7 @@ from labbridge.core.errors import (
 )
 from labbridge.core.history_query import HistoryQuery
 from labbridge.core.protocol import INVOCATION_OPS, Request
+from labbridge.experiment.action_quota import ActionQuota
 from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.invocation_journal import InvocationJournal
 from labbridge.experiment.invocations import Invocations
@@ -74,7 +75,7 @@ class Experiment:
 
     def __init__(self, modules: dict[str, BaseModule], simulators: dict[str, Any] | None = None, *,
                  audit: AuditLog | None = None, kept_invocations: int = 100,
-                 journal: InvocationJournal | None = None) -> None:
+                 journal: InvocationJournal | None = None, quota: ActionQuota | None = None) -> None:
         self.modules = modules
         self.simulators = simulators or {}
         self._states = {name: _ModuleState() for name in modules}
@@ -85,7 +86,7 @@ class Experiment:
         self.audit = audit  # records every write (config.yml's audit_log)
         for name, module in modules.items():  # actions' driver calls queue with the requests, their values go live
             module.turns, module.announce = self._states[name], partial(self._announce, module)
-        self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit)
+        self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
 
     @classmethod
@@ -119,7 +120,7 @@ class Experiment:
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{where}.simulator: {exc}") from None
         return cls(modules, simulators, audit=AuditLog.from_config(config, Path(source)),
-                   kept_invocations=config.actions.history,
+                   kept_invocations=config.actions.history, quota=ActionQuota(config.actions),
                    journal=InvocationJournal(resolve(Path(source), config.data_dir)))
 
     async def start(self) -> None:

@@ -15,8 +15,15 @@ newest values in memory (up to MAX_WAITING of them and about MAX_WAITING_BYTES:
 8,000 labels of 4 KB once grew the process by 36 MiB) and retries every
 interval; it logs once more when recording resumes.
 
-Reads (`read`) run on their own small thread pool with read-only connections,
-so a long range never holds up the event loop or the writer.
+Reads (`read`) run on their own threads with read-only connections, so a long
+range never holds up the event loop or the writer, and each has a cost bound.
+A read first counts, up to SMALL_ROWS, the rows it would go through: a small
+one (a dashboard's few points) is answered there, on the two small-read
+threads; any other goes to the one heavy-read thread, so heavy queries, however
+many, never take the threads small ones need.  There it is counted up to
+`history.max_query_rows` and refused past it (422 history_too_large, naming a
+narrower range), and its statements are stopped if they do much more work than
+that many rows (history_db.ReadBudget) or outlive the request (504).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import orjson
 
 from labbridge.core.action import FINISHED  # an invocation's outcome is recorded, its progress updates are not
 from labbridge.core.config import Config, HistorySettings, resolve
-from labbridge.core.errors import HistoryUnavailable
+from labbridge.core.errors import DeadlineExceeded, HistoryTooLarge, HistoryUnavailable
 from labbridge.core.history_query import HistoryQuery
 from labbridge.experiment import history_db
 
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_WAITING = 50_000  # events kept in memory while the database cannot be written (the oldest go first)
 MAX_WAITING_BYTES = 8 * 1024 * 1024  # and about this much memory for them, text and all
 EVENT_BYTES = 300  # about what an event of a number costs in memory (a dict of a few small values)
+SMALL_ROWS = 10_000  # a read going through at most this many rows is answered on the small-read threads
 Sample = tuple[str, str, "str | None", float, Any]  # module, attribute, unit, time, value as stored
 
 
@@ -64,7 +72,8 @@ class HistoryRecorder:
         self._db: sqlite3.Connection | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="history-read")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="history-read")  # small reads
+        self._heavy_readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-read-heavy")
         self.error: str | None = None
         self.last_write: float | None = None
         self._dropped_waiting = 0  # counted on the event loop
@@ -87,6 +96,7 @@ class HistoryRecorder:
         if self._thread.is_alive():
             self._thread.join(timeout=2 * history_db.BUSY_TIMEOUT + 1)
         self._readers.shutdown(wait=False, cancel_futures=True)
+        self._heavy_readers.shutdown(wait=False, cancel_futures=True)
 
     def record(self, event: dict[str, Any]) -> None:
         """Queue one published event (called on the event loop: an append and a size, no more)."""
@@ -114,22 +124,52 @@ class HistoryRecorder:
                    deadline: float) -> dict[str, Any] | None:
         """The reply to a history request; None when `attribute` is neither declared nor ever recorded."""
         loop = asyncio.get_running_loop()
+        where = f"{module}.{attribute}"
         try:
-            return await loop.run_in_executor(self._readers, self._read, module, attribute, unit, declared, query,
-                                              deadline)
+            try:
+                return await loop.run_in_executor(self._readers, self._read, module, attribute, unit, declared, query,
+                                                  deadline, False)
+            except _Heavy:
+                return await loop.run_in_executor(self._heavy_readers, self._read, module, attribute, unit, declared,
+                                                  query, deadline, True)
+        except _Exceeded as exc:
+            raise self._exceeded(where, query, exc.args[0]) from None
         except sqlite3.Error as exc:
-            raise HistoryUnavailable(f"the history of {module}.{attribute} cannot be read: {exc}") from None
+            raise HistoryUnavailable(f"the history of {where} cannot be read: {exc}") from None
+
+    def _exceeded(self, where: str, query: HistoryQuery, what: str) -> HistoryTooLarge | DeadlineExceeded:
+        if what == "time":
+            return DeadlineExceeded(f"reading the history of {where} did not finish in time; ask for a shorter range")
+        narrower = "a shorter range (since/until)" + (" or fewer points (limit)" if query.every is None else
+                                                      "; with `every`, each value in the range is read")
+        return HistoryTooLarge(f"this query of the history of {where} would read more than "
+                               f"{self.settings.max_query_rows:,} recorded values, the most one query may read "
+                               f"(history.max_query_rows); ask for {narrower}")
 
     def _read(self, module: str, attribute: str, unit: str | None, declared: bool, query: HistoryQuery,
-              deadline: float) -> dict[str, Any] | None:
-        db = history_db.open_for_reading(self.path, deadline)
+              deadline: float, heavy: bool) -> dict[str, Any] | None:
+        """The reply, read in at most about SMALL_ROWS rows (else _Heavy), or max_query_rows when `heavy`."""
+        max_rows = self.settings.max_query_rows if heavy else SMALL_ROWS
+        budget = history_db.ReadBudget(deadline, max_rows)
+        if time.time() > deadline:  # waited in the queue until its client gave up
+            raise _Exceeded("time")
+        db = history_db.open_for_reading(self.path, budget)
         points: list[list[Any]] = []
         cursor = None
         try:
             found = history_db.find_channel(db, module, attribute) if db is not None else None
             if found is not None and db is not None:
                 unit = unit if declared else found[1]
+                rows = history_db.rows_to_read(db, found[0], query, max_rows)
+                if not heavy and (rows is None or rows > max_rows):
+                    raise _Heavy
+                if rows is not None and rows > max_rows:
+                    raise _Exceeded("rows")
                 points, cursor = history_db.read(db, found[0], query)
+        except sqlite3.OperationalError:
+            if budget.exceeded is None:
+                raise
+            raise _Exceeded(budget.exceeded) from None
         finally:
             if db is not None:
                 db.close()
@@ -207,6 +247,14 @@ class HistoryRecorder:
         if self._db is not None:  # open afresh next time: the file or its folder may have been fixed meanwhile
             self._db.close()
             self._db = None
+
+
+class _Heavy(Exception):
+    """A read is too large for the small-read threads: the heavy-read thread answers it."""
+
+
+class _Exceeded(Exception):
+    """A read ran out of its budget: args[0] is "time" or "rows" (history_db.ReadBudget.exceeded)."""
 
 
 def approximate_bytes(event: dict[str, Any]) -> int:

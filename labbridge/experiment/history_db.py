@@ -9,6 +9,10 @@ order is age order and size retention deletes the lowest rowids.
 
 The recorder (history.py) owns the one writing connection, on its own thread;
 reads open their own read-only connections (WAL lets them run beside a write).
+Each read has a cost bound (`ReadBudget`): `rows_to_read` counts beforehand,
+cheaply and only up to a cap, how many rows a query will go through, and a
+progress handler stops any statement that does much more work than that many
+rows, or outlives its request.
 """
 
 from __future__ import annotations
@@ -35,6 +39,29 @@ WAL_LIMIT = 8 * 1024 * 1024  # bytes of write-ahead log kept on disk after a che
 _FOREVER = 1e300  # bounds for an open-ended range (SQLite compares REAL with Inf awkwardly)
 # Only numbers go into a bucket's min/max/mean.
 _NUMERIC = "typeof(value) IN ('integer', 'real')"
+# SQLite virtual machine steps per row read: a bucket query takes about 31, counting or listing points about 8.
+STEPS_PER_ROW = 40
+CHECK_STEPS = 10_000  # how often (in steps) the progress handler looks at the budget and the clock
+
+
+class ReadBudget:
+    """A read's bounds, as a SQLite progress handler: a deadline (Unix time) and, optionally, about `rows` rows.
+
+    `exceeded` says which ran out ("time" or "rows") once a statement was interrupted."""
+
+    def __init__(self, deadline: float, rows: int | None = None) -> None:
+        self.deadline = deadline
+        self.checks_left = None if rows is None else max(1, rows * STEPS_PER_ROW // CHECK_STEPS)
+        self.exceeded: str | None = None
+
+    def __call__(self) -> bool:
+        if time.time() > self.deadline:
+            self.exceeded = "time"
+        elif self.checks_left is not None:
+            self.checks_left -= 1
+            if self.checks_left < 0:
+                self.exceeded = "rows"
+        return self.exceeded is not None
 
 
 def open_for_writing(path: Path) -> sqlite3.Connection:
@@ -54,13 +81,13 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
     return db
 
 
-def open_for_reading(path: Path, deadline: float) -> sqlite3.Connection | None:
-    """A read-only connection that gives up at `deadline` (Unix time); None when nothing was recorded yet."""
+def open_for_reading(path: Path, budget: ReadBudget) -> sqlite3.Connection | None:
+    """A read-only connection whose statements stop when `budget` runs out; None when nothing was recorded yet."""
     if not path.exists():
         return None
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, check_same_thread=False)
-    # Checked every 10,000 virtual machine steps: a huge range cannot outlive its request.
-    db.set_progress_handler(lambda: time.time() > deadline, 10_000)
+    # Checked every CHECK_STEPS virtual machine steps: a huge range can neither outlive its request nor its budget.
+    db.set_progress_handler(budget, CHECK_STEPS)
     return db
 
 
@@ -157,6 +184,22 @@ def read(db: sqlite3.Connection, channel: int, query: HistoryQuery) -> tuple[lis
                       "ORDER BY t, rowid LIMIT ?", (channel, *(after or (since, -1)), until, query.page)).fetchall()
     cursor = (rows[-1][0], rows[-1][1]) if len(rows) == query.page else None
     return [[t, loaded(v)] for t, _, v in rows], cursor
+
+
+def rows_to_read(db: sqlite3.Connection, channel: int, query: HistoryQuery, cap: int) -> int | None:
+    """How many rows `query` goes through, counted only up to `cap` + 1 (so at most that much work);
+    None when it cannot be told beforehand (a page of buckets: the progress handler bounds those)."""
+    if query.every is not None and query.page is not None:
+        return None
+    since = -_FOREVER if query.since is None else query.since
+    until = _FOREVER if query.until is None else query.until
+    wanted = None if query.every is not None else query.page or query.limit  # the index reads no more points
+    if query.after is not None:
+        since = max(since, query.after[0])
+    # Counting rows of the index costs about an eighth of aggregating them (measured on 3 million rows).
+    counted = int(db.execute("SELECT count(*) FROM (SELECT 1 FROM samples WHERE channel = ? AND t >= ? AND t <= ? "
+                             "LIMIT ?)", (channel, since, until, min(cap, wanted or cap) + 1)).fetchone()[0])
+    return counted if wanted is None else min(counted, wanted)
 
 
 def _buckets(db: sqlite3.Connection, channel: int, every: float, since: float, until: float, limit: int | None,

@@ -39,7 +39,6 @@ from labbridge.core.config import ConfigError
 from labbridge.core.errors import (
     ActionsUnavailable,
     AlreadyFinished,
-    BackendBusy,
     BridgeError,
     Busy,
     InstrumentError,
@@ -50,6 +49,7 @@ from labbridge.core.errors import (
     UnknownInvocation,
 )
 from labbridge.core.protocol import Request
+from labbridge.experiment.action_quota import ActionQuota, client_of
 from labbridge.experiment.base_module import BaseModule
 from labbridge.experiment.invocation import Invocation, current_invocation
 from labbridge.experiment.invocation_journal import InvocationJournal
@@ -70,8 +70,10 @@ class Invocations:
     """Every invocation the experiment process knows of, and the rules for running them."""
 
     def __init__(self, find_module: Callable[[str | None], BaseModule], *, kept: int = 100,
-                 journal: InvocationJournal | None = None, audit: AuditLog | None = None) -> None:
+                 journal: InvocationJournal | None = None, audit: AuditLog | None = None,
+                 quota: ActionQuota | None = None) -> None:
         self._find_module = find_module
+        self.quota = quota or ActionQuota()  # how many may be unfinished per module and client (429 past it)
         self.kept = kept  # finished invocations kept per module
         self.journal = journal
         if journal is not None:
@@ -184,7 +186,7 @@ class Invocations:
                 raise MalformedRequest(f"the arguments of {name} must be a JSON object, like {{\"to\": 80}}")
             checked = spec.check_arguments(arguments, module.specs)
             await self._check_journal()  # the last await before the claim: the checks below and it are one step
-            invocation = self._claim(module, spec, checked, identity, client)
+            invocation = self._claim(module, spec, checked, identity, client, client_of(request))
             attempt.id, attempt.requested = invocation.id, checked
             try:
                 await self._record_start(invocation, attempt)
@@ -200,17 +202,16 @@ class Invocations:
         return invocation.public()
 
     def _claim(self, module: BaseModule, spec: ActionSpec, checked: dict[str, Any], identity: str | None,
-               client: str | None) -> Invocation:
-        """Check that the action may start and claim what it owns, in one step (this awaits nothing)."""
+               client: str | None, quota_key: str) -> Invocation:
+        """Check that the action may start and claim what it owns, and its share of the module's and the
+        client's quota (429 past it), in one step (this awaits nothing)."""
         for attribute in spec.owns:
             self.check_free(module.name, attribute, f"{spec.name} cannot start: ")
-        running = sum(1 for inv in (*self._all.values(), *self._starting)
-                      if inv.module == module.name and not inv.is_finished)
-        if running >= module.settings.queue_limit:  # the same bound as requests waiting for the module
-            raise BackendBusy(f"module {module.name} has {running} actions running; try again when one has ended")
+        self.quota.check(module.name, quota_key)
         invocation = Invocation(uuid.uuid4().hex, module.name, spec.name, checked, time.time(), spec.owns, identity,
                                 client, on_change=self._publish)
         self._starting.add(invocation)
+        self.quota.hold(invocation.id, module.name, quota_key)
         for attribute in spec.owns:
             self._owners[(module.name, attribute)] = invocation
         return invocation
@@ -361,6 +362,7 @@ class Invocations:
             self._all.pop(kept.pop(0).id, None)
 
     def _release(self, invocation: Invocation) -> None:
+        self.quota.release(invocation.id)
         for attribute in invocation.owns:
             if self._owners.get((invocation.module, attribute)) is invocation:
                 del self._owners[(invocation.module, attribute)]

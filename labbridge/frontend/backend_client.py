@@ -112,12 +112,13 @@ class BackendClient:
 
     def prepare(self, op: Op, module: str | None = None, attribute: str | None = None, value: Any = MISSING, *,
                 client: str | None = None, identity: str | None = None, role: str | None = None,
-                timeout: float | None = None, accept: tuple[Format, ...] = JSON_ONLY) -> Outgoing:
+                timeout: float | None = None, accept: tuple[Format, ...] = JSON_ONLY,
+                connection: str | None = None) -> Outgoing:
         """Build and encode a request without sending it: MalformedRequest if it cannot be encoded,
         PayloadTooLarge if it is over what the experiment process takes."""
         timeout = self.timeout if timeout is None else timeout
         request = Request(op, module, attribute, value, time.time() + timeout, f"{self._prefix}{next(self._ids)}",
-                          client, identity, accept, role)
+                          client, identity, accept, role, connection)
         frame = request.encode()
         if 0 <= self.max_request_bytes < len(frame):
             raise PayloadTooLarge(f"the value is {len(frame)} bytes once encoded for the experiment process, "

@@ -178,7 +178,7 @@ def action_paths(modules: dict[str, Any]) -> dict[str, Any]:
                 "headers": {"Location": {"schema": {"type": "string"}}},
                 "content": {"application/json": {"schema": _invocation_schema(info)}},
                 "links": INVOCATION_LINKS},
-                (404, 409, 413, 422, *BACKEND))
+                (404, 409, 413, 422, 429, *BACKEND))
             start["responses"] = {"201": start["responses"].pop("200")}
             start["requestBody"] = {"required": bool(info["parameters"]["required"]),
                                     "content": {"application/json": {"schema": info["parameters"]}}}

@@ -37,6 +37,7 @@ REASONS: dict[int, str] = {
     413: "the body is over frontend.max_body_bytes",
     422: "the body is not `{\"value\": ...}`, or the value has the wrong type, is not finite, "
          "or is outside the limits",
+    429: "too many actions of this module, or of this client, are pending or running (`Retry-After` is set)",
     500: "an unexpected error in the frontend (details are in its log)",
     502: "the instrument could not be reached or answered with something unexpected",
     503: "the experiment process is not running, or the module's queue is full (`Retry-After` is set)",

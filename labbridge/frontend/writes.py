@@ -10,6 +10,8 @@ oversized body, a client gone mid-body, an experiment process it could not
 hand the request to) only the frontend knows of, so it records each of those
 here as one `refused` line; a write sent to an experiment process that then
 went away without answering is one `unanswered` line, with the request's id.
+Each carries the client's connection ("address:port"), whom an invocation
+counts against when no token names the client (experiment/action_quota.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ async def forward_write(bridge: FrontendState, request: Request, op: Op, module:
         require(caller, needs)
         attempt.requested = await read_payload()
         outgoing = bridge.backend.prepare(op, module, name, wrap(attempt.requested), client=attempt.client,
-                                          identity=attempt.identity, role=attempt.role, timeout=timeout)
+                                          identity=attempt.identity, role=attempt.role, timeout=timeout,
+                                          connection=_connection(request))
     except BridgeError as exc:
         await _record_refusal(bridge, attempt, exc)
         raise
@@ -57,6 +60,11 @@ async def forward_write(bridge: FrontendState, request: Request, op: Op, module:
             attempt.id = outgoing.request.id
             await bridge.audit.record_unanswered(attempt, exc.code)
         raise
+
+
+def _connection(request: Request) -> str | None:
+    """The client's TCP connection as "address:port" (behind a trusted proxy: the forwarded address)."""
+    return None if request.client is None else f"{request.client.host}:{request.client.port}"
 
 
 async def _record_refusal(bridge: FrontendState, attempt: WriteAttempt, exc: BridgeError) -> None:
