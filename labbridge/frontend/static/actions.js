@@ -43,11 +43,13 @@ function parameterInput(id, name, schema, required) {
   } else {
     const numeric = value.type === "number" || value.type === "integer";
     input = el("input", { id: inputId, name, type: numeric ? "number" : "text", step: value.type === "integer" ? "1" : "any",
-      min: value.minimum, max: value.maximum, placeholder: parameterText(schema, required), title: schema.description });
+      min: value.minimum, max: value.maximum, placeholder: required ? undefined : "(default)", title: schema.description });
   }
   input.dataset.type = value.type || "string";
   input.dataset.required = required ? "yes" : "";
-  return el("label", { class: "parameter" }, `${name} `, input);
+  const limits = limitsHint(inputId, parameterText(schema, required));  // app.js: in full under the field
+  if (limits) input.setAttribute("aria-describedby", limits.id);
+  return el("label", { class: "parameter" }, el("span", {}, name), input, limits);
 }
 
 function argumentsOf(form) {
