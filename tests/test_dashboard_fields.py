@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, ViewportSize
 
 from tests.browser import chromium
 from tests.processes import running_stack, write_config
 
-MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
+MODULES: dict[str, dict[str, Any]] = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
            "setpoint": {"class": "setpoint.Setpoint"},
            "psu": {"class": "psu.PowerSupply", "simulate": True},
            "relay": {"class": "tests.fixture_modules.Relay"}}
-PHONE = {"width": 390, "height": 844}  # an iPhone 12 to 14, in CSS pixels
+PHONE: ViewportSize = {"width": 390, "height": 844}  # an iPhone 12 to 14, in CSS pixels
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,8 @@ LIMITS = {"#hint-arg-setpoint-ramp-rate": "0.001 to 1000000000",  # the placehol
           "#hint-psu-voltage": "0 to 30 V"}
 
 
-@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE], ids=["desktop", "phone"])
-def test_limits_show_in_full_under_every_field(url: str, viewport: dict[str, int]) -> None:
+@pytest.mark.parametrize("viewport", [ViewportSize(width=1280, height=900), PHONE], ids=["desktop", "phone"])
+def test_limits_show_in_full_under_every_field(url: str, viewport: ViewportSize) -> None:
     with chromium() as browser:
         page = browser.new_page(viewport=viewport)
         page.goto(url + "/")
