@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -87,6 +89,24 @@ def test_a_cycle_shows_its_result_and_a_refused_argument_shows_why(page: tuple[P
     browser.fill("#arg-module_a-cycle-count", "")
     browser.click("#run-module_a-cycle")
     assert status_of(browser, "cycle") == "enter count"  # checked in the page: nothing sent
+
+
+def test_a_run_shows_when_it_finished_as_a_local_date_and_time(lab: tuple[Browser, str]) -> None:
+    browser, url = lab
+    page = browser.new_context(timezone_id="Asia/Kathmandu").new_page()  # UTC+5:45: not the machine's zone
+    httpx.put(f"{url}/module_a/position", json={"value": 1})  # a short way home
+    try:
+        page.goto(url + "/")
+        page.wait_for_selector("#action-module_a-home")
+        page.click("#run-module_a-home")
+        page.wait_for_selector("#status-module_a-home[data-status=completed]", timeout=10_000)
+        home = next(i for i in httpx.get(f"{url}/invocations").json()["invocations"] if i["action"] == "home")
+        local = datetime.fromtimestamp(home["finished"], ZoneInfo("Asia/Kathmandu")).strftime("%Y-%m-%d %H:%M:%S")
+        when = page.locator("#when-module_a-home")
+        assert when.inner_text() == f"finished {local}"
+        assert when.get_attribute("title") == f"{home['finished']:.15g}"  # the raw Unix seconds
+    finally:
+        page.context.close()
 
 
 def test_a_run_started_elsewhere_shows_up_and_its_failure_is_shown(page: tuple[Page, str]) -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, ViewportSize
 
 from tests.browser import chromium
 from tests.processes import running_stack, write_config
 
-MODULES = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
+MODULES: dict[str, dict[str, Any]] = {"module_a": {"class": "module_a.ModuleA", "simulate": True},
            "setpoint": {"class": "setpoint.Setpoint"},
            "psu": {"class": "psu.PowerSupply", "simulate": True},
            "relay": {"class": "tests.fixture_modules.Relay"}}
-PHONE = {"width": 390, "height": 844}  # an iPhone 12 to 14, in CSS pixels
+PHONE: ViewportSize = {"width": 390, "height": 844}  # an iPhone 12 to 14, in CSS pixels
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,49 @@ def test_numbers_show_every_digit_they_have(url: str, written: float, seen: str)
         page = browser.new_page()
         page.goto(url + "/")
         assert shown(page, "setpoint", "value") == seen
-        assert float(shown(page, "setpoint", "changed_at")) == pytest.approx(changed_at, abs=1e-4)
+        shown(page, "setpoint", "changed_at")  # a time: its raw value, every digit of it, is its tooltip
+        title = page.locator("#value-setpoint-changed_at").get_attribute("title")
+        assert title is not None and float(title) == pytest.approx(changed_at, abs=1e-4)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/St_Johns"])  # half-hour offsets, east and west
+def test_a_time_shows_as_a_local_date_and_time_with_the_raw_value_as_its_tooltip(url: str, zone: str) -> None:
+    assert httpx.put(f"{url}/setpoint/label", json={"value": "a write sets changed_at"}).status_code == 200
+    changed_at = httpx.get(f"{url}/setpoint/changed_at").json()["value"]
+    local = datetime.fromtimestamp(changed_at, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+    with chromium() as browser:
+        page = browser.new_context(timezone_id=zone).new_page()
+        page.goto(url + "/")
+        assert shown(page, "setpoint", "changed_at") == local  # was the raw Unix seconds
+        assert page.locator("#value-setpoint-changed_at").get_attribute("title") == f"{changed_at:.15g}"
+
+
+LIMITS = {"#hint-arg-setpoint-ramp-rate": "0.001 to 1000000000",  # the placeholder showed "0.001 to 100"
+          "#hint-setpoint-value": "-1000000000000 to 1000000000000",
+          "#hint-psu-voltage": "0 to 30 V"}
+
+
+@pytest.mark.parametrize("viewport", [ViewportSize(width=1280, height=900), PHONE], ids=["desktop", "phone"])
+def test_limits_show_in_full_under_every_field(url: str, viewport: ViewportSize) -> None:
+    with chromium() as browser:
+        page = browser.new_page(viewport=viewport)
+        page.goto(url + "/")
+        page.wait_for_selector("#action-setpoint-ramp")
+        for selector, text in LIMITS.items():
+            assert page.locator(selector).inner_text() == text
+        # every hint (attribute fields and action parameters alike) is neither clipped nor outside its card
+        clipped = page.evaluate("""() => Array.from(document.querySelectorAll('.hint')).filter(h => {
+            const box = h.getBoundingClientRect(), card = h.closest('.module').getBoundingClientRect();
+            return h.scrollWidth > h.clientWidth || box.width === 0 || box.right > card.right + 0.5;
+        }).map(h => h.id)""")
+        assert page.locator(".hint").count() >= len(LIMITS) and clipped == []
+        # each field names its hint, and placeholders are short enough to fit (no limits in them)
+        for selector in LIMITS:
+            field = page.locator(f"[aria-describedby='{selector[1:]}']")
+            assert field.count() == 1
+            assert field.evaluate("e => !e.placeholder || e.scrollWidth <= e.clientWidth")
+        assert set(page.evaluate("Array.from(document.querySelectorAll('input[placeholder]'), e => e.placeholder)")) \
+            <= {"(default)", "bearer token"}
 
 
 def test_a_bool_is_set_with_a_true_false_choice_and_nothing_is_sent_unchosen(url: str) -> None:

@@ -43,11 +43,13 @@ function parameterInput(id, name, schema, required) {
   } else {
     const numeric = value.type === "number" || value.type === "integer";
     input = el("input", { id: inputId, name, type: numeric ? "number" : "text", step: value.type === "integer" ? "1" : "any",
-      min: value.minimum, max: value.maximum, placeholder: parameterText(schema, required), title: schema.description });
+      min: value.minimum, max: value.maximum, placeholder: required ? undefined : "(default)", title: schema.description });
   }
   input.dataset.type = value.type || "string";
   input.dataset.required = required ? "yes" : "";
-  return el("label", { class: "parameter" }, `${name} `, input);
+  const limits = limitsHint(inputId, parameterText(schema, required));  // app.js: in full under the field
+  if (limits) input.setAttribute("aria-describedby", limits.id);
+  return el("label", { class: "parameter" }, el("span", {}, name), input, limits);
 }
 
 function argumentsOf(form) {
@@ -73,8 +75,9 @@ function actionForm(module, name, info) {
   const cancel = el("button", { type: "button", class: "cancel", id: `cancel-${id}`, hidden: true }, "Cancel");
   const bar = el("progress", { id: `progress-${id}`, max: "1", hidden: true });
   const status = el("span", { class: "action-status", id: `status-${id}`, role: "status" });
+  const when = el("time", { class: "action-time", id: `when-${id}` });
   const form = el("form", { class: "action", id: `action-${id}`, "aria-label": `run ${name}`, novalidate: "" },
-    run, ...inputs, cancel, el("div", { class: "action-progress" }, bar, status));
+    run, ...inputs, cancel, el("div", { class: "action-progress" }, bar, status, when));
   form.dataset.returns = info.returns.unit || "";
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -152,4 +155,14 @@ function showInvocation(invocation) {
   const status = document.getElementById(`status-${id}`);
   status.dataset.status = invocation.status;
   status.textContent = outcomeText(invocation, form.dataset.returns);
+  showWhen(document.getElementById(`when-${id}`), invocation);
+}
+
+function showWhen(node, invocation) {  // when the shown run was queued, started or finished: local time, raw in the tooltip
+  const [label, seconds] = invocation.finished ? ["finished", invocation.finished]
+    : invocation.started ? ["started", invocation.started] : ["queued", invocation.created];
+  if (typeof seconds !== "number") { node.textContent = ""; node.removeAttribute("title"); return; }
+  node.textContent = `${label} ${localTime(seconds)}`;  // app.js
+  node.title = format(seconds);
+  node.setAttribute("datetime", new Date(seconds * 1000).toISOString());
 }

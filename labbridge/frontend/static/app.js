@@ -21,6 +21,23 @@ function format(value) {
   return String(value);
 }
 
+// A Unix time (unit s, named *_at or documented as one, like setpoint's changed_at) reads as a local date and time.
+function isTime(name, info) {
+  return info.unit === "s" && (info.type === "float" || info.type === "int")
+    && (/_at$/.test(name) || /\b(unix time|epoch|timestamp)\b/i.test(info.doc || ""));
+}
+
+function localTime(seconds) {  // YYYY-MM-DD HH:MM:SS in the browser's zone, whole seconds (the tooltip has the rest)
+  const d = new Date(seconds * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} `
+    + `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+function limitsHint(id, text) {  // the limits in full under a field (a placeholder that long was cut off)
+  return text ? el("small", { class: "hint", id: `hint-${id}` }, text) : null;
+}
+
 function limitsText(info) {
   const unit = info.unit ? ` ${info.unit}` : "";
   if (info.choices) return `one of ${info.choices.join(", ")}`;
@@ -63,9 +80,11 @@ function row(module, name, info) {
       el("td", {}, el("a", { href: `/${module}/${name}` }, "read as JSON"), " ", el("span", { class: "unit" }, info.unit || ""),
         Images.isImage(info) ? Images.view(module, name, info) : Plots.arrayChart(module, name, info)));  // images.js
   }
-  const value = el("span", { class: "value stale", id: `value-${id}` }, "–");
-  const cell = el("td", {}, value, " ", el("span", { class: "unit" }, info.unit || ""),
-    limits ? el("span", { class: "limits" }, ` (${limits})`) : null,
+  const time = isTime(name, info);
+  const value = el("span", { class: "value stale", id: `value-${id}`, dataset: time ? { time: "yes" } : {} }, "–");
+  // A writable attribute's limits are under its field; a time's unit (s) is in its tooltip.
+  const cell = el("td", {}, value, " ", el("span", { class: "unit" }, time ? "" : info.unit || ""),
+    limits && !info.writable ? el("span", { class: "limits" }, ` (${limits})`) : null,
     el("span", { class: "read-error", id: `read-error-${id}`, hidden: true }));
   if (info.type === "float" || info.type === "int") cell.append(Plots.sparkline(module, name, info));
   if (info.writable) cell.append(editor(module, name, info, id));
@@ -82,12 +101,14 @@ function editor(module, name, info, id) {
     for (const choice of info.choices || ["true", "false"]) input.append(el("option", { value: choice }, choice));
   } else {
     input = el("input", { id: `input-${id}`, name, type: numeric ? "number" : "text", step: "any",
-      min: info.min, max: info.max, "aria-label": `new ${name}`, placeholder: limitsText(info) || name });
+      min: info.min, max: info.max, "aria-label": `new ${name}` });
   }
+  const limits = limitsHint(id, limitsText(info));
+  if (limits) input.setAttribute("aria-describedby", limits.id);
   const error = el("span", { class: "field-error", id: `error-${id}`, role: "status" });
   const button = el("button", { type: "submit" }, "Set");
   // novalidate: the bridge checks the value and its message (limits and unit) is shown next to the field.
-  const form = el("form", { "aria-label": `set ${name}`, novalidate: "" }, input, button, error);
+  const form = el("form", { "aria-label": `set ${name}`, novalidate: "" }, input, button, limits, error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
@@ -124,7 +145,12 @@ function editor(module, name, info, id) {
 function show(module, name, value) {
   const node = document.getElementById(`value-${module}-${name}`);
   if (!node) return;
-  node.textContent = Array.isArray(value) ? `${value.length} samples` : format(value);
+  if (node.dataset.time && typeof value === "number") {
+    node.textContent = value === 0 ? "never" : localTime(value);  // 0: nothing happened yet, not 1970
+    node.title = format(value);  // the raw Unix seconds
+  } else {
+    node.textContent = Array.isArray(value) ? `${value.length} samples` : format(value);
+  }
   node.classList.remove("stale");
   const error = document.getElementById(`read-error-${module}-${name}`);
   if (error) { error.hidden = true; error.textContent = ""; }
