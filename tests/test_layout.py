@@ -85,6 +85,37 @@ def test_the_package_builds_as_a_wheel_with_its_static_files(tmp_path: Path) -> 
     assert "labbridge/experiment/simulators/psu.yaml" in names  # the demo's simulated power supply
     assert "labbridge/frontend/static/vendor/uplot/uPlot.iife.min.js" in names  # the dashboard's plots
     assert "main.py" not in names.split() and "module_a.py" not in names.split()  # nothing at the top level
-    # The demo, importable from the package (labbridge/tools/build_demo.py), and the `labbridge` command.
+    # The demo, importable from the package (labbridge/demo/), and the `labbridge` command.
     assert "labbridge/demo/module_a.py" in names and "labbridge/demo/config.yml" in names
     assert "labbridge/templates/lab/stage.py" in names and "labbridge/cli.py" in names
+
+
+def test_the_installed_demo_s_config_is_the_repository_s_with_the_classes_named_in_the_package() -> None:
+    """labbridge/demo/config.yml is what `labbridge demo` runs outside a clone: the same demo as config.yml."""
+    import re
+
+    import yaml
+
+    ours = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
+    packaged = yaml.safe_load((ROOT / "labbridge/demo/config.yml").read_text(encoding="utf-8"))
+    for spec in ours["modules"].values():
+        spec["class"] = re.sub(r"^(module_a|setpoint|psu|camera)\.", r"labbridge.demo.\1.", spec["class"])
+    assert packaged == ours
+
+
+def test_the_top_level_demo_modules_are_the_package_s_own_classes() -> None:
+    """One copy of each demo module: the top-level files re-export the package's classes (config.yml's paths)."""
+    import camera
+    import module_a
+    import psu
+    import setpoint
+
+    from labbridge.demo import camera as packaged_camera
+    from labbridge.demo import module_a as packaged_module_a
+    from labbridge.demo import psu as packaged_psu
+    from labbridge.demo import setpoint as packaged_setpoint
+
+    assert module_a.ModuleA is packaged_module_a.ModuleA and setpoint.Setpoint is packaged_setpoint.Setpoint
+    assert psu.PowerSupply is packaged_psu.PowerSupply and camera.Camera is packaged_camera.Camera
+    for shim in (camera, module_a, psu, setpoint):
+        assert len(Path(str(shim.__file__)).read_text(encoding="utf-8").splitlines()) < 15

@@ -5,9 +5,8 @@ what the demo writes beside it (history, the invocations journal) must not go
 into the package's own folder, which pip may replace on upgrade or may not let
 this user write: the config is copied into a folder of this user's (rewritten
 each time, so an upgrade's demo is what runs) and run from there.  In a clone
-the demo's modules are still at the top of the repository (labbridge/demo/ has
-no config.yml), and the repository's config.yml is the demo, as for
-`python demo.py`.  Standard library only.
+(or an editable install) the repository's config.yml is the demo, as for
+`python3 demo.py`.  Standard library only.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def user_folder(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path
 
 def demo_config() -> Path:
     """The config.yml of the built-in demo, in a folder where it may write its data."""
-    if not PACKAGED_CONFIG.is_file():
+    if (ROOT / "start_experiment.py").is_file() and (ROOT / "config.yml").is_file():
         return ROOT / "config.yml"  # a clone (or an editable install): the repository's demo
     folder = user_folder()
     folder.mkdir(parents=True, exist_ok=True)

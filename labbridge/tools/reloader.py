@@ -24,14 +24,17 @@ from pathlib import Path
 import watchfiles
 
 from labbridge.core.config import ConfigError, load_config
+from labbridge.demo import FOLDER as DEMO_FOLDER
 from labbridge.tools.children import stop_children, stop_on_signals
 
 log = logging.getLogger("start_experiment")
 
 
 def watched_files(config_file: Path, top_level: Path) -> set[Path]:
-    """The files the experiment process is made of: top-level .py files, the configured classes' files, config.yml."""
+    """The files the experiment process is made of: top-level .py files, the configured classes' files, config.yml,
+    and the demo's modules in labbridge/demo/ (which a clone's top-level module_a.py and the others re-export)."""
     files = {path.resolve() for path in top_level.glob("*.py")} | {config_file.resolve()}
+    files |= {path.resolve() for path in DEMO_FOLDER.glob("*.py")}
     try:
         config = load_config(config_file)
     except ConfigError:
