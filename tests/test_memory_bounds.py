@@ -61,11 +61,13 @@ class Lab:
 
 @contextmanager
 def lab(tmp_path: Path, tcp: bool = False, curve: bool = False, max_body_bytes: int | None = None,
-        history: bool = False, frontend: dict[str, Any] | None = None, camera: bool = False) -> Iterator[Lab]:
-    modules = {"setpoint": {"class": "setpoint.Setpoint"}, **({"camera": {"class": "camera.Camera"}} if camera else {})}
-    frontend = {**(frontend or {}), **({"max_body_bytes": max_body_bytes} if max_body_bytes else {})}
-    config = write_config(tmp_path / "config.yml", modules, frontend=frontend or None,
-                          **({"history": {"path": "data/history.sqlite3", "interval": 0.2}} if history else {}))
+        history: bool = False, settings: dict[str, Any] | None = None, camera: bool = False) -> Iterator[Lab]:
+    modules: dict[str, dict[str, Any]] = {"setpoint": {"class": "setpoint.Setpoint"}}
+    if camera:
+        modules["camera"] = {"class": "camera.Camera"}
+    settings = {**(settings or {}), **({"max_body_bytes": max_body_bytes} if max_body_bytes else {})}
+    extra: dict[str, Any] = {"history": {"path": "data/history.sqlite3", "interval": 0.2}} if history else {}
+    config = write_config(tmp_path / "config.yml", modules, frontend=settings or None, **extra)
     data = yaml.safe_load(config.read_text())
     if tcp:  # the hop between two machines (and on Windows): reachable by anyone who can open a TCP port
         data["experiment_socket"]["host"] = "127.0.0.1"
@@ -283,7 +285,7 @@ SLOW_READERS = {"client_timeout": 60}  # the attackers' holds last the whole tes
 def test_one_client_that_never_reads_its_frames_holds_at_most_its_share(tmp_path: Path) -> None:
     """50 connections from one address ask for a frame (8 MiB) and never read: they hold at most
     max_answer_bytes_per_client (16 MiB by default) and the others get 503; another client still gets frames."""
-    with lab(tmp_path, camera=True, frontend=SLOW_READERS) as bridge, ExitStack() as held:
+    with lab(tmp_path, camera=True, settings=SLOW_READERS) as bridge, ExitStack() as held:
         bound = 16 + ANSWER_MARGIN_MIB
         growth = hold_frames(bridge, held, ["127.0.0.2"], 50, bound)
         assert growth < bound
@@ -301,7 +303,7 @@ def test_many_clients_that_never_read_hold_at_most_the_total(tmp_path: Path) -> 
     """10 addresses with 10 connections each: together they hold at most max_answer_bytes (here 32 MiB); small
     reads go on being answered, and a large read waits for room and then gets 503 with Retry-After."""
     settings = {**SLOW_READERS, "max_answer_bytes": 32 * MIB}
-    with lab(tmp_path, camera=True, frontend=settings) as bridge, ExitStack() as held:
+    with lab(tmp_path, camera=True, settings=settings) as bridge, ExitStack() as held:
         bound = 32 + ANSWER_MARGIN_MIB
         growth = hold_frames(bridge, held, [f"127.0.0.{k}" for k in range(2, 12)], 10, bound)
         assert growth < bound
