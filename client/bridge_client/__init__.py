@@ -50,6 +50,7 @@ from bridge_client.errors import (
     PayloadTooLarge,
     ReadOnly,
     TooManyConnections,
+    TooManyLargeAnswers,
     UnknownAction,
     UnknownAttribute,
     UnknownInvocation,
@@ -67,8 +68,8 @@ __all__ = [
     "HeadersTooLarge", "HistoryOff", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
     "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",
     "Module", "ModuleInfo", "NotAcceptable", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
-    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyConnections", "UnknownAction", "UnknownAttribute",
-    "UnknownInvocation", "UnknownModule", "connect",
+    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyConnections", "TooManyLargeAnswers", "UnknownAction",
+    "UnknownAttribute", "UnknownInvocation", "UnknownModule", "connect",
 ]
 
 # Public names read as bridge_client.X in tracebacks and help(), wherever they are defined (as httpx does).

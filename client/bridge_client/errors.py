@@ -35,6 +35,7 @@ with that code, so `except BridgeError` always catches it.
     ├── ActionsUnavailable           503 actions_unavailable: no action starts (the bridge cannot record it)
     ├── HistoryUnavailable           503 history_unavailable
     ├── TooManyConnections           503 too_many_connections
+    ├── TooManyLargeAnswers          503 too_many_large_answers: the frontend holds all the large answers it may
     ├── InstrumentTimeout            504 instrument_timeout
     ├── BackendTimeout               504 backend_timeout
     ├── DeadlineExceeded             504 deadline_exceeded: it never ran
@@ -190,6 +191,10 @@ class HistoryUnavailable(BridgeError):
 
 class TooManyConnections(BridgeError):
     default_code = "too_many_connections"
+
+
+class TooManyLargeAnswers(BridgeError):
+    default_code = "too_many_large_answers"
 
 
 class InstrumentTimeout(BridgeError):
