@@ -103,10 +103,12 @@ class AnswerBudget(Collector):
     def settle(self, client: str, key: Hashable, reserved: int, size: int) -> int:
         """Count the answer that arrived, `size` bytes, instead of the `reserved`: the bytes now held for it (0 for
         an answer below LARGE, which is not counted).  TooManyLargeAnswers if it does not fit."""
-        self._remember(key, size if size >= LARGE else 0)
         if size < LARGE:
+            if self._sizes.get(key) != 0:  # nearly every read finds its 0 there already (the hot path)
+                self._remember(key, 0)
             self.release(client, reserved)
             return 0
+        self._remember(key, size)
         if size > reserved:
             if not self._fits(client, size - reserved, reserved):
                 self.release(client, reserved)
