@@ -291,8 +291,9 @@ def test_one_client_that_never_reads_its_frames_holds_at_most_its_share(tmp_path
         assert growth < bound
         holding, refused = large_answers(bridge.url)
         assert holding <= 16 * MIB and refused >= 48
-        frame = read_frame(bridge.url)  # another client: served
+        frame = read_frame(bridge.url)  # another client: served, and its frame no longer counted once written
         assert frame.status_code == 200 and len(frame.content) > 8 * MIB
+        wait_until(lambda: large_answers(bridge.url)[0] == holding, 5, "the frame read no longer counted")
         assert_serving(bridge)
         refused_answer = read_frame(bridge.url, "127.0.0.2")  # the attacker's next large read waits, then 503
         assert refused_answer.status_code == 503 and refused_answer.headers["retry-after"] == "1"
@@ -304,6 +305,7 @@ def test_many_clients_that_never_read_hold_at_most_the_total(tmp_path: Path) -> 
     reads go on being answered, and a large read waits for room and then gets 503 with Retry-After."""
     settings = {**SLOW_READERS, "max_answer_bytes": 32 * MIB}
     with lab(tmp_path, camera=True, settings=settings) as bridge, ExitStack() as held:
+        before = bridge.memory()[1]
         bound = 32 + ANSWER_MARGIN_MIB
         growth = hold_frames(bridge, held, [f"127.0.0.{k}" for k in range(2, 12)], 10, bound)
         assert growth < bound
@@ -313,6 +315,9 @@ def test_many_clients_that_never_read_hold_at_most_the_total(tmp_path: Path) -> 
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert refused.json()["error"] == "too_many_large_answers"
         assert 'status="503"' in httpx.get(f"{bridge.url}/metrics").text
+        held.close()  # the attackers go: their answers are no longer counted, and their memory is given back
+        wait_until(lambda: large_answers(bridge.url)[0] == 0, 5, "the closed connections' answers let go")
+        wait_until(lambda: bridge.memory()[1] - before < ANSWER_MARGIN_MIB, 5, "memory given back")
         assert bridge.frontend.alive()
 
 
