@@ -118,6 +118,18 @@ def test_sizes_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [answers.expected(("m", f"a{k}", ("json",))) for k in range(5)] == [None, None, 0, 0, 0]
 
 
+def test_a_read_that_waited_its_patience_for_the_first_answer_goes_ahead() -> None:
+    async def scenario() -> int:
+        answers = AnswerBudget(total=32 * MIB, per_client=16 * MIB, patience=0.05)
+        assert await answers.learn(FRAME) == 0  # out, and slow (an instrument that times out)
+        second = await asyncio.wait_for(answers.learn(FRAME), 1)  # not held up longer than its patience
+        answers.settle("a", FRAME, 0, 8 * MIB)
+        answers.settle("b", FRAME, second, 8 * MIB)
+        return answers.used
+
+    assert asyncio.run(scenario()) == 16 * MIB
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_freed_memory_can_be_given_back_on_linux() -> None:
     assert can_trim()

@@ -54,9 +54,10 @@ MIB = 1024 * 1024
 class AnswerBudget(Collector):
     """Bytes of large answers held, in all and per client; also a Prometheus collector of them for /metrics."""
 
-    def __init__(self, total: int, per_client: int) -> None:
+    def __init__(self, total: int, per_client: int, patience: float = 5.0) -> None:
         self.total = total
         self.per_client = per_client
+        self.patience = patience  # seconds a read waits for another to learn its size (the request timeout)
         self.used = 0
         self.by_client: dict[str, int] = {}  # only clients that hold something
         self.refused = 0
@@ -72,16 +73,21 @@ class AnswerBudget(Collector):
 
     async def learn(self, key: Hashable) -> int:
         """The bytes to reserve for a read of `key` whose answer's size is not known: 0 when this read is to be the
-        one that finds out (`settle` or `abandon` must follow), else what the read that found out learned."""
-        while True:
-            size = self._sizes.get(key)
-            if size is not None:
-                return size
-            probe = self._probes.get(key)
-            if probe is None:
-                self._probes[key] = asyncio.get_running_loop().create_future()
-                return 0
-            await asyncio.shield(probe)  # shared by every read waiting: one of them cancelled must not end it
+        one that finds out (`settle` or `abandon` must follow), else what the read that found out learned.  A read
+        that waited `patience` seconds (reads that fail, each in turn) goes ahead without knowing (0)."""
+        try:
+            async with asyncio.timeout(self.patience):
+                while True:
+                    size = self._sizes.get(key)
+                    if size is not None:
+                        return size
+                    probe = self._probes.get(key)
+                    if probe is None:
+                        self._probes[key] = asyncio.get_running_loop().create_future()
+                        return 0
+                    await asyncio.shield(probe)  # shared by every read waiting: one of them cancelled must not end it
+        except TimeoutError:
+            return 0  # its answer is still counted when it comes, and refused if it does not fit
 
     async def reserve(self, client: str, size: int) -> None:
         """Count `size` bytes for `client`, waiting up to WAIT seconds for room; TooManyLargeAnswers if none came."""
@@ -121,11 +127,10 @@ class AnswerBudget(Collector):
 
     def abandon(self, client: str, key: Hashable, reserved: int) -> None:
         """A read that got no answer (an error, a timeout, cancelled): give back what it reserved."""
-        probe = self._probes.pop(key, None)
-        if probe is not None and reserved == 0 and key not in self._sizes:
-            probe.set_result(None)  # the next read waiting finds out instead
-        elif probe is not None:
-            self._probes[key] = probe
+        if reserved == 0 and key not in self._sizes:
+            probe = self._probes.pop(key, None)
+            if probe is not None:
+                probe.set_result(None)  # the next read waiting finds out instead
         self.release(client, reserved)
 
     def release(self, client: str, size: int) -> None:
@@ -180,7 +185,11 @@ class AnswerBudget(Collector):
 
     def _schedule_trim(self) -> None:
         if self._trim is None:
-            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY, self._give_back)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a response dropped unsent after its loop ended (Held.__del__): nothing to serve
+                return
+            self._trim = loop.call_later(TRIM_DELAY, self._give_back)
 
     def _give_back(self) -> None:
         self._trim = None

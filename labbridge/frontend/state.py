@@ -46,7 +46,8 @@ class FrontendState:
         backend = BackendClient.from_config(config, config_file)
         feed = LiveFeed(connect_endpoints(config.experiment_socket, config_file).events, backend.curve,
                         max_event_bytes=max_reply_bytes(config))
-        answers = AnswerBudget(settings.max_answer_bytes, settings.max_answer_bytes_per_client)
+        answers = AnswerBudget(settings.max_answer_bytes, settings.max_answer_bytes_per_client,
+                               patience=settings.request_timeout)
         metrics = BridgeMetrics(feed)
         metrics.registry.register(answers)
         return cls(
