@@ -19,8 +19,8 @@ process.  A read that would go over a bound waits up to WAIT seconds for room,
 then gets `503 too_many_large_answers` with Retry-After, without the
 instrument being asked.  While the size of an attribute's answer is not known
 yet (its first read since the frontend started), one read of it at a time is
-sent and the others wait for its answer, so that a burst of first reads cannot
-bring in more than one answer uncounted.  A large answer that does not fit
+sent and the others wait for its answer (at most the request timeout), so
+that a burst of first reads cannot bring in more than one answer uncounted.  A large answer that does not fit
 all the same (one larger than the last) is dropped at once and refused the
 same way.  One answer is always let through while its client (or the whole
 frontend) holds none, so an answer larger than a bound can still be read,
