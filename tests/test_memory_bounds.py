@@ -4,7 +4,8 @@ Each test starts a fresh backend and frontend, reads both processes' resident me
 attack and while the attacker still holds its connections, and asserts that neither grew by more than
 BOUND_MIB, then that the bridge still answers.  The attacks are those an attack run found (issue 8):
 compressed WebSocket messages, a huge frame in a CurveZMQ handshake, a flood of subscriptions to live
-values, and a label of tens of megabytes.
+values, and a label of tens of megabytes.  Large answers (camera frames) that clients never read are bounded by
+the frontend's `max_answer_bytes` and `max_answer_bytes_per_client` instead (issue 18).
 """
 
 from __future__ import annotations
@@ -60,10 +61,13 @@ class Lab:
 
 @contextmanager
 def lab(tmp_path: Path, tcp: bool = False, curve: bool = False, max_body_bytes: int | None = None,
-        history: bool = False) -> Iterator[Lab]:
-    config = write_config(tmp_path / "config.yml", {"setpoint": {"class": "setpoint.Setpoint"}},
-                          frontend={"max_body_bytes": max_body_bytes} if max_body_bytes else None,
-                          **({"history": {"path": "data/history.sqlite3", "interval": 0.2}} if history else {}))
+        history: bool = False, settings: dict[str, Any] | None = None, camera: bool = False) -> Iterator[Lab]:
+    modules: dict[str, dict[str, Any]] = {"setpoint": {"class": "setpoint.Setpoint"}}
+    if camera:
+        modules["camera"] = {"class": "camera.Camera"}
+    settings = {**(settings or {}), **({"max_body_bytes": max_body_bytes} if max_body_bytes else {})}
+    extra: dict[str, Any] = {"history": {"path": "data/history.sqlite3", "interval": 0.2}} if history else {}
+    config = write_config(tmp_path / "config.yml", modules, frontend=settings or None, **extra)
     data = yaml.safe_load(config.read_text())
     if tcp:  # the hop between two machines (and on Windows): reachable by anyone who can open a TCP port
         data["experiment_socket"]["host"] = "127.0.0.1"
@@ -217,3 +221,125 @@ def test_8000_labels_of_4_kb_while_the_history_database_is_locked(tmp_path: Path
 
     with lab(tmp_path, history=True) as bridge:
         attack_and_measure(bridge, attack, "8,000 labels of 4 KB, history locked", bound=HISTORY_BOUND_MIB)
+
+
+# Large answers that clients never read (issue 18).  Each attacker connection comes from its own loopback address
+# (127.0.0.2 and up: another client to the frontend), with a small receive buffer so that the kernel takes little of
+# the answer off the frontend's hands.
+FRAME_REQUEST = "GET /camera/frame HTTP/1.1\r\nHost: {host}\r\nAccept: application/x-npy\r\n\r\n"
+ANSWER_MARGIN_MIB = 24  # what the frontend may grow by besides the answers it holds (allocator, one frame in reply)
+
+
+def never_reading(held: ExitStack, url: str, source: str, count: int) -> None:
+    """`count` connections from `source` that each ask for a camera frame as .npy and never read the answer."""
+    host = url.removeprefix("http://")
+    address, port = host.split(":")
+    for _ in range(count):
+        sock = held.enter_context(socket.socket())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((source, 0))
+        sock.connect((address, int(port)))
+        sock.sendall(FRAME_REQUEST.format(host=host).encode())
+
+
+def large_answers(url: str) -> tuple[float, float]:
+    """(bytes of large answers the frontend holds, large reads it refused) from /metrics."""
+    found = {"bridge_large_answer_bytes": 0.0, "bridge_large_answers_refused_total": 0.0}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found["bridge_large_answer_bytes"], found["bridge_large_answers_refused_total"]
+
+
+def hold_frames(bridge: Lab, held: ExitStack, sources: list[str], per_source: int, bound_mib: float) -> float:
+    """Open the never-reading connections; once the frontend has answered or refused each of them (or has grown
+    past the bound), the frontend's growth in MiB."""
+    before = bridge.memory()[1]
+    for source in sources:
+        never_reading(held, bridge.url, source, per_source)
+    frame_bytes = 2048 * 2048 * 2
+
+    def settled() -> bool:
+        if bridge.memory()[1] - before > bound_mib:
+            return True  # no point waiting: the bound is broken
+        holding, refused = large_answers(bridge.url)
+        return round(holding / frame_bytes) + refused >= len(sources) * per_source
+
+    wait_until(settled, 30, "every frame answered or refused")
+    growth = bridge.memory()[1] - before
+    sys.stdout.write(f"\n{len(sources)} x {per_source} frames never read: frontend {before:.1f} -> "
+                     f"{before + growth:.1f} MiB\n")
+    return growth
+
+
+def read_frame(url: str, source: str = "127.0.0.1") -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        return client.get(f"{url}/camera/frame", headers={"Accept": "application/x-npy"})
+
+
+SLOW_READERS = {"client_timeout": 60}  # the attackers' holds last the whole test
+
+
+def test_one_client_that_never_reads_its_frames_holds_at_most_its_share(tmp_path: Path) -> None:
+    """50 connections from one address ask for a frame (8 MiB) and never read: they hold at most
+    max_answer_bytes_per_client (16 MiB by default) and the others get 503; another client still gets frames."""
+    with lab(tmp_path, camera=True, settings=SLOW_READERS) as bridge, ExitStack() as held:
+        bound = 16 + ANSWER_MARGIN_MIB
+        growth = hold_frames(bridge, held, ["127.0.0.2"], 50, bound)
+        assert growth < bound
+        holding, refused = large_answers(bridge.url)
+        assert holding <= 16 * MIB and refused >= 48
+        frame = read_frame(bridge.url)  # another client: served, and its frame no longer counted once written
+        assert frame.status_code == 200 and len(frame.content) > 8 * MIB
+        wait_until(lambda: large_answers(bridge.url)[0] == holding, 5, "the frame read no longer counted")
+        assert_serving(bridge)
+        refused_answer = read_frame(bridge.url, "127.0.0.2")  # the attacker's next large read waits, then 503
+        assert refused_answer.status_code == 503 and refused_answer.headers["retry-after"] == "1"
+        assert refused_answer.json()["error"] == "too_many_large_answers"
+
+
+def test_many_clients_that_never_read_hold_at_most_the_total(tmp_path: Path) -> None:
+    """10 addresses with 10 connections each: together they hold at most max_answer_bytes (here 32 MiB); small
+    reads go on being answered, and a large read waits for room and then gets 503 with Retry-After."""
+    settings = {**SLOW_READERS, "max_answer_bytes": 32 * MIB}
+    with lab(tmp_path, camera=True, settings=settings) as bridge, ExitStack() as held:
+        before = bridge.memory()[1]
+        bound = 32 + ANSWER_MARGIN_MIB
+        growth = hold_frames(bridge, held, [f"127.0.0.{k}" for k in range(2, 12)], 10, bound)
+        assert growth < bound
+        assert large_answers(bridge.url)[0] <= 32 * MIB
+        assert_serving(bridge)
+        refused = read_frame(bridge.url)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"] == "too_many_large_answers"
+        assert 'status="503"' in httpx.get(f"{bridge.url}/metrics").text
+        held.close()  # the attackers go: their answers are no longer counted, and their memory is given back
+        wait_until(lambda: large_answers(bridge.url)[0] == 0, 5, "the closed connections' answers let go")
+        wait_until(lambda: bridge.memory()[1] - before < ANSWER_MARGIN_MIB, 5, "memory given back")
+        assert bridge.frontend.alive()
+
+
+def test_memory_goes_back_to_the_system_after_large_answers(tmp_path: Path) -> None:
+    """40 frames as JSON (about 20 MB each), 8 at a time from 8 addresses: once they are read, the frontend's
+    memory comes back down near where it started (it kept 650 MiB)."""
+    with lab(tmp_path, camera=True) as bridge:
+        read_frame(bridge.url)  # the libraries a frame needs are loaded
+        before = bridge.memory()[1]
+
+        async def read_json(source: str) -> None:
+            transport = httpx.AsyncHTTPTransport(local_address=source)
+            async with httpx.AsyncClient(transport=transport, timeout=60) as client:
+                for _ in range(5):
+                    answer = await client.get(f"{bridge.url}/camera/frame")
+                    assert answer.status_code in (200, 503)
+
+        async def readers() -> None:
+            await asyncio.gather(*(read_json(f"127.0.0.{k}") for k in range(2, 10)))
+
+        asyncio.run(readers())
+        peak = bridge.memory()[1]
+        wait_until(lambda: bridge.memory()[1] - before < ANSWER_MARGIN_MIB, 10, "memory given back")
+        sys.stdout.write(f"\n40 JSON frames: frontend {before:.1f} -> {peak:.1f} -> {bridge.memory()[1]:.1f} MiB\n")
+        assert_serving(bridge)

@@ -53,6 +53,7 @@ from bridge_client.errors import (
     ReadOnly,
     TooManyActions,
     TooManyConnections,
+    TooManyLargeAnswers,
     UnknownAction,
     UnknownAttribute,
     UnknownInvocation,
@@ -65,13 +66,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionCancelled", "ActionInfo", "ActionLost", "ActionsUnavailable", "AlreadyFinished", "AsyncBridge",
-    "AsyncInvocation", "AuditUnavailable", "AsyncModule", "AttributeInfo", "BackendBusy", "BackendTimeout", "BackendUnavailable",
+    "AsyncInvocation", "AsyncModule", "AttributeInfo", "AuditUnavailable", "BackendBusy", "BackendTimeout",
+    "BackendUnavailable",
     "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
-    "HeadersTooLarge", "HistoryOff", "HistoryTooLarge", "HistoryUnavailable", "HostNotAllowed", "InstrumentError", "InstrumentTimeout",
+    "HeadersTooLarge", "HistoryOff", "HistoryTooLarge", "HistoryUnavailable", "HostNotAllowed", "InstrumentError",
+    "InstrumentTimeout",
     "InstrumentUnreachable", "InternalError", "InvalidValue", "Invocation", "MalformedRequest", "MethodNotAllowed",
     "Module", "ModuleInfo", "NotAcceptable", "NotAuthenticated", "NotFound", "OpenNetworkRefused", "OriginNotAllowed",
-    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyActions", "TooManyConnections", "UnknownAction", "UnknownAttribute",
-    "UnknownInvocation", "UnknownModule", "connect",
+    "ParameterInfo", "PayloadTooLarge", "ReadOnly", "TooManyActions", "TooManyConnections", "TooManyLargeAnswers",
+    "UnknownAction", "UnknownAttribute", "UnknownInvocation", "UnknownModule", "connect",
 ]
 
 # Public names read as bridge_client.X in tracebacks and help(), wherever they are defined (as httpx does).

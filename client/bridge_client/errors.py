@@ -42,6 +42,7 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── AuditUnavailable             503 audit_unavailable: the write was refused (its audit line cannot be written)
     ├── HistoryUnavailable           503 history_unavailable
     ├── TooManyConnections           503 too_many_connections
+    ├── TooManyLargeAnswers          503 too_many_large_answers: the frontend holds all the large answers it may
     ├── InstrumentTimeout            504 instrument_timeout
     ├── BackendTimeout               504 backend_timeout
     ├── DeadlineExceeded             504 deadline_exceeded: it never ran
@@ -215,6 +216,10 @@ class HistoryUnavailable(BridgeError):
 
 class TooManyConnections(BridgeError):
     default_code = "too_many_connections"
+
+
+class TooManyLargeAnswers(BridgeError):
+    default_code = "too_many_large_answers"
 
 
 class InstrumentTimeout(BridgeError):

@@ -157,6 +157,10 @@ class FrontendSettings(_Strict):
     # plain requests always keep room (frontend/stream_caps.py).
     max_websockets: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     max_long_polls: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    # Bytes of large answers (64 KiB and over: arrays, camera frames) held for clients that have not taken them
+    # yet, in all and per client; past either, a large read waits up to a second, then 503 (frontend/large_answers.py).
+    max_answer_bytes: Annotated[int, Field(ge=1024 * 1024, le=1024 ** 4)] = 64 * 1024 * 1024
+    max_answer_bytes_per_client: Annotated[int, Field(ge=1024 * 1024, le=1024 ** 4)] = 16 * 1024 * 1024
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -174,6 +178,9 @@ class FrontendSettings(_Strict):
         if held >= self.max_connections:
             raise ValueError(f"frontend.max_websockets and max_long_polls ({held} together) must leave room for "
                              f"plain requests below max_connections ({self.max_connections})")
+        if self.max_answer_bytes_per_client > self.max_answer_bytes:
+            raise ValueError(f"frontend.max_answer_bytes_per_client ({self.max_answer_bytes_per_client}) must be at "
+                             f"most max_answer_bytes ({self.max_answer_bytes})")
         return self
 
 

@@ -37,6 +37,7 @@ so that one exception handler in main.py renders every error.
     │   └── BackendBusy          503 backend_busy
     ├── HistoryUnavailable       503 history_unavailable
     ├── TooManyConnections       503 too_many_connections
+    ├── TooManyLargeAnswers      503 too_many_large_answers (large answers not yet taken by their clients)
     ├── BackendTimeout           504 backend_timeout
     └── DeadlineExceeded         504 deadline_exceeded
 """
@@ -210,6 +211,16 @@ class TooManyConnections(BridgeError):
 
     status = 503
     code = "too_many_connections"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class TooManyLargeAnswers(BridgeError):
+    """The frontend holds its maximum of large answers that their clients have not taken yet (large_answers.py)."""
+
+    status = 503
+    code = "too_many_large_answers"
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}

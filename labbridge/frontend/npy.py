@@ -4,16 +4,14 @@
 (`numpy.load(io.BytesIO(body))` reads it; its header says dtype and shape);
 JSON stays the answer to every other request.  The experiment process sends
 the file as it made it, a small header and then the array's own memory
-(core/protocol.py), and `NpyResponse` writes those parts one after the other
-as the body: the array is never copied into one buffer on the way.
+(core/protocol.py), and the frontend writes those parts one after the other
+as the body (large_answers.py, PartsResponse): the array is never copied into
+one buffer on the way.
 """
 
 from __future__ import annotations
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
-
-from labbridge.core.protocol import JSON_ONLY, Chunk, Format
+from labbridge.core.protocol import JSON_ONLY, Format
 
 NPY_MEDIA_TYPE = "application/x-npy"
 _JSON_RANGES = frozenset({"application/json", "application/*", "*/*"})
@@ -48,18 +46,3 @@ def _quality(params: str) -> float:
                 return 1.0
     return 1.0
 
-
-class NpyResponse(Response):
-    """A .npy file as the body, written part by part as it came from the experiment process."""
-
-    media_type = NPY_MEDIA_TYPE
-
-    def __init__(self, parts: tuple[Chunk, ...]) -> None:
-        self.parts = parts
-        super().__init__(None, headers={"content-length": str(sum(len(part) for part in parts))})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        last = len(self.parts) - 1
-        for index, part in enumerate(self.parts):
-            await send({"type": "http.response.body", "body": part, "more_body": index < last})

@@ -18,6 +18,10 @@ that serve.py runs uvicorn with, adds what nginx and Apache have:
   `too_many_connections`, and is closed;
 - at most MAX_HEAD_BYTES of request line and headers (431 past it): uvicorn's
   parser would otherwise keep collecting a header that never ends;
+- an answer is written only as fast as the kernel takes it: the transport's
+  buffer pauses the app at its first byte left over and resumes it once empty,
+  so a large answer (large_answers.py) is counted until all of it has left, and
+  none of it waits in the buffer uncounted;
 - WebSocket messages of at most WS_MAX_MESSAGE_BYTES, uncompressed (the
   dashboard sends nothing; uvicorn's default of 16 MiB, inflated from a small
   compressed message and held unread, pinned 32 MiB per connection).
@@ -91,6 +95,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        transport.set_write_buffer_limits(high=0)  # paused while anything is left over, resumed once empty
         if not self.guard.make_room(len(self.connections)):
             log.warning("refused a connection: all %d connections are busy", self.guard.max_connections)
             self._refuse(TooManyConnections(f"the frontend is serving its maximum of {self.guard.max_connections} "

@@ -1,9 +1,9 @@
 """FrontendState: what the frontend's routes share, kept on `app.state.bridge`.
 
 One object per app holds the settings, the ZeroMQ client to the experiment
-process, token checks, the audit log, the live-value feed and the metrics.  Routes reach it
-with `bridge_of(request)`, never through globals,
-so two apps in one process (as in tests) never share state.
+process, token checks, the audit log, the live-value feed, the metrics and the
+budget of large answers.  Routes reach it with `bridge_of(request)`, never
+through globals, so two apps in one process (as in tests) never share state.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from labbridge.core.message_limits import max_reply_bytes
 from labbridge.core.transport import connect_endpoints
 from labbridge.frontend.auth import TokenAuth, may_serve
 from labbridge.frontend.backend_client import BackendClient
+from labbridge.frontend.large_answers import AnswerBudget
 from labbridge.frontend.live import LiveFeed
 from labbridge.frontend.metrics import BridgeMetrics
 from labbridge.frontend.stream_caps import StreamCap
@@ -36,6 +37,7 @@ class FrontendState:
     metrics: BridgeMetrics
     websockets: StreamCap  # dashboards' live values, each holding a connection
     long_polls: StreamCap  # GET /invocations/<id>?wait=, each holding a connection
+    answers: AnswerBudget  # bytes of large answers held until their clients take them
     _network_ok: dict[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -44,15 +46,20 @@ class FrontendState:
         backend = BackendClient.from_config(config, config_file)
         feed = LiveFeed(connect_endpoints(config.experiment_socket, config_file).events, backend.curve,
                         max_event_bytes=max_reply_bytes(config))
+        answers = AnswerBudget(settings.max_answer_bytes, settings.max_answer_bytes_per_client,
+                               patience=settings.request_timeout)
+        metrics = BridgeMetrics(feed)
+        metrics.registry.register(answers)
         return cls(
             settings=settings,
             backend=backend,
             auth=TokenAuth.from_settings(settings, config_file),
             audit=AuditLog.from_config(config, config_file),  # for the writes the frontend refuses itself
             feed=feed,
-            metrics=BridgeMetrics(feed),
+            metrics=metrics,
             websockets=StreamCap(settings.max_websockets, settings),
             long_polls=StreamCap(settings.max_long_polls, settings),
+            answers=answers,
         )
 
     def check_network(self, connection: HTTPConnection) -> None:
