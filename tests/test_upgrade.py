@@ -23,7 +23,7 @@ import orjson
 import pytest
 import zmq
 
-from labbridge.core.protocol import MISSING, Request, decode_reply
+from labbridge.core.protocol import MISSING, Chunk, Request, decode_reply
 from labbridge.core.store_version import sqlite_version
 from labbridge.experiment import history_db
 from labbridge.experiment.invocation_journal import FILE_NAME, SCHEMA_VERSION
@@ -43,7 +43,8 @@ def ask(endpoint: str, op: str, value: Any = MISSING, module: str | None = None,
         sock.connect(endpoint)
         sock.send(request.encode())
         assert sock.poll(5000), f"no answer to {op}"
-        return orjson.loads(decode_reply(sock.recv_multipart(), request.id))
+        frames: list[Chunk] = list(sock.recv_multipart())
+        return orjson.loads(decode_reply(frames, request.id))
     finally:
         sock.close()
 
