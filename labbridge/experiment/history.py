@@ -45,6 +45,7 @@ from labbridge.core.action import FINISHED  # an invocation's outcome is recorde
 from labbridge.core.config import Config, HistorySettings, resolve
 from labbridge.core.errors import DeadlineExceeded, HistoryTooLarge, HistoryUnavailable
 from labbridge.core.history_query import HistoryQuery
+from labbridge.core.store_version import StoreTooNew
 from labbridge.experiment import history_db
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,16 @@ class HistoryRecorder:
         return cls(resolve(config_file, config.history.path), config.history)
 
     def start(self) -> None:
+        """Open the database, bringing an older file up to date, and start the writer thread.
+
+        Raises StoreTooNew for a file of a newer release (the process must not start on it); any other
+        failure to open is logged and retried each interval, as a failed write is."""
+        try:
+            self._open()
+        except StoreTooNew:
+            raise
+        except Exception as exc:
+            self._failed(exc)
         log.info("recording history to %s (a batch every %g s; kept %g days, up to %g MB)", self.path,
                  self.settings.interval, self.settings.max_age_days, self.settings.max_size_mb)
         self._thread.start()
@@ -134,7 +145,7 @@ class HistoryRecorder:
                                                   query, deadline, True)
         except _Exceeded as exc:
             raise self._exceeded(where, query, exc.args[0]) from None
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreTooNew) as exc:
             raise HistoryUnavailable(f"the history of {where} cannot be read: {exc}") from None
 
     def _exceeded(self, where: str, query: HistoryQuery, what: str) -> HistoryTooLarge | DeadlineExceeded:

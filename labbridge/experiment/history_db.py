@@ -13,6 +13,11 @@ Each read has a cost bound (`ReadBudget`): `rows_to_read` counts beforehand,
 cheaply and only up to a cap, how many rows a query will go through, and a
 progress handler stops any statement that does much more work than that many
 rows, or outlives its request.
+
+The file's layout has a version (`PRAGMA user_version`, core/store_version.py):
+opening it for writing brings an older file up to SCHEMA_VERSION in one
+transaction; a newer one (a downgrade) is refused, for writing and reading.
+Version 0 is a new file or one written before versions (the same tables).
 """
 
 from __future__ import annotations
@@ -26,13 +31,27 @@ from typing import Any
 import orjson
 
 from labbridge.core.history_query import Cursor, HistoryQuery
+from labbridge.core.store_version import check_version, migrate_sqlite, sqlite_version
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS channels (
-    id INTEGER PRIMARY KEY, module TEXT NOT NULL, attribute TEXT NOT NULL, unit TEXT, UNIQUE (module, attribute));
-CREATE TABLE IF NOT EXISTS samples (channel INTEGER NOT NULL, t REAL NOT NULL, value);
-CREATE INDEX IF NOT EXISTS samples_by_time ON samples (channel, t);
-"""
+# Version 1's tables, as releases before versions made them (IF NOT EXISTS: an old file keeps its own).
+# One statement each: executescript() would commit the migration's transaction half-way.
+_TABLES_V1 = (
+    "CREATE TABLE IF NOT EXISTS channels (id INTEGER PRIMARY KEY, module TEXT NOT NULL, attribute TEXT NOT NULL, "
+    "unit TEXT, UNIQUE (module, attribute))",
+    "CREATE TABLE IF NOT EXISTS samples (channel INTEGER NOT NULL, t REAL NOT NULL, value)",
+    "CREATE INDEX IF NOT EXISTS samples_by_time ON samples (channel, t)",
+)
+
+
+def _to_v1(db: sqlite3.Connection) -> None:
+    """From a new file or one written before versions: the tables (an old one has them already)."""
+    for statement in _TABLES_V1:
+        db.execute(statement)
+
+
+# Step n brings a file of version n to n + 1; a change of layout appends a step (never edits one).
+MIGRATIONS = (_to_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
 # How long a statement waits for another connection's lock before giving up (the writer then retries later).
 BUSY_TIMEOUT = 0.5
 WAL_LIMIT = 8 * 1024 * 1024  # bytes of write-ahead log kept on disk after a checkpoint
@@ -74,18 +93,25 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
             raise sqlite3.OperationalError("cannot switch the database to WAL mode")
         db.execute("PRAGMA synchronous = FULL")  # a committed batch survives a power cut too
         db.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
-        db.executescript(SCHEMA)
-    except sqlite3.Error:
+        migrate_sqlite(db, path, MIGRATIONS)  # raises StoreTooNew for a file of a newer release
+    except BaseException:
         db.close()
         raise
     return db
 
 
 def open_for_reading(path: Path, budget: ReadBudget) -> sqlite3.Connection | None:
-    """A read-only connection whose statements stop when `budget` runs out; None when nothing was recorded yet."""
+    """A read-only connection whose statements stop when `budget` runs out; None when nothing was recorded yet.
+
+    Raises StoreTooNew for a file of a newer release (put in place while this process ran)."""
     if not path.exists():
         return None
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, check_same_thread=False)
+    try:
+        check_version(path, sqlite_version(db), SCHEMA_VERSION)
+    except BaseException:
+        db.close()
+        raise
     # Checked every CHECK_STEPS virtual machine steps: a huge range can neither outlive its request nor its budget.
     db.set_progress_handler(budget, CHECK_STEPS)
     return db

@@ -18,13 +18,20 @@ they are still there after a further restart; it is rewritten the same way
 (with the open ones too) every COMPACT_AFTER lines, so it stays small however
 long the process runs.  A torn last line, as a kill in the middle of a write
 leaves, is skipped.
+
+The file starts with a header line `{"schema": SCHEMA_VERSION}`
+(core/store_version.py).  One without it was written before versions
+(version 0): its `end` lines carry only status and time, and those releases
+forgot, on restart, every invocation that had not ended lost, so `recover`
+keeps only the lost ones of such a file, then rewrites it (write-new-then-
+rename) in the current version.  A file of a newer release is refused
+(StoreTooNew) and left as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -34,6 +41,7 @@ import orjson
 
 from labbridge.core.audit import recordable
 from labbridge.core.config import ConfigError
+from labbridge.core.store_version import check_version, jsonl_header, jsonl_version, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ KEPT = 100
 COMPACT_AFTER = 10_000
 _START_FIELDS = ("id", "module", "action", "arguments", "created", "started", "identity", "role", "client")
 _END_FIELDS = ("status", "progress", "message", "result", "error", "finished")
+# Version 1: the header line, and `end` lines with the whole final state (version 0: status and time only).
+SCHEMA_VERSION = 1
 
 
 class InvocationJournal:
@@ -68,9 +78,12 @@ class InvocationJournal:
             lines = self.path.read_bytes().splitlines() if self.path.exists() else []
         except OSError as exc:
             raise ConfigError(f"data_dir: cannot use {self.path.parent}: {exc.strerror}") from None
+        version, records = jsonl_version(lines)
+        check_version(self.path, version, SCHEMA_VERSION)  # a newer release's file: not read, not rewritten
+        first = len(lines) - len(records) + 1  # the number of the first record's line, for the warnings
         started: dict[str, dict[str, Any]] = {}
         ended: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(records, first):
             try:
                 record = orjson.loads(line)
                 kind, ident = record["event"], record["id"]
@@ -82,7 +95,9 @@ class InvocationJournal:
             elif kind == "run" and ident in started:
                 started[ident]["started"] = record.get("started")
             elif kind == "end" and ident in started:
-                ended.append({**started.pop(ident), **{k: record.get(k) for k in _END_FIELDS}})
+                record = {**started.pop(ident), **{k: record.get(k) for k in _END_FIELDS}}
+                if version >= 1 or record["status"] == "lost":  # version 0 kept only the lost ones
+                    ended.append(record)
             elif kind == "drop":
                 started.pop(ident, None)
         kept: dict[str, deque[dict[str, Any]]] = {}
@@ -97,6 +112,8 @@ class InvocationJournal:
                 self._rewrite()
             except OSError as exc:
                 raise ConfigError(f"data_dir: cannot write {self.path}: {exc.strerror}") from None
+        if version != SCHEMA_VERSION:
+            log.info("%s: schema version %d brought up to %d", self.path, version, SCHEMA_VERSION)
         found = sorted((r for records in kept.values() for r in records), key=lambda r: r.get("created") or 0)
         return [{**r, "newly_lost": bool(r.get("newly_lost"))} for r in found]
 
@@ -151,6 +168,8 @@ class InvocationJournal:
     def _append(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if os.fstat(self._fd).st_size == 0:  # removed since it was rewritten: a new file starts with its version
+                os.write(self._fd, jsonl_header(SCHEMA_VERSION))
         os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         os.fsync(self._fd)
         self._lines += 1
@@ -162,17 +181,6 @@ class InvocationJournal:
             {"event": "start", **{k: record.get(k) for k in _START_FIELDS}},
             {"event": "end", "id": record["id"], **{k: record.get(k) for k in _END_FIELDS}})]
         records += [{"event": "start", **entry} for entry in self._open.values()]
-        temporary = self.path.with_suffix(".tmp")
-        # os.open: created for this user only, whatever the umask (open() would leave it to the umask).
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
-            file.write(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
-        if sys.platform != "win32":  # make the rename itself durable
-            directory = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+        replace_file(self.path, jsonl_header(SCHEMA_VERSION) +
+                     b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records))
         self._lines = len(records)

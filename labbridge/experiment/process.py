@@ -33,6 +33,7 @@ from labbridge.core.file_limit import raise_open_file_limit
 from labbridge.core.hosts import AllowedHosts, HostGuard
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
 from labbridge.core.private_files import keep_files_private
+from labbridge.core.store_version import StoreTooNew
 from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.history import HistoryRecorder
@@ -119,9 +120,9 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         if config.experiment_socket.uses_tcp and config.experiment_socket.curve is None:
             log.warning("experiment_socket is TCP without CurveZMQ: any local user can send requests that skip "
                         "tokens and the audit log (see README, Security)")
-        await experiment.start()
-        if experiment.history is not None:
-            experiment.history.start()
+        if experiment.history is not None:  # first: brings an older database up to date, refuses a newer one
+            await asyncio.to_thread(experiment.history.start)
+        await experiment.start()  # reads the invocation journal (refuses one of a newer release too)
         experiment.start_polling()
         for name, module in experiment.modules.items():
             log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_file_limit()
     try:
         _run_loop(run(config, experiment, path))
-    except StartupError as exc:
+    except (StartupError, StoreTooNew) as exc:
         log.error("%s", exc)
         return EXIT_STARTUP
     except ConfigError as exc:
