@@ -23,10 +23,10 @@ def test_request_round_trip_keeps_every_field() -> None:
 
 def test_who_asked_for_a_write_travels_with_it() -> None:
     sent = Request("put", "module_a", "position", 1.0, time.time() + 1, "id-1", client="192.0.2.7", identity="alice",
-                   role="operate")
+                   role="operate", connection="192.0.2.7:50123")
     assert Request.decode(sent.encode()) == sent
-    for who in ({"identity": ["alice"]}, {"role": 2}):
-        with pytest.raises(MalformedRequest, match="'client', 'identity' and 'role' must be strings"):
+    for who in ({"identity": ["alice"]}, {"role": 2}, {"connection": 7}):
+        with pytest.raises(MalformedRequest, match="'identity', 'role' and 'connection' must be strings"):
             Request.decode(orjson.dumps({"v": 1, "id": "x", "op": "put", "deadline": 1, **who}))
 
 
