@@ -137,21 +137,23 @@ def run_console(examples: list[tuple[str, str]], base_url: str, cwd: Path, where
         assert matches, f"{where}: $ {command}\npage:   {expected}\nactual: {printed}"
 
 
-@pytest.fixture(scope="module")
-def readme_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("readme")
-    # the shipped modules and history (into tmp/data), on free ports
+def shipped_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[str]:
+    """The shipped modules and history (into tmp/data), on free ports: host:port of its frontend."""
+    tmp = tmp_path_factory.mktemp(name)
     config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history())
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
+
+
+@pytest.fixture(scope="module")
+def readme_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from shipped_stack(tmp_path_factory, "readme")
 
 
 @pytest.fixture(scope="module")
 def docs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("docs")
-    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history())
-    with running_stack(config, tmp) as (_, _, url):
-        yield url.removeprefix("http://")
+    """A bridge of its own for the manual's pages, which change what README's examples read."""
+    yield from shipped_stack(tmp_path_factory, "docs")
 
 
 @pytest.fixture(scope="module")

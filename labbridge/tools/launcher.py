@@ -59,6 +59,15 @@ def frontend_command(python: str, port: int) -> list[str]:
     return [python, "main.py", "--host", "127.0.0.1", "--port", str(port)]
 
 
+def port_taken(port: int, command: str) -> bool:
+    """Whether the frontend's port is in use, said in one line with the command that would choose another."""
+    if port_is_free(port):
+        return False
+    log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
+              "with `%s --port %d`", port, command, port + 1)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python demo.py",
                                      description="Run the simulated instrument, the backend and the frontend.")
@@ -68,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
-    if not port_is_free(args.port):
-        log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
-                  "with `python demo.py --port %d`", args.port, args.port + 1)
+    if port_taken(args.port, "python3 demo.py"):
         return EXIT_FAILED
     python = prepare("requirements.txt", install=not args.no_install)
     env = dict(os.environ)
@@ -89,9 +96,7 @@ def packaged_main(argv: list[str] | None = None) -> int:
                                          "built-in demo's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if not port_is_free(args.port):
-        log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
-                  "with `labbridge demo --port %d`", args.port, args.port + 1)
+    if port_taken(args.port, "labbridge demo"):
         return EXIT_FAILED
     named = args.config or os.environ.get(CONFIG_VAR)
     if named:
