@@ -28,7 +28,7 @@ so that one exception handler in main.py renders every error.
     ├── HeadersTooLarge          431 headers_too_large
     ├── InvalidValue             422 invalid_value
     ├── HistoryTooLarge          422 history_too_large (a query past history.max_query_rows: narrow it)
-    ├── TooManyActions           429 too_many_actions (past actions.max_waiting or max_per_client; Retry-After)
+    ├── TooManyActions           429 too_many_actions (past actions.max_per_module or max_per_client; Retry-After)
     ├── InstrumentError          502 instrument_error
     │   └── InstrumentUnreachable 502 instrument_unreachable
     ├── InstrumentTimeout        504 instrument_timeout
