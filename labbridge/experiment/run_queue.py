@@ -27,6 +27,7 @@ procedure sees at its next `checkpoint()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -94,6 +95,7 @@ class QueuedRun:
     pause_requested: bool = False
     stop_requested: bool = False
     task: asyncio.Task[tuple[str, dict[str, str] | None]] | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once its outcome is on record
     _resumed: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -347,7 +349,9 @@ class RunQueue:
         if run.task is not None:
             run.stop_requested = True
             run.task.cancel()  # at once, wherever it waits; its finally runs
-            await asyncio.wait([run.task], timeout=max(0.0, min(ABORT_WAIT, until - time.time())))
+            with contextlib.suppress(TimeoutError):  # answered then anyway: the clean-up goes on
+                async with asyncio.timeout(max(0.0, min(ABORT_WAIT, until - time.time()))):
+                    await run.ended.wait()  # the clean-up has run and the outcome is on record
         return run.public()
 
     # Running ------------------------------------------------------------------------------------------------
@@ -439,6 +443,7 @@ class RunQueue:
         snapshot = await self._snapshot() if run.started is not None else None
         await self._flush(run, status=status, finished=run.finished, error=error, snapshot_end=snapshot)
         run.set_status(status)
+        run.ended.set()
         log.info("run %s (%s) %s%s", run.id, run.procedure, status, f": {error['message']}" if error else "")
 
     async def _snapshot(self) -> dict[str, Any]:

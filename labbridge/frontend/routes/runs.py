@@ -81,7 +81,7 @@ async def get_queue(request: Request) -> Response:
              summary="Start the queue (admin), or stop it after the current run",
              openapi_extra={"security": [{"HTTPBearer": []}]})
 async def control_queue(what: Literal["start", "stop"], request: Request) -> Response:
-    named = {"do": what}
+    named: dict[str, str] = {"do": what}
     body = await forward_write(bridge_of(request), request, "run_queue", None, None, partial(_given, named),
                                requested=named, needs="admin" if what == "start" else "operate")
     return json_bytes(body)
