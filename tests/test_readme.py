@@ -25,7 +25,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.processes import ROOT, running_stack, shipped_history, shipped_modules, write_config
+from tests.processes import ROOT, running_stack, shipped_history, shipped_modules, shipped_procedures, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = ROOT / "docs"
@@ -149,7 +149,8 @@ def readme_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def docs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("docs")
-    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history())
+    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history(),
+                          procedures=shipped_procedures())
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 
