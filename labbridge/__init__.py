@@ -37,12 +37,15 @@ _PUBLIC = {
     "Param": "labbridge.core.action",
     "ramp_value": "labbridge.experiment.ramp",
     "Target": "labbridge.experiment.target",
+    "procedure": "labbridge.experiment.procedure",
+    "Run": "labbridge.experiment.lab_handle",
+    "RunStopped": "labbridge.experiment.lab_handle",
 }
 
 __all__ = [
     "Attribute", "BaseModule", "BridgeError", "HttpDialect", "InstrumentError", "InstrumentTimeout",
-    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "ScpiModule", "Target",
-    "action", "ramp_value",
+    "InstrumentUnreachable", "InvalidValue", "ModuleSettings", "Param", "Reading", "Run", "RunStopped", "ScpiModule",
+    "Target", "action", "procedure", "ramp_value",
 ]
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ if TYPE_CHECKING:
     from labbridge.experiment.drivers.http_dialect import HttpDialect
     from labbridge.experiment.ramp import ramp_value
     from labbridge.experiment.scpi_module import ScpiModule
+    from labbridge.experiment.lab_handle import Run, RunStopped
+    from labbridge.experiment.procedure import procedure
     from labbridge.experiment.target import Target
 
 

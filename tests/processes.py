@@ -52,6 +52,12 @@ def shipped_history() -> dict[str, Any]:
     return history
 
 
+def shipped_procedures() -> dict[str, Any]:
+    """The shipped config.yml's `procedures:` (the demo's, in the package)."""
+    procedures: dict[str, Any] = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["procedures"]
+    return procedures
+
+
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,
                  frontend: dict[str, Any] | None = None, **top_level: Any) -> Path:
     """Write a config.yml with the given modules (each gets a free port unless it names one) and top-level keys.

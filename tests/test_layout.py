@@ -100,6 +100,9 @@ def test_the_installed_demo_s_config_is_the_repository_s_with_the_classes_named_
     packaged = yaml.safe_load((ROOT / "labbridge/demo/config.yml").read_text(encoding="utf-8"))
     for spec in ours["modules"].values():
         spec["class"] = re.sub(r"^(module_a|setpoint|psu|camera)\.", r"labbridge.demo.\1.", spec["class"])
+    for spec in ours["procedures"].values():  # the demo's procedures: named in the package in both
+        spec["function"] = re.sub(r"^procedures\.", "labbridge.demo.procedures.", spec["function"])
+    assert {"voltage_sweep", "force_curve"} <= set(packaged["procedures"])
     assert packaged == ours
 
 

@@ -25,7 +25,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.processes import ROOT, running_stack, shipped_history, shipped_modules, write_config
+from tests.processes import ROOT, running_stack, shipped_history, shipped_modules, shipped_procedures, write_config
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = ROOT / "docs"
@@ -138,9 +138,10 @@ def run_console(examples: list[tuple[str, str]], base_url: str, cwd: Path, where
 
 
 def shipped_stack(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[str]:
-    """The shipped modules and history (into tmp/data), on free ports: host:port of its frontend."""
+    """The shipped modules, procedures and history (into tmp/data), on free ports: host:port of its frontend."""
     tmp = tmp_path_factory.mktemp(name)
-    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history())
+    config = write_config(tmp / "config.yml", shipped_modules(), history=shipped_history(),
+                          procedures=shipped_procedures())
     with running_stack(config, tmp) as (_, _, url):
         yield url.removeprefix("http://")
 

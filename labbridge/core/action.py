@@ -238,6 +238,13 @@ def _target(where: str, attribute: str, value: Any, owns: tuple[str, ...],
         raise TypeError(f"action {where} targets {attribute!r} to {value!r}: {exc.detail}") from None
 
 
+def declared_parameter(label: str, name: str, hint: Any, default: Any,
+                       attributes: dict[str, AttributeSpec[Any]]) -> Parameter:
+    """One parameter from its annotation and default, `like=` resolved in `attributes` (a procedure's parameters
+    are built the same way, with attributes named `module.attribute`); TypeError naming `label` if it is wrong."""
+    return _parameter(label, name, hint, default, attributes)
+
+
 def _parameter(label: str, name: str, hint: Any, default: Any, attributes: dict[str, AttributeSpec[Any]]) -> Parameter:
     annotation, info = hint, ParamInfo()
     if get_origin(hint) is Annotated:

@@ -28,7 +28,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
-    | {"invocations", "guide"}
+    | {"invocations", "guide", "runs", "procedures"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.
@@ -204,6 +204,19 @@ class ActionSettings(_Strict):
     max_per_client: Annotated[int, Field(ge=1, le=10000)] = 5  # of one client: token identity, else connection
 
 
+class ProcedureSettings(_Strict):
+    """One procedure (experiment/procedure.py): an `async def` decorated with `@procedure`, by import path."""
+
+    function: str  # module.function, the module found beside config.yml as modules' classes are
+
+
+class RunSettings(_Strict):
+    """The queue of runs of procedures and their store (experiment/run_queue.py, run_store.py)."""
+
+    interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches of points written; a crash loses at most this
+    continue_after_failure: bool = False  # a failed run stops the queue unless this is true
+
+
 class Config(_Strict):
     """The whole of config.yml."""
 
@@ -213,6 +226,8 @@ class Config(_Strict):
     history: HistorySettings | None = None  # absent: nothing is recorded
     audit_log: str | None = None  # JSON Lines file both processes append every write to (core/audit.py)
     actions: ActionSettings = ActionSettings()
+    procedures: dict[str, ProcedureSettings] = {}  # experiments the queue runs (GET /procedures)
+    runs: RunSettings = RunSettings()
     data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
 
     @model_validator(mode="after")
@@ -235,6 +250,9 @@ class Config(_Strict):
                 if other_key[1] == module.port and _same_host(other_key[0], module.ip):
                     raise ValueError(f"modules.{name}.port: port {module.port} is already used by {other_name}")
             taken[(module.ip, module.port)] = f"modules.{name}"
+        for name in self.procedures:
+            if not _MODULE_NAME.match(name):
+                raise ValueError(f"procedures.{name}: a procedure name must be lower_snake_case (letters, digits, _)")
         return self
 
 

@@ -293,6 +293,30 @@ class AlreadyFinished(BridgeError):
     code = "already_finished"
 
 
+class UnknownProcedure(BridgeError):
+    status = 404
+    code = "unknown_procedure"
+
+
+class UnknownRun(BridgeError):
+    status = 404
+    code = "unknown_run"
+
+
+class WrongRunState(BridgeError):
+    """A run cannot do that in its state (pause a queued run, resume one that is not paused)."""
+
+    status = 409
+    code = "wrong_run_state"
+
+
+class RunsUnavailable(BridgeError):
+    """The run store cannot be opened or written: no run is queued or started."""
+
+    status = 503
+    code = "runs_unavailable"
+
+
 # Appended to a timeout on a write: the instrument may or may not have applied it.
 UNKNOWN_OUTCOME = "; the write's outcome is unknown, read the value back"
 

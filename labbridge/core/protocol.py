@@ -40,7 +40,8 @@ from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
-Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations"]
+Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations",
+             "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue"]
 # What a `get` answer may be sent as: JSON, or (arrays) a NumPy .npy file.
 Format = Literal["json", "npy"]
 FORMATS: frozenset[str] = frozenset({"json", "npy"})
@@ -52,7 +53,9 @@ JSON_ONLY: tuple[Format, ...] = ("json",)
 #   invocations  {"module": str|null, "status": str|null}: newest first
 # (who asks travels in the request's own `client` and `identity`, as for a put).
 INVOCATION_OPS: frozenset[str] = frozenset({"invoke", "cancel", "invocation", "invocations"})
-OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS
+# Runs of procedures (experiment/runs.py describes each op's payload).
+RUN_OPS: frozenset[str] = frozenset({"procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue"})
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS | RUN_OPS
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 # Live values: on the events socket a frontend sends this after each handshake, then
 # receives [module, event JSON] frames (experiment/events.py, frontend/live.py).

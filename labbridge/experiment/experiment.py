@@ -43,15 +43,19 @@ from labbridge.core.errors import (
     InstrumentUnreachable,
     MalformedRequest,
     NotAcceptable,
+    RunsUnavailable,
     UnknownModule,
     UNKNOWN_OUTCOME,
 )
 from labbridge.core.history_query import HistoryQuery
-from labbridge.core.protocol import INVOCATION_OPS, Request
+from labbridge.core.protocol import INVOCATION_OPS, RUN_OPS, Request
 from labbridge.experiment.action_quota import ActionQuota
 from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.invocation_journal import InvocationJournal
 from labbridge.experiment.invocations import Invocations
+from labbridge.experiment.procedure import load_procedures
+from labbridge.experiment.run_queue import RunQueue
+from labbridge.experiment.runs import handle_run_op
 from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,7 @@ class Experiment:
             module.turns, module.announce = self._states[name], partial(self._announce, module)
         self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
+        self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -119,12 +124,18 @@ class Experiment:
                     simulators[name] = module_class.simulator(settings.simulator)
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{where}.simulator: {exc}") from None
-        return cls(modules, simulators, audit=AuditLog.from_config(config, Path(source)),
-                   kept_invocations=config.actions.history, quota=ActionQuota(config.actions),
-                   journal=InvocationJournal(resolve(Path(source), config.data_dir)))
+        data_dir = resolve(Path(source), config.data_dir)
+        experiment = cls(modules, simulators, audit=AuditLog.from_config(config, Path(source)),
+                         kept_invocations=config.actions.history, quota=ActionQuota(config.actions),
+                         journal=InvocationJournal(data_dir))
+        procedures = load_procedures(config.procedures, modules, source)
+        experiment.runs = RunQueue.for_experiment(experiment, procedures, data_dir, config.runs, Path(source))
+        return experiment
 
     async def start(self) -> None:
         await self.invocations.start()
+        if self.runs is not None:  # opens the run store: what a crash cut short becomes interrupted
+            await self.runs.start()
         for module in self.modules.values():
             try:
                 await module.run_start()
@@ -150,6 +161,8 @@ class Experiment:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        if self.runs is not None:  # first: an aborted run's clean-up still needs its instruments and actions
+            await self.runs.close()
         await self.invocations.close()  # first: a cancelled action's clean-up still needs its instrument
         for task in self._pollers:
             task.cancel()
@@ -202,6 +215,10 @@ class Experiment:
             return self.describe()
         if request.op in INVOCATION_OPS:
             return await self.invocations.handle(request)
+        if request.op in RUN_OPS:
+            if self.runs is None:
+                raise RunsUnavailable("this experiment process runs no procedures")
+            return await handle_run_op(self.runs, request)
         module = self.module(request.module)
         name = request.attribute
         if name is None:

@@ -18,11 +18,22 @@ import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from labbridge.core.action import FINISHED
 
 current_invocation: ContextVar[Invocation | None] = ContextVar("current_invocation", default=None)
+# The run of a procedure the current task works for (run_queue.py): its own writes pass the claim it holds,
+# and so do the actions it starts (their tasks inherit the context).
+current_holder: ContextVar[Holder | None] = ContextVar("current_holder", default=None)
+
+
+class Holder(Protocol):
+    """Whatever besides an invocation may hold attributes (a run of a procedure)."""
+
+    def busy_text(self) -> str:
+        """What holds them and how to free them, for a 409 busy."""
+        ...
 
 
 def _ignore(invocation: Invocation) -> None:

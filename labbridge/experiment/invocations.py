@@ -51,7 +51,7 @@ from labbridge.core.errors import (
 from labbridge.core.protocol import Request
 from labbridge.experiment.action_quota import ActionQuota, client_of
 from labbridge.experiment.base_module import BaseModule
-from labbridge.experiment.invocation import Invocation, current_invocation
+from labbridge.experiment.invocation import Holder, Invocation, current_holder, current_invocation
 from labbridge.experiment.invocation_journal import InvocationJournal
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class Invocations:
         self._recovering = asyncio.Lock()
         self._starting: set[Invocation] = set()  # accepted, their records being written: not running yet
         self._owners: dict[tuple[str, str], Invocation] = {}
+        self._held: dict[tuple[str, str], Holder] = {}  # attributes a run of a procedure drives
 
     async def start(self) -> None:
         """Read back the invocations that ended before the process last stopped, and report those that were
@@ -174,6 +175,29 @@ class Invocations:
         if owner is not None and owner is not current_invocation.get():
             raise Busy(f"{refused}{module}.{attribute} is driven by {owner.action} (invocation {owner.id}, "
                        f"{owner.status}); wait for it to finish or cancel it with DELETE {owner.href}")
+        holder = self._held.get((module, attribute))
+        if holder is not None and holder is not current_holder.get():
+            raise Busy(f"{refused}{module}.{attribute} is driven by {holder.busy_text()}")
+
+    def hold(self, holder: Holder, attributes: tuple[tuple[str, str], ...]) -> None:
+        """Claim (module, attribute) pairs for `holder` (a run), all or none: Busy names what holds one already.
+        Awaits nothing, so no write or action slips in between the check and the claim."""
+        for module, attribute in attributes:
+            self.check_free(module, attribute, "the run cannot start: ")
+        for key in attributes:
+            self._held[key] = holder
+
+    def release_held(self, holder: Holder) -> None:
+        for key in [key for key, held in self._held.items() if held is holder]:
+            del self._held[key]
+
+    def find(self, ident: str) -> Invocation:
+        """The invocation `ident` (UnknownInvocation if none)."""
+        return self._get(ident)
+
+    def request_cancel(self, invocation: Invocation) -> None:
+        """Cancel an invocation (as DELETE /invocations/<id> does, without its audit line: the caller's is)."""
+        self._request_cancel(invocation)
 
     async def _invoke(self, request: Request, payload: dict[str, Any]) -> dict[str, Any]:
         name, identity, client = request.attribute or "", request.identity, request.client

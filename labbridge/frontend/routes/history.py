@@ -115,11 +115,11 @@ async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: 
                      page: dict[str, Any]) -> AsyncIterator[bytes]:
     unit = f" ({page['unit']})" if page.get("unit") else ""
     columns = ["mean", "min", "max"] if query.every is not None else ["value"]
-    yield _csv([["time", "unix_time", *(_cell(name + unit) for name in columns)]])
+    yield csv_lines([["time", "unix_time", *(csv_cell(name + unit) for name in columns)]])
     remaining = query.limit
     while True:
         points = page["points"] if remaining is None else page["points"][:remaining]
-        yield _csv([_iso(p[0]), p[0], *map(_cell, p[1:])] for p in points)
+        yield csv_lines([iso_time(p[0]), p[0], *map(csv_cell, p[1:])] for p in points)
         if remaining is not None:
             remaining -= len(points)
         if page.get("next") is None or remaining == 0:
@@ -130,7 +130,7 @@ async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: 
         page = orjson.loads(await bridge.backend.request("history", module, attribute, following.to_wire()))
 
 
-def _csv(rows: Any) -> bytes:
+def csv_lines(rows: Any) -> bytes:
     """Rows as RFC 4180 CSV lines.  Not the csv module: it quotes only for its own delimiter, and a spreadsheet
     whose list separator is ';' splits an unquoted `a;b` into two cells."""
     return "".join(",".join(map(_field, row)) + "\r\n" for row in rows).encode()
@@ -142,11 +142,11 @@ def _field(value: Any) -> str:
     return '"' + text.replace('"', '""') + '"' if _QUOTED.search(text) else text
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """A CSV cell: numbers as they are, text as it is (unless a spreadsheet would run it), true/false, JSON for
     anything structured, empty for none."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, type(None))):

@@ -1,0 +1,188 @@
+"""The run store: every run of a procedure with its provenance and points, in SQLite (WAL) plus .npy files.
+
+`runs.sqlite3` in config.yml's `data_dir`, a file of its own (the history's
+writer never waits for it).  Two tables: `runs`, one row per run (procedure,
+source text and hash, parameters, metadata, who queued it, times, status,
+progress, error, the config.yml in force, the bridge's version, the snapshot
+of every module's scalar attributes at start and end, the recorded columns
+with their units) and `points`, one row per recorded point (run, number,
+time, the values as JSON).  An array is not put in the database: it is
+written to `runs/<run id>/<point>-<column>.npy` beside it, and the point
+holds `{"npy": path, "dtype": ..., "shape": [...]}` in its place.
+
+Writes come from the run queue, batched (points at most every
+`runs.interval`), through one connection guarded by a lock and used from
+worker threads (`asyncio.to_thread`); reads share it.  WAL and
+`synchronous=NORMAL` keep every committed batch through a kill -9.  The
+file's layout has a version (core/store_version.py): an older file is
+migrated on open, a newer one refused.
+
+`open` also ends what a crash left: a run that was running or paused becomes
+`interrupted` (its points kept); queued runs stay queued.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from labbridge.core.store_version import migrate_sqlite
+
+FILE_NAME = "runs.sqlite3"
+ARRAY_FOLDER = "runs"
+_JSON_FIELDS = ("parameters", "metadata", "error", "columns", "axes", "snapshot_start", "snapshot_end")
+# The fields every listing shows; the detail adds the provenance.
+SUMMARY = ("id", "procedure", "parameters", "metadata", "status", "progress", "message", "queued_by", "created",
+           "started", "finished", "points", "error")
+PROVENANCE = ("axes", "columns", "source", "source_hash", "version", "config", "snapshot_start", "snapshot_end")
+
+
+def _to_v1(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, procedure TEXT NOT NULL, "
+               "parameters TEXT NOT NULL, metadata TEXT NOT NULL, status TEXT NOT NULL, progress REAL, message TEXT, "
+               "queued_by TEXT, created REAL NOT NULL, started REAL, finished REAL, points INTEGER NOT NULL DEFAULT 0, "
+               "error TEXT, axes TEXT, columns TEXT, source TEXT, source_hash TEXT, version TEXT, config TEXT, "
+               "snapshot_start TEXT, snapshot_end TEXT)")
+    db.execute("CREATE INDEX runs_by_status ON runs (status, seq)")
+    db.execute("CREATE TABLE points (run TEXT NOT NULL, n INTEGER NOT NULL, t REAL NOT NULL, data TEXT NOT NULL, "
+               "PRIMARY KEY (run, n)) WITHOUT ROWID")
+
+
+# Step n brings a file of version n to n + 1; a change of layout appends a step (never edits one).
+MIGRATIONS = (_to_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class RunStore:
+    """The runs and their points on disk; every method blocks (call it from a worker thread)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = data_dir
+        self.path = data_dir / FILE_NAME
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> list[dict[str, Any]]:
+        """Open (migrating an older file), mark the runs a crash cut short `interrupted`; the queued runs, in order."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate_sqlite(db, self.path, MIGRATIONS)
+            db.execute("UPDATE runs SET status = 'interrupted', finished = ?, message = ? "
+                       "WHERE status IN ('running', 'paused')",
+                       (time.time(), "the experiment process stopped while this ran; its points up to then are kept"))
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return [_row(r) for r in self._query("SELECT * FROM runs WHERE status = 'queued' ORDER BY seq", ())]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def next_seq(self) -> int:
+        rows = self._query("SELECT coalesce(max(seq), 0) + 1 AS seq FROM runs", ())
+        return int(rows[0]["seq"])
+
+    def insert(self, record: dict[str, Any]) -> None:
+        """A new run (a dict of the `runs` columns)."""
+        names = list(record)
+        values = [_cell(name, record[name]) for name in names]
+        self._execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._execute(f"UPDATE runs SET {assignments} WHERE id = ?",
+                      [*(_cell(name, value) for name, value in fields.items()), run_id])
+
+    def delete(self, run_id: str) -> None:
+        self._execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
+        """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
+        rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values)).decode()) for n, t, values in batch]
+        assignments = "".join(f", {name} = ?" for name in fields)
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT OR REPLACE INTO points (run, n, t, data) VALUES (?, ?, ?, ?)", rows)
+                if fields:
+                    db.execute(f"UPDATE runs SET id = id{assignments} WHERE id = ?",
+                               [*(_cell(name, value) for name, value in fields.items()), run_id])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _row(rows[0]) if rows else None
+
+    def list_runs(self, status: str | None, procedure: str | None, text: str | None, limit: int) -> list[dict[str, Any]]:
+        """Runs, newest first, filtered by status, procedure and text in their metadata (case-insensitive)."""
+        where, args = [], []
+        for clause, value in (("status = ?", status), ("procedure = ?", procedure),
+                              ("instr(lower(metadata), lower(?)) > 0", text)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = (f"SELECT {', '.join(SUMMARY)} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY seq DESC LIMIT ?")
+        return [_row(r) for r in self._query(sql, (*args, limit))]
+
+    def points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
+        """Points numbered `since` and after, at most `limit`; arrays come back as NumPy arrays."""
+        rows = self._query("SELECT n, t, data FROM points WHERE run = ? AND n >= ? ORDER BY n LIMIT ?",
+                           (run_id, since, limit))
+        return [(int(r["n"]), float(r["t"]), self._loaded(orjson.loads(r["data"]))) for r in rows]
+
+    def _stored(self, run_id: str, n: int, values: dict[str, Any]) -> dict[str, Any]:
+        stored: dict[str, Any] = {}
+        for name, value in values.items():
+            if isinstance(value, np.ndarray):
+                relative = f"{ARRAY_FOLDER}/{run_id}/{n}-{name}.npy"
+                (self.folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                np.save(self.folder / relative, value, allow_pickle=False)
+                value = {"npy": relative, "dtype": str(value.dtype), "shape": list(value.shape)}
+            stored[name] = value
+        return stored
+
+    def _loaded(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {name: np.load(self.folder / value["npy"], allow_pickle=False) if isinstance(value, dict) else value
+                for name, value in values.items()}
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the run store is not open")
+        return self._db
+
+    def _execute(self, sql: str, args: list[Any]) -> None:
+        with self._lock:
+            self._connection().execute(sql, args)
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._connection().execute(sql, args)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+
+def _cell(name: str, value: Any) -> Any:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode() if name in _JSON_FIELDS else value
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    return {key: (orjson.loads(row[key]) if key in _JSON_FIELDS and row[key] is not None else row[key])
+            for key in row.keys()}
