@@ -81,7 +81,7 @@ def _run_process_command(command: str, rest: list[str]) -> int:
             return 2
         from labbridge.experiment.process import main as experiment_main
 
-        return experiment_main(rest)
+        return experiment_main(rest, prog=f"{_program()} experiment")
     return _serve(rest)
 
 
@@ -90,12 +90,14 @@ def _serve(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--config")
     known, others = parser.parse_known_args(rest)
-    from labbridge.frontend.serve import serve
+    from labbridge.frontend.serve import serve, serve_parser
     from labbridge.frontend.startup import app_or_exit
 
-    if "-h" in others or "--help" in others:
-        sys.stdout.write(f"{_program()} serve [--config FILE] (default: $EXPERIMENT_CONFIG, else ./config.yml), "
-                         "then the options of python main.py:\n")
+    if "-h" in others or "--help" in others:  # before reading a config: help needs none, and there may be none
+        usage = serve_parser(None, prog=f"{_program()} serve")
+        usage.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
+        usage.print_help()
+        return 0
     return serve(app_or_exit(known.config), others)
 
 

@@ -171,8 +171,9 @@ def import_beside(config_file: Path) -> None:
         sys.path.insert(1, folder)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`python start_experiment.py` (`labbridge experiment`, named `prog` in its usage); the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run the experiment process (the backend of the bridge).")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--reload", action="store_true",
