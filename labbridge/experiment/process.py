@@ -119,7 +119,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         restrict(endpoints)
         if config.experiment_socket.uses_tcp and config.experiment_socket.curve is None:
             log.warning("experiment_socket is TCP without CurveZMQ: any local user can send requests that skip "
-                        "tokens and the audit log (see README, Security)")
+                        "tokens and the audit log (see the manual: docs/explanation/security.md)")
         if experiment.history is not None:  # first: brings an older database up to date, refuses a newer one
             await asyncio.to_thread(experiment.history.start)
         await experiment.start()  # reads the invocation journal (refuses one of a newer release too)
