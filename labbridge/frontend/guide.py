@@ -60,8 +60,10 @@ class GuideFiles(PageFiles):
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         if not (Path(str(self.directory)) / "index.html").is_file():
-            raise HTTPException(404, "the manual is not built here: run `.venv/bin/python -m mkdocs build` in "
-                                     "the repository (site/ is then served at /guide/)")
+            raise HTTPException(404, "the manual is not built here: in a clone of the repository, run "
+                                     "`.venv/bin/python -m pip install -r requirements-dev.txt`, then "
+                                     "`.venv/bin/python -m mkdocs build` (site/ is then served at /guide/); "
+                                     "its pages are also in docs/")
         try:
             response = await super().get_response(path, scope)
         except HTTPException as error:
