@@ -175,7 +175,7 @@ def test_the_demo_on_a_taken_port_suggests_another(tmp_path: Path,
         demo = start_demo(demo_processes, tmp_path / "demo.log", "--port", str(port), "--config", str(config))
         code = demo.wait(30)
     output = (tmp_path / "demo.log").read_text()
-    assert code == 1 and f"port {port} is already in use" in output and f"python demo.py --port {port + 1}" in output
+    assert code == 1 and f"port {port} is already in use" in output and f"python3 demo.py --port {port + 1}" in output
     assert len(output.strip().splitlines()) == 1 and "Traceback" not in output
 
 

@@ -60,7 +60,7 @@ def frontend_command(python: str, port: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python demo.py",
+    parser = argparse.ArgumentParser(prog="python3 demo.py",
                                      description="Run the simulated instrument, the backend and the frontend.")
     parser.add_argument("--port", type=int, default=8000, help="port of the web frontend (default 8000)")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else config.yml)")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not port_is_free(args.port):
         log.error("port %d is already in use (is another demo still running?): stop it, or choose another port "
-                  "with `python demo.py --port %d`", args.port, args.port + 1)
+                  "with `python3 demo.py --port %d`", args.port, args.port + 1)
         return EXIT_FAILED
     python = prepare("requirements.txt", install=not args.no_install)
     env = dict(os.environ)
