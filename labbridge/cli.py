@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from labbridge.tools.lab_folder import LabFolderError, init_command
 
         try:
-            sys.stdout.write(init_command(args.folder))
+            sys.stdout.write(init_command(args.folder, _command_again()))
         except LabFolderError as exc:
             sys.stderr.write(f"init: {exc}\n")
             return 1
@@ -103,6 +104,16 @@ def _serve(rest: list[str]) -> int:
 
 def _require_dependencies(args: list[str]) -> None:
     require_dependencies(["-m", "labbridge", *args])
+
+
+def _command_again() -> str:
+    """How to run this command again from another folder: `labbridge` when the shell finds this very one by
+    that name, else its full path (a venv that is not active), else this Python with `-m labbridge`."""
+    called = Path(sys.argv[0])
+    if not called.name.startswith("labbridge"):
+        return f"{sys.executable} -m labbridge"
+    found = shutil.which("labbridge")
+    return "labbridge" if found and Path(found).resolve() == called.resolve() else str(called.resolve())
 
 
 def _program() -> str:

@@ -33,3 +33,13 @@ def test_serve_s_help_names_its_own_options_and_main_py_s(tmp_path: Path) -> Non
                            capture_output=True, text=True, timeout=60).stdout
     for option in ("--config", "--host", "--port", "--log-level", "--no-access-log"):
         assert option in usage, usage
+
+
+def test_init_s_next_step_names_a_command_that_runs_from_the_new_folder(tmp_path: Path) -> None:
+    """Run without an active venv (`~/bridge/bin/labbridge init`, or `python -m labbridge init`), the shell
+    would not find a bare `labbridge`: the next step names the command that was run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    made = subprocess.run([sys.executable, "-m", "labbridge", "init", "lab"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert f"next: cd lab && {sys.executable} -m labbridge demo" in made.stdout, made.stdout
