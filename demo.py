@@ -1,7 +1,7 @@
 """Run the whole demo with one command: simulated instrument, backend and web frontend.
 
-    python demo.py            # then open http://localhost:8000/ when it says "ready"
-    python demo.py --no-install --port 8080
+    python3 demo.py           # then open http://localhost:8000/ when it says "ready"
+    python3 demo.py --no-install --port 8080
 
 It installs the requirements (into .venv unless a virtual environment is
 active), starts `start_experiment.py` (which serves the simulated actuator) and

@@ -1,7 +1,7 @@
 """Install the test requirements and run the test suite with one command.
 
-    python run_tests.py              # the whole suite, as CI runs it
-    python run_tests.py -k config    # extra arguments go to pytest
+    python3 run_tests.py             # the whole suite, as CI runs it
+    python3 run_tests.py -k config   # extra arguments go to pytest
 
 It also prepares .venv-labthings, from which tests serve a real LabThings-FastAPI Thing.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from labbridge.tools.lab_folder import LabFolderError, init_command
 
         try:
-            sys.stdout.write(init_command(args.folder))
+            sys.stdout.write(init_command(args.folder, _command_again()))
         except LabFolderError as exc:
             sys.stderr.write(f"init: {exc}\n")
             return 1
@@ -81,7 +82,7 @@ def _run_process_command(command: str, rest: list[str]) -> int:
             return 2
         from labbridge.experiment.process import main as experiment_main
 
-        return experiment_main(rest)
+        return experiment_main(rest, prog=f"{_program()} experiment")
     return _serve(rest)
 
 
@@ -90,17 +91,29 @@ def _serve(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--config")
     known, others = parser.parse_known_args(rest)
-    from labbridge.frontend.serve import serve
+    from labbridge.frontend.serve import serve, serve_parser
     from labbridge.frontend.startup import app_or_exit
 
-    if "-h" in others or "--help" in others:
-        sys.stdout.write(f"{_program()} serve [--config FILE] (default: $EXPERIMENT_CONFIG, else ./config.yml), "
-                         "then the options of python main.py:\n")
+    if "-h" in others or "--help" in others:  # before reading a config: help needs none, and there may be none
+        usage = serve_parser(None, prog=f"{_program()} serve")
+        usage.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
+        usage.print_help()
+        return 0
     return serve(app_or_exit(known.config), others)
 
 
 def _require_dependencies(args: list[str]) -> None:
     require_dependencies(["-m", "labbridge", *args])
+
+
+def _command_again() -> str:
+    """How to run this command again from another folder: `labbridge` when the shell finds this very one by
+    that name, else its full path (a venv that is not active), else this Python with `-m labbridge`."""
+    called = Path(sys.argv[0])
+    if not called.name.startswith("labbridge"):
+        return f"{sys.executable} -m labbridge"
+    found = shutil.which("labbridge")
+    return "labbridge" if found and Path(found).resolve() == called.resolve() else str(called.resolve())
 
 
 def _program() -> str:

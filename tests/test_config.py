@@ -176,3 +176,23 @@ def test_backend_config_flag_overrides_the_environment(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert f"{bad}: modules.module_a.class_: unknown key" in result.stderr
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path: Path) -> None:
+    """A tutorial's `modules:` snippet pasted at the end of config.yml makes a second `modules:`; YAML would keep
+    only the last, and every other module would silently vanish."""
+    path = tmp_path / "config.yml"
+    path.write_text((ROOT / "config.yml").read_text(encoding="utf-8") + "\nmodules:\n  bath:\n    class: bath.Bath\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "'modules' is given twice" in message
+    first = next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("modules:"))
+    assert f"line {first}" in message and f"line {len(path.read_text().splitlines()) - 2}" in message
+
+
+def test_yaml_merge_keys_may_still_be_overridden() -> None:
+    from labbridge.core.unique_keys import load_unique
+
+    assert load_unique("base: &b {port: 1, ip: h}\nc:\n  <<: *b\n  port: 2\n")["c"] == {"port": 2, "ip": "h"}

@@ -114,3 +114,26 @@ def test_guide_is_a_reserved_module_name(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yml", {"guide": {"class": "setpoint.Setpoint"}})
     with pytest.raises(ConfigError, match="guide"):
         load_config(config)
+
+
+def test_guide_before_the_manual_is_built_answers_404_saying_how_to_build_it(tmp_path: Path) -> None:
+    """A fresh clone has no site/: `/guide/` must say how to build it, not fail with a 500 (and a traceback in the
+    log), and a manual built afterwards is served without a restart."""
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from labbridge.frontend import guide
+    from labbridge.frontend.responses import add_error_handlers
+
+    site = tmp_path / "site"
+    app = FastAPI()
+    app.mount(guide.PREFIX, guide.GuideFiles(directory=site, html=True, check_dir=False))
+    add_error_handlers(app)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        missing = client.get("/guide/")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        assert "mkdocs build" in missing.json()["message"]
+        site.mkdir()
+        (site / "index.html").write_text("<title>Instrument bridge</title>")
+        built = client.get("/guide/")
+        assert built.status_code == 200 and "<title>Instrument bridge</title>" in built.text

@@ -6,7 +6,7 @@
     inv.cancel()                                # DELETE: the action stops where it is
 
 `AsyncInvocation` does the work for asyncio code: it keeps the invocation as
-last seen (the bridge's JSON: README "Actions"), `refresh()` reads it again
+last seen (the bridge's JSON: docs/reference/actions.md), `refresh()` reads it again
 (`GET /invocations/<id>`, with `?wait=` a long poll that answers as soon as
 the status changes: a read, so retried on 503), `wait()` loops on that until
 the invocation has finished, and `cancel()` sends `DELETE` once.  `wait`
@@ -54,7 +54,7 @@ class AsyncInvocation:
         self._http = http
         self._data = _checked(data, None)
 
-    # -- the invocation as last seen (README "Actions") --------------------------
+    # -- the invocation as last seen (docs/reference/actions.md) --------------------------
 
     @property
     def id(self) -> str:

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labbridge.core.unique_keys import load_unique
+
 DEFAULT_PATH = "config.yml"
 ENV_VAR = "EXPERIMENT_CONFIG"
 
@@ -276,7 +278,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate config.yml; raise ConfigError naming file, key path and problem."""
     file = config_path(path)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = load_unique(file.read_text(encoding="utf-8"))  # a key given twice is refused, not overwritten
     except FileNotFoundError:
         raise ConfigError(f"{file}: file not found{_where_config_comes_from(path)}") from None
     except OSError as exc:

@@ -119,7 +119,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
         restrict(endpoints)
         if config.experiment_socket.uses_tcp and config.experiment_socket.curve is None:
             log.warning("experiment_socket is TCP without CurveZMQ: any local user can send requests that skip "
-                        "tokens and the audit log (see README, Security)")
+                        "tokens and the audit log (see the manual: docs/explanation/security.md)")
         if experiment.history is not None:  # first: brings an older database up to date, refuses a newer one
             await asyncio.to_thread(experiment.history.start)
         await experiment.start()  # reads the invocation journal (refuses one of a newer release too)
@@ -171,8 +171,9 @@ def import_beside(config_file: Path) -> None:
         sys.path.insert(1, folder)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the experiment process (the backend of the bridge).")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`python start_experiment.py` (`labbridge experiment`, named `prog` in its usage); the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run the experiment process (the backend of the bridge).")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else ./config.yml)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--reload", action="store_true",

@@ -54,10 +54,16 @@ class GuideFiles(PageFiles):
             response.headers["Content-Security-Policy"] = page_policy(str(full_path), stat_result.st_mtime_ns)
         return response
 
+    async def check_config(self) -> None:
+        """Nothing to check at the first request: without site/ yet, get_response answers 404 saying how to build it
+        (Starlette's own check would raise, and the user would get a 500)."""
+
     async def get_response(self, path: str, scope: Scope) -> Response:
-        if not (SITE / "index.html").is_file():
-            raise HTTPException(404, "the manual is not built here: run `.venv/bin/python -m mkdocs build` in "
-                                     "the repository (site/ is then served at /guide/)")
+        if not (Path(str(self.directory)) / "index.html").is_file():
+            raise HTTPException(404, "the manual is not built here: in a clone of the repository, run "
+                                     "`.venv/bin/python -m pip install -r requirements-dev.txt`, then "
+                                     "`.venv/bin/python -m mkdocs build` (site/ is then served at /guide/); "
+                                     "its pages are also in docs/")
         try:
             response = await super().get_response(path, scope)
         except HTTPException as error:
@@ -72,7 +78,6 @@ class GuideFiles(PageFiles):
 def guide_files() -> GuideFiles:
     """The files of site/, served whether or not they exist yet (a manual built later is served at once)."""
     return GuideFiles(directory=SITE, html=True, check_dir=False)
-
 
 
 router = APIRouter(include_in_schema=False)

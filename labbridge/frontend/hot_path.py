@@ -2,7 +2,7 @@
 
 These two requests are nearly all of the bridge's traffic, and FastAPI's
 machinery around an endpoint (its own middleware, route matching, dependency
-solving) cost more CPU than everything else on the way (README, Performance).
+solving) cost more CPU than everything else on the way (docs/explanation/performance.md).
 So `BridgeApp`, the frontend's FastAPI app, puts the bridge's own pure-ASGI
 layers first: RequestMetrics (every request is timed), HostGuard (every
 request's Host and Origin are checked), then HotPath, and only then FastAPI's

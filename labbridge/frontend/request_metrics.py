@@ -4,7 +4,7 @@ It only wraps `send` to see the status, and after the response reads the
 route the router matched (FastAPI leaves it in the scope) and the module path
 parameter; BridgeMetrics.observe does the rest.  No request body is read and
 nothing is allocated beyond the wrapper, so the hot path pays a few microseconds
-(see README, Metrics).
+(see docs/reference/metrics.md).
 """
 
 from __future__ import annotations

@@ -39,12 +39,7 @@ def serve(app: FastAPI, argv: list[str] | None = None) -> int:
 
     bridge: FrontendState = app.state.bridge
     settings: FrontendSettings = bridge.settings
-    parser = argparse.ArgumentParser(prog="python main.py", description="Run the web frontend of the bridge.")
-    parser.add_argument("--host", default=settings.host, help=f"address to listen on (config.yml: {settings.host})")
-    parser.add_argument("--port", type=int, default=settings.port, help=f"port (config.yml: {settings.port})")
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
-    args = parser.parse_args(argv)
+    args = serve_parser(settings).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not may_serve(args.host, bridge.auth, settings.allow_open_network):
         log.error("refusing to listen on %s without a token: configure frontend.token_file (or $BRIDGE_TOKEN), "
@@ -54,6 +49,19 @@ def serve(app: FastAPI, argv: list[str] | None = None) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
                 timeout_graceful_shutdown=10, **uvicorn_settings(settings))
     return 0
+
+
+def serve_parser(settings: FrontendSettings | None, prog: str = "python main.py") -> argparse.ArgumentParser:
+    """main.py's options, their defaults from config.yml's `settings`; without them (`labbridge serve --help`
+    before any config is read) the defaults are only named."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run the web frontend of the bridge.")
+    host = f"config.yml: {settings.host}" if settings else "default: config.yml's frontend: host"
+    port = f"config.yml: {settings.port}" if settings else "default: config.yml's frontend: port"
+    parser.add_argument("--host", default=settings.host if settings else None, help=f"address to listen on ({host})")
+    parser.add_argument("--port", type=int, default=settings.port if settings else None, help=f"port ({port})")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    return parser
 
 
 def uvicorn_settings(settings: FrontendSettings) -> dict[str, Any]:

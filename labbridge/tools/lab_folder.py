@@ -37,9 +37,10 @@ def init_lab(folder: Path) -> list[Path]:
     return list(targets.values())
 
 
-def init_command(folder: Path) -> str:
-    """What `labbridge init DIR` prints: the files written and what to do next."""
+def init_command(folder: Path, command: str = "labbridge") -> str:
+    """What `labbridge init DIR` prints: the files written and what to do next, with `command` as the way to
+    call the bridge again (its full path when the shell would not find it by name)."""
     written = init_lab(folder)
     names = ", ".join(path.name for path in written)
     return (f"wrote {names} in {folder}\n"
-            f"next: cd {folder} && labbridge demo   (then open http://localhost:8000/)\n")
+            f"next: cd {folder} && {command} demo   (then open http://localhost:8000/)\n")

@@ -69,7 +69,7 @@ def port_taken(port: int, command: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python demo.py",
+    parser = argparse.ArgumentParser(prog="python3 demo.py",
                                      description="Run the simulated instrument, the backend and the frontend.")
     parser.add_argument("--port", type=int, default=8000, help="port of the web frontend (default 8000)")
     parser.add_argument("--config", help="config file (default: $EXPERIMENT_CONFIG, else config.yml)")

@@ -101,7 +101,7 @@ def scaffold(description: dict[str, Any], url: str) -> Scaffolded:
     actions = [str(a) for a in description.get("actions") or {}] if isinstance(description.get("actions"), dict) else []
     if actions:
         lines += ["", _comment(f"Actions of the Thing: {', '.join(actions)}. To serve one, declare an `@action` "
-                               "method for it (README, \"Declaring an action\"); in it, "
+                               "method for it (the manual: docs/reference/module-api.md, \"Declaring an action\"); in it, "
                                f"`await self.send_command({actions[0]!r}, **arguments)` POSTs the arguments to the "
                                "Thing's own action.", limit=None)]
     split = urlsplit(url)

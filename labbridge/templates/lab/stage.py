@@ -3,8 +3,9 @@
 Each `Attribute` becomes `GET /stage/<name>` (and `PUT` when writable), with
 its unit and limits checked by the bridge; reading one is an HTTP GET to the
 instrument at config.yml's ip:port.  `simulate: true` serves the bridge's
-simulated actuator there instead.  The bridge's README ("Writing a module")
-shows instruments that speak otherwise (SCPI over VISA, a driver of your own).
+simulated actuator there instead.  The bridge's manual (docs/reference/module-api.md
+and its how-to guides) shows instruments that speak otherwise (SCPI over VISA, a
+driver of your own).
 """
 
 from __future__ import annotations
