@@ -3,7 +3,7 @@
 The experiment process records them (labbridge/experiment/history.py); this
 route asks it with a protocol `history` request, so it works wherever the two
 processes run.  JSON holds the newest `limit` points of the range, passed on as
-the backend encoded them.  CSV (`Accept: text/csv` or `?format=csv`) holds every
+the backend encoded them, and counted while held like any large answer (large_answers.py).  CSV (`Accept: text/csv` or `?format=csv`) holds every
 point of the range (or the newest `limit`), fetched and sent one page at a time,
 so a month of 1 Hz data leaves with flat memory.  `every=<seconds>` asks for
 buckets instead of points: [start, mean, min, max], computed by SQLite.
@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,9 @@ from fastapi.responses import Response, StreamingResponse
 from labbridge.core.errors import MalformedRequest
 from labbridge.core.history_query import DEFAULT_LIMIT, MAX_EVERY, MAX_LIMIT, MIN_EVERY, PAGE_SIZE, HistoryQuery
 from labbridge.frontend.access import allow
+from labbridge.frontend.large_answers import PartsResponse, counted
 from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.routes.instruments import answer_client
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -58,13 +61,18 @@ async def history(
         "csv streams CSV with a header (as does `Accept: text/csv`)."))] = None,
 ) -> Response:
     bridge = bridge_of(request)
-    allow(request, "read")
+    caller = allow(request, "read")
     start, end = parse_time(since, "since"), parse_time(until, "until")  # until before since: no points
     query = HistoryQuery(since=start, until=end, every=every)
     if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", "")):
         return await _csv_response(bridge, module, attribute, replace(query, limit=limit, page=PAGE_SIZE))
     query = replace(query, limit=limit or DEFAULT_LIMIT)
-    return json_bytes(await bridge.backend.request("history", module, attribute, query.to_wire()))
+    # Up to MAX_LIMIT points, of text too (64 MB): counted like a camera frame until its client has taken it.
+    outgoing = bridge.backend.prepare("history", module, attribute, query.to_wire())
+    key = ("history", module, attribute, query.limit, query.every is not None)
+    reply, held = await counted(bridge.answers, answer_client(request, caller), key,
+                                partial(bridge.backend.exchange, outgoing))
+    return PartsResponse(reply.parts, "application/json", held) if held else json_bytes(reply.result())
 
 
 _LEAP_SECOND = re.compile(r"(T\d\d:\d\d):60")
