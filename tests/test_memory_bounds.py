@@ -16,6 +16,7 @@ import sqlite3
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
@@ -342,4 +343,56 @@ def test_memory_goes_back_to_the_system_after_large_answers(tmp_path: Path) -> N
         peak = bridge.memory()[1]
         wait_until(lambda: bridge.memory()[1] - before < ANSWER_MARGIN_MIB, 10, "memory given back")
         sys.stdout.write(f"\n40 JSON frames: frontend {before:.1f} -> {peak:.1f} -> {bridge.memory()[1]:.1f} MiB\n")
+        assert_serving(bridge)
+
+
+def recorded_labels(bridge: Lab, tmp_path: Path, count: int, size: int) -> None:
+    """`count` labels of `size` characters in the history database (a script that labels each run, for months)."""
+    from labbridge.experiment.history_db import channel_id, stored
+
+    now = time.time()  # recent: older than history.max_age_days would be deleted
+    with closing(sqlite3.connect(tmp_path / "data" / "history.sqlite3", timeout=10)) as db:
+        channel = channel_id(db, "setpoint", "label", None)
+        db.executemany("INSERT INTO samples VALUES (?, ?, ?)",
+                       ((channel, now - count + k, stored(f"{k:06d}" + "x" * size)) for k in range(count)))
+        db.commit()
+
+
+@pytest.mark.parametrize("path", ["/setpoint/label/history?limit=2000", "/setpoint/label/history?format=csv"])
+def test_history_answers_that_clients_never_read_hold_at_most_the_total(tmp_path: Path, path: str) -> None:
+    """10 addresses with 5 connections each ask for 2,000 recorded labels of 4 KB (8 MB of JSON, or as CSV: pages
+    of as much) and never read: together they hold at most max_answer_bytes (32 MiB), as camera frames do (JSON
+    held 220 MiB, CSV 1 GiB)."""
+    settings = {**SLOW_READERS, "max_answer_bytes": 32 * MIB}
+    with lab(tmp_path, history=True, settings=settings) as bridge, ExitStack() as held:
+        wait_until(lambda: (tmp_path / "data" / "history.sqlite3").exists(), 10, "the history database")
+        httpx.put(f"{bridge.url}/setpoint/label", json={"value": "first"})  # the label's channel
+        wait_until(lambda: len(httpx.get(f"{bridge.url}/setpoint/label/history").json()["points"]) == 1, 10,
+                   "the label recorded")
+        recorded_labels(bridge, tmp_path, 2000, 4000)
+        answer_bytes = 8 * 1000 * 1000  # a JSON answer, or a page of CSV
+        before = bridge.memory()[1]
+        bound = 32 + ANSWER_MARGIN_MIB
+        host = bridge.url.removeprefix("http://")
+        address, port = host.split(":")
+        sources = [f"127.0.0.{k}" for k in range(2, 12)]
+        for source in sources:
+            for _ in range(5):
+                sock = held.enter_context(socket.socket())
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.bind((source, 0))
+                sock.connect((address, int(port)))
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+        def settled() -> bool:
+            if bridge.memory()[1] - before > bound:
+                return True  # no point waiting: the bound is broken
+            holding, refused = large_answers(bridge.url)
+            return round(holding / answer_bytes) + refused >= 5 * len(sources) - 1  # one first read may be uncounted
+
+        wait_until(settled, 30, "every history answer sent or refused")
+        growth = bridge.memory()[1] - before
+        sys.stdout.write(f"\n50 history answers never read: frontend {before:.1f} -> {before + growth:.1f} MiB\n")
+        assert growth < bound
+        assert large_answers(bridge.url)[0] <= 32 * MIB
         assert_serving(bridge)

@@ -3,7 +3,8 @@
 An array read (a camera frame: 8 MiB as .npy, about 20 MB as JSON) comes from
 ZeroMQ as one block and stays in the frontend until its client has taken it:
 50 connections that asked for a frame and never read took the frontend from
-69 MiB to 460 MiB, and 200 to 1.7 GB (issue 18).  So answers of LARGE bytes
+69 MiB to 460 MiB, and 200 to 1.7 GB (issue 18); 50 that asked for 2,000 recorded labels
+each (JSON of a history) took it from 61 to 285 MiB.  So answers of LARGE bytes
 and more are counted, from the moment their body arrives from ZeroMQ until it
 has left for the socket or the connection is gone (PartsResponse), against
 two bounds: `frontend.max_answer_bytes` in all (64 MiB by default, for a small
@@ -33,7 +34,7 @@ After large answers, the C library's free memory is given back to the system
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -41,7 +42,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from labbridge.core.errors import TooManyLargeAnswers
-from labbridge.core.protocol import Chunk
+from labbridge.core.protocol import Chunk, Reply
 from labbridge.frontend.memory_trim import trim
 
 LARGE = 64 * 1024  # bytes from which an answer is counted: below, max_connections of them stay small
@@ -194,6 +195,27 @@ class AnswerBudget(Collector):
     def _give_back(self) -> None:
         self._trim = None
         trim()
+
+
+async def counted(budget: AnswerBudget, client: str, key: Hashable, fetch: Callable[[], Awaitable[Reply]],
+                  ) -> tuple[Reply, Held | None]:
+    """The reply `fetch` brings, its bytes counted for `client` when large (None: a small one, not counted): room
+    reserved from `key`'s last answer size first, TooManyLargeAnswers when there is none, or when the reply is larger
+    than that and does not fit.  Raises the error the reply reports.  Every read whose answer may be large goes
+    through here: an attribute's value, and a history's points (up to 100,000 of them, of text too)."""
+    reserved = budget.expected(key)  # the size of this read's last answer if large, 0 if small, None: not known
+    if reserved is None:
+        reserved = await budget.learn(key)  # the first reads of an attribute: one at a time
+    if reserved:
+        await budget.reserve(client, reserved)
+    try:
+        reply = await fetch()
+        reply.result()
+    except BaseException:
+        budget.abandon(client, key, reserved)
+        raise
+    held = budget.settle(client, key, reserved, sum(map(len, reply.parts)))
+    return reply, (Held(budget, client, held) if held else None)
 
 
 class Held:

@@ -3,9 +3,10 @@
 The experiment process records them (labbridge/experiment/history.py); this
 route asks it with a protocol `history` request, so it works wherever the two
 processes run.  JSON holds the newest `limit` points of the range, passed on as
-the backend encoded them.  CSV (`Accept: text/csv` or `?format=csv`) holds every
+the backend encoded them, and counted while held like any large answer (large_answers.py).  CSV (`Accept: text/csv` or `?format=csv`) holds every
 point of the range (or the newest `limit`), fetched and sent one page at a time,
-so a month of 1 Hz data leaves with flat memory.  `every=<seconds>` asks for
+so a month of 1 Hz data leaves with flat memory; each page is counted as a large answer until it has left
+(a slow reader mid-download that meets no room gets a cut-off download).  `every=<seconds>` asks for
 buckets instead of points: [start, mean, min, max], computed by SQLite.
 """
 
@@ -15,6 +16,7 @@ import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -25,7 +27,9 @@ from fastapi.responses import Response, StreamingResponse
 from labbridge.core.errors import MalformedRequest
 from labbridge.core.history_query import DEFAULT_LIMIT, MAX_EVERY, MAX_LIMIT, MIN_EVERY, PAGE_SIZE, HistoryQuery
 from labbridge.frontend.access import allow
+from labbridge.frontend.large_answers import Held, PartsResponse, counted
 from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.routes.instruments import answer_client
 from labbridge.frontend.state import FrontendState, bridge_of
 
 router = APIRouter()
@@ -58,13 +62,19 @@ async def history(
         "csv streams CSV with a header (as does `Accept: text/csv`)."))] = None,
 ) -> Response:
     bridge = bridge_of(request)
-    allow(request, "read")
+    caller = allow(request, "read")
     start, end = parse_time(since, "since"), parse_time(until, "until")  # until before since: no points
     query = HistoryQuery(since=start, until=end, every=every)
     if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", "")):
-        return await _csv_response(bridge, module, attribute, replace(query, limit=limit, page=PAGE_SIZE))
+        return await _csv_response(bridge, answer_client(request, caller), module, attribute,
+                                   replace(query, limit=limit, page=PAGE_SIZE))
     query = replace(query, limit=limit or DEFAULT_LIMIT)
-    return json_bytes(await bridge.backend.request("history", module, attribute, query.to_wire()))
+    # Up to MAX_LIMIT points, of text too (64 MB): counted like a camera frame until its client has taken it.
+    outgoing = bridge.backend.prepare("history", module, attribute, query.to_wire())
+    key = ("history", module, attribute, query.limit, query.every is not None)  # of much the same size each time
+    reply, held = await counted(bridge.answers, answer_client(request, caller), key,
+                                partial(bridge.backend.exchange, outgoing))
+    return PartsResponse(reply.parts, "application/json", held) if held else json_bytes(reply.result())
 
 
 _LEAP_SECOND = re.compile(r"(T\d\d:\d\d):60")
@@ -103,31 +113,56 @@ def unix_seconds(moment: datetime) -> float:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-async def _csv_response(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery) -> Response:
+async def _csv_response(bridge: FrontendState, client: str, module: str, attribute: str,
+                        query: HistoryQuery) -> Response:
     # The first page is fetched before answering, so an unknown attribute is still a JSON 404.
-    first = orjson.loads(await bridge.backend.request("history", module, attribute, query.to_wire()))
+    first = await _page(bridge, client, module, attribute, query)
     filename = re.sub(r"[^\w.-]", "_", f"{module}-{attribute}.csv")
-    return StreamingResponse(_csv_pages(bridge, module, attribute, query, first), media_type="text/csv; charset=utf-8",
+    return StreamingResponse(_csv_pages(bridge, client, module, attribute, query, first),
+                             media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-async def _csv_pages(bridge: FrontendState, module: str, attribute: str, query: HistoryQuery,
-                     page: dict[str, Any]) -> AsyncIterator[bytes]:
-    unit = f" ({page['unit']})" if page.get("unit") else ""
-    columns = ["mean", "min", "max"] if query.every is not None else ["value"]
-    yield csv_lines([["time", "unix_time", *(csv_cell(name + unit) for name in columns)]])
-    remaining = query.limit
-    while True:
-        points = page["points"] if remaining is None else page["points"][:remaining]
-        yield csv_lines([iso_time(p[0]), p[0], *map(csv_cell, p[1:])] for p in points)
-        if remaining is not None:
-            remaining -= len(points)
-        if page.get("next") is None or remaining == 0:
-            return
-        # A failure from here on raises: the client sees a cut-off download, never a silently short file.
-        cursor = page["next"]
-        following = replace(query, limit=None, after=(float(cursor[0]), int(cursor[1])))
-        page = orjson.loads(await bridge.backend.request("history", module, attribute, following.to_wire()))
+async def _page(bridge: FrontendState, client: str, module: str, attribute: str,
+                query: HistoryQuery) -> tuple[dict[str, Any], Held | None]:
+    """One page of points, and its bytes counted until it has left (a page of 5,000 labels is 20 MB)."""
+    outgoing = bridge.backend.prepare("history", module, attribute, query.to_wire())
+    reply, held = await counted(bridge.answers, client, ("history csv", module, attribute),
+                                partial(bridge.backend.exchange, outgoing))
+    return orjson.loads(reply.result()), held
+
+
+async def _csv_pages(bridge: FrontendState, client: str, module: str, attribute: str, query: HistoryQuery,
+                     first: tuple[dict[str, Any], Held | None]) -> AsyncIterator[bytes]:
+    page: dict[str, Any] | None
+    page, held = first
+    del first  # what is held while a page leaves is its CSV only: the points are let go before it is sent
+    try:
+        unit = f" ({page['unit']})" if page.get("unit") else ""
+        columns = ["mean", "min", "max"] if query.every is not None else ["value"]
+        yield csv_lines([["time", "unix_time", *(csv_cell(name + unit) for name in columns)]])
+        remaining = query.limit
+        while page is not None:
+            points = page["points"] if remaining is None else page["points"][:remaining]
+            cursor, count = page.get("next"), len(points)
+            chunk, page, points = csv_lines([iso_time(p[0]), p[0], *map(csv_cell, p[1:])] for p in points), None, []
+            yield chunk
+            del chunk
+            # uvicorn takes the next part, even empty, only once what it could not write yet has drained to the
+            # socket (or the connection is gone): from then on, the page is no longer held.
+            yield b""
+            if held is not None:
+                held.release()
+            if remaining is not None:
+                remaining -= count
+            if cursor is None or remaining == 0:
+                return
+            # A failure from here on raises: the client sees a cut-off download, never a silently short file.
+            following = replace(query, limit=None, after=(float(cursor[0]), int(cursor[1])))
+            page, held = await _page(bridge, client, module, attribute, following)
+    finally:
+        if held is not None:  # the client went away with a page on its way
+            held.release()
 
 
 def csv_lines(rows: Any) -> bytes:

@@ -36,7 +36,8 @@ from labbridge.core.errors import (
 from labbridge.core.protocol import Format
 from labbridge.core.values import shown
 from labbridge.frontend.access import allow
-from labbridge.frontend.large_answers import Held, PartsResponse
+from labbridge.frontend.auth import Caller
+from labbridge.frontend.large_answers import PartsResponse, counted
 from labbridge.frontend.npy import NPY_MEDIA_TYPE, formats_accepted
 from labbridge.frontend.responses import bridge_error, error_response, http_error, json_bytes
 from labbridge.frontend.state import FrontendState, bridge_of
@@ -59,35 +60,25 @@ async def instrument_command(module: str, attribute: str, request: Request) -> R
     bridge = bridge_of(request)
     if request.method == "GET":
         caller = allow(request, "read")
-        client = f"token {caller.identity}" if caller is not None else _peer(request)
-        return await _get(bridge, module, attribute, formats_accepted(request.headers.get("accept")), client)
+        return await _get(bridge, module, attribute, formats_accepted(request.headers.get("accept")),
+                          answer_client(request, caller))
     return await _put(bridge, request, module, attribute)
 
 
 async def _get(bridge: FrontendState, module: str, attribute: str, accept: tuple[Format, ...],
                client: str) -> Response:
     """The attribute's value; a large one counted in the frontend's budget of answers held (large_answers.py)."""
-    answers, key = bridge.answers, (module, attribute, accept)
-    reserved = answers.expected(key)  # the size of this read's last answer if large, 0 if small, None: not known
-    if reserved is None:
-        reserved = await answers.learn(key)  # the first reads of an attribute: one at a time
-    if reserved:
-        await answers.reserve(client, reserved)
-    try:
-        reply = await bridge.backend.read(module, attribute, accept)  # an array may come as a .npy file
-        body = reply.result()
-    except BaseException:
-        answers.abandon(client, key, reserved)
-        raise
-    parts = reply.parts
-    held = answers.settle(client, key, reserved, sum(map(len, parts)))
+    reply, held = await counted(bridge.answers, client, (module, attribute, accept),
+                                partial(bridge.backend.read, module, attribute, accept))
     if reply.format == "npy":
-        return PartsResponse(parts, NPY_MEDIA_TYPE, Held(answers, client, held) if held else None)
-    return PartsResponse(parts, JSON, Held(answers, client, held)) if held else json_bytes(body)
+        return PartsResponse(reply.parts, NPY_MEDIA_TYPE, held)
+    return PartsResponse(reply.parts, JSON, held) if held else json_bytes(reply.result())
 
 
-def _peer(request: Request) -> str:
-    """Who a read's large answers count against when it has no token: the address it comes from."""
+def answer_client(request: Request, caller: Caller | None) -> str:
+    """Who a read's large answers count against: the token's identity, else the address it comes from."""
+    if caller is not None:
+        return f"token {caller.identity}"
     return request.client.host if request.client is not None else ""
 
 
