@@ -180,3 +180,43 @@ def test_a_write_the_instrument_drops_under_way_is_reported_unknown_and_not_sent
     assert "outcome is unknown" in put.json()["message"]
     assert time.monotonic() - start < 1.0
     assert bench.instrument.ask("VOLT:DC:RANG?") == "+1.000000E+01"  # the new instrument never got it
+
+
+def _endless_answerer(server: socket.socket, sent: list[int]) -> None:
+    """A hostile 'instrument': it answers its first line with digits and no line ending, up to 64 MiB."""
+    connection, _ = server.accept()
+    with connection:
+        connection.recv(1024)
+        chunk = b"1" * 65536
+        try:
+            while sent[0] < 64 * 1024 * 1024:
+                connection.sendall(chunk)
+                sent[0] += len(chunk)
+        except OSError:  # the bridge hung up: what it read is bounded
+            return
+
+
+def test_an_answer_without_end_is_cut_off_at_the_answer_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from labbridge.core.errors import InstrumentError
+    from labbridge.experiment.drivers import visa_socket
+
+    monkeypatch.setattr(visa_socket._ClosedAwareSocket, "max_answer", 1024 * 1024)
+    server = socket.create_server(("127.0.0.1", 0))
+    sent = [0]
+    answerer = threading.Thread(target=_endless_answerer, args=(server, sent), daemon=True)
+    answerer.start()
+    port = server.getsockname()[1]
+    session = VisaSession("hostile", f"TCPIP::127.0.0.1::{port}::SOCKET", library="@py", timeout=10.0,
+                          open_timeout=1.0, read_termination="\n", write_termination="\n", error_query=None)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InstrumentError, match="without end"):
+            session.query("MEAS?")
+        assert time.monotonic() - started < 5  # cut off by size, not by the 10 s timeout
+        answerer.join(10)
+        assert not answerer.is_alive() and sent[0] < 64 * 1024 * 1024  # the connection was dropped
+    finally:
+        session.close()
+        server.close()

@@ -186,6 +186,9 @@ class VisaSession:
             if retry:
                 raise visa_socket.PeerClosed(str(exc)) from None
             raise InstrumentUnreachable(f"{where} closed the connection{unknown}") from None
+        except visa_socket.AnswerTooLong as exc:  # what it sent so far goes with the connection
+            self.close()
+            raise InstrumentError(f"{where} answered {command!r} without end: {exc}{unknown}") from None
         except ValueError as exc:
             if not opening:  # an answer that does not decode
                 raise InstrumentError(f"{where} answered {command!r} with something unreadable: {exc}") from None

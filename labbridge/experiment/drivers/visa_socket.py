@@ -11,6 +11,10 @@ Two things pyvisa-py 0.8's SOCKET session leaves to its user:
   and the read spins until its timeout.  The socket is swapped for one whose `recv` raises
   `PeerClosed` instead, so a closed connection is an error at once.
 
+- An answer is read until its line ending, however long: an instrument (or something posing as one)
+  that sends without end would fill the experiment process's memory.  The socket counts what it
+  received since the last thing sent, and past `MAX_ANSWER_BYTES` raises `AnswerTooLong`.
+
 `peer_closed` tells, without sending anything, whether the instrument closed the connection since the
 last exchange: then nothing was sent yet, and the session may reconnect before a read or a write.
 """
@@ -33,14 +37,38 @@ class PeerClosed(ConnectionResetError):
     """The instrument closed the connection (its end of the socket read as end-of-file)."""
 
 
+# The longest answer read from an instrument: 16 MiB holds a trace of a million points in ASCII.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+
+class AnswerTooLong(OSError):
+    """The instrument sent more than MAX_ANSWER_BYTES without finishing its answer."""
+
+
 class _ClosedAwareSocket(socket.socket):
     """A socket whose `recv` raises PeerClosed at end-of-file instead of returning b"" (pyvisa-py reads
-    it only after select() says it is readable, so b"" there always means end-of-file)."""
+    it only after select() says it is readable, so b"" there always means end-of-file), and
+    AnswerTooLong past `max_answer` bytes received since the last send."""
+
+    max_answer = MAX_ANSWER_BYTES
+    _received = 0
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._received = 0
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._received = 0
+        super().sendall(data, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data = super().recv(bufsize, flags)
         if not data and bufsize and not flags & socket.MSG_PEEK:
             raise PeerClosed("the instrument closed the connection")
+        if not flags & socket.MSG_PEEK:
+            self._received += len(data)
+            if self._received > self.max_answer:
+                raise AnswerTooLong(f"it sent more than {self.max_answer} bytes without ending its answer")
         return data
 
 
