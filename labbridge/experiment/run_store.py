@@ -144,9 +144,21 @@ class RunStore:
 
     def points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
         """Points numbered `since` and after, at most `limit`; arrays come back as NumPy arrays."""
+        return [(n, t, self._loaded(values)) for n, t, values in self.stored_points(run_id, since, limit)]
+
+    def stored_points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
+        """Points as stored: an array is its reference `{"npy", "dtype", "shape"}` (`load_array` reads it)."""
         rows = self._query("SELECT n, t, data FROM points WHERE run = ? AND n >= ? ORDER BY n LIMIT ?",
                            (run_id, since, limit))
-        return [(int(r["n"]), float(r["t"]), self._loaded(orjson.loads(r["data"]))) for r in rows]
+        return [(int(r["n"]), float(r["t"]), orjson.loads(r["data"])) for r in rows]
+
+    def load_array(self, reference: dict[str, Any]) -> np.ndarray[Any, Any]:
+        array: np.ndarray[Any, Any] = np.load(self.folder / reference["npy"], allow_pickle=False)
+        return array
+
+    def run_folder(self, run_id: str) -> Path:
+        """Where a run's files are (its arrays, its exports); it may not exist."""
+        return self.folder / ARRAY_FOLDER / run_id
 
     def _stored(self, run_id: str, n: int, values: dict[str, Any]) -> dict[str, Any]:
         stored: dict[str, Any] = {}
@@ -160,8 +172,7 @@ class RunStore:
         return stored
 
     def _loaded(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: np.load(self.folder / value["npy"], allow_pickle=False) if isinstance(value, dict) else value
-                for name, value in values.items()}
+        return {name: self.load_array(value) if isinstance(value, dict) else value for name, value in values.items()}
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
