@@ -34,7 +34,7 @@ import numpy as np
 from labbridge.core.arrays import NpyAnswer, npy_parts
 from labbridge.core.errors import InvalidValue, MalformedRequest, RunsUnavailable, UnknownRun
 from labbridge.experiment.run_export_hdf5 import write_run
-from labbridge.experiment.run_store import ARRAY_FOLDER, RunStore
+from labbridge.experiment.run_store import ARRAY_FOLDER, FINISHED, RunStore
 
 if TYPE_CHECKING:
     from labbridge.experiment.run_queue import RunQueue
@@ -45,7 +45,6 @@ FINISHED_FILE = "run.h5"
 PARTIAL_AGE = 3600.0  # seconds after which an abandoned download's file is removed
 MAX_CHUNK = 1_000_000  # the most bytes one `read` answers: with its .npy header, under max_reply_bytes' least (1 MiB)
 _FILE_NAME = re.compile(r"(run|partial-[0-9a-f]{32})\.h5")
-_FINISHED = frozenset({"completed", "stopped", "failed", "aborted", "interrupted"})
 # One finished run's file is written at a time: two downloads at once must read the same file, not two.
 _writing = threading.Lock()
 
@@ -84,7 +83,7 @@ def _open(store: RunStore, record: dict[str, Any]) -> dict[str, Any]:
     folder = store.run_folder(record["id"])
     folder.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(store.folder / ARRAY_FOLDER)
-    if record["status"] in _FINISHED:  # every point is on disk: its file never changes
+    if record["status"] in FINISHED:  # every point is on disk: its file never changes
         path = folder / FINISHED_FILE
         with _writing:
             if not path.exists():

@@ -23,6 +23,7 @@ migrated on open, a newer one refused.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ import orjson
 from labbridge.core.store_version import migrate_sqlite
 
 FILE_NAME = "runs.sqlite3"
+FINISHED = ("completed", "stopped", "failed", "aborted", "interrupted")
 ARRAY_FOLDER = "runs"
 _JSON_FIELDS = ("parameters", "metadata", "error", "columns", "axes", "snapshot_start", "snapshot_end")
 # The fields every listing shows; the detail adds the provenance.
@@ -108,6 +110,34 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         self._execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def finished_runs(self) -> list[tuple[str, float]]:
+        """(id, when it ended) of every finished run, the oldest first."""
+        rows = self._query("SELECT id, coalesce(finished, created) AS ended FROM runs "
+                           f"WHERE status IN ({', '.join('?' * len(FINISHED))}) ORDER BY ended, seq", FINISHED)
+        return [(str(r["id"]), float(r["ended"])) for r in rows]
+
+    def remove(self, run_id: str) -> None:
+        """A run, its points and its files, gone (retention: never one that is queued or running)."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM points WHERE run = ?", (run_id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        shutil.rmtree(self.run_folder(run_id), ignore_errors=True)
+
+    def used_bytes(self) -> int:
+        """What the database's content takes (pages in use, not those freed by deletions)."""
+        with self._lock:
+            db = self._connection()
+            page_size, pages, free = (db.execute(f"PRAGMA {name}").fetchone()[0]
+                                      for name in ("page_size", "page_count", "freelist_count"))
+        return int(page_size * (pages - free))
 
     def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
         """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
