@@ -217,6 +217,10 @@ class RunSettings(_Strict):
 
     interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches of points written; a crash loses at most this
     continue_after_failure: bool = False  # a failed run stops the queue unless this is true
+    # Retention (experiment/run_retention.py): finished runs older than this, or the oldest ones while the
+    # store and the runs' files are over this size, are deleted with their files; absent, runs are kept.
+    max_age_days: Annotated[float | None, Field(gt=0, le=36500)] = None
+    max_size_mb: Annotated[float | None, Field(gt=0)] = None
 
 
 class Config(_Strict):

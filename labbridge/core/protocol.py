@@ -41,7 +41,7 @@ VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations",
-             "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue"]
+             "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue", "run_file"]
 # What a `get` answer may be sent as: JSON, or (arrays) a NumPy .npy file.
 Format = Literal["json", "npy"]
 FORMATS: frozenset[str] = frozenset({"json", "npy"})
@@ -54,7 +54,8 @@ JSON_ONLY: tuple[Format, ...] = ("json",)
 # (who asks travels in the request's own `client` and `identity`, as for a put).
 INVOCATION_OPS: frozenset[str] = frozenset({"invoke", "cancel", "invocation", "invocations"})
 # Runs of procedures (experiment/runs.py describes each op's payload).
-RUN_OPS: frozenset[str] = frozenset({"procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue"})
+RUN_OPS: frozenset[str] = frozenset({"procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue",
+                                     "run_file"})
 OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS | RUN_OPS
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 # Live values: on the events socket a frontend sends this after each handshake, then

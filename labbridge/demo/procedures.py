@@ -6,6 +6,7 @@ sweeps.py there): an `async def` taking the run handle and typed parameters, dec
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from labbridge import Param, Run, procedure
@@ -41,3 +42,19 @@ async def force_curve(run: Run,
         position = await run.get("module_a.position")
         run.record(position=position, force=await run.get("module_a.force"))
         run.progress((i + 1) / points, f"{position:g} mm")
+
+
+@procedure(drives=["camera.exposure"], axes=["exposure"])
+async def exposure_series(run: Run,
+                          shortest: Annotated[float, Param(like="camera.exposure", doc="The first exposure.")] = 1.0,
+                          longest: Annotated[float, Param(like="camera.exposure", doc="The last exposure.")] = 100.0,
+                          steps: Annotated[int, Param(minimum=2, maximum=50, doc="How many exposures.")] = 4) -> None:
+    """Take a camera frame at each of `steps` exposures, evenly spaced on a log scale; record it and its mean."""
+    period = 1 / await run.get("camera.frame_rate")
+    for i in range(steps):
+        await run.checkpoint()
+        exposure = await run.set("camera.exposure", shortest * (longest / shortest) ** (i / (steps - 1)))
+        await asyncio.sleep(period)  # the camera's next frame is the first one taken with this exposure
+        frame = await run.get("camera.frame")
+        run.record(exposure=exposure, frame=frame, mean_counts=float(frame.mean()))
+        run.progress((i + 1) / steps, f"{exposure:g} ms")

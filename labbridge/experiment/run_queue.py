@@ -56,6 +56,7 @@ from labbridge.core.protocol import Request
 from labbridge.experiment.invocation import current_holder
 from labbridge.experiment.lab_handle import Run, RunStopped
 from labbridge.experiment.procedure import ProcedureSpec
+from labbridge.experiment.run_retention import keep_within
 from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore
 
 if TYPE_CHECKING:
@@ -172,6 +173,8 @@ class RunQueue:
         self._current: QueuedRun | None = None
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None  # run_retention.py, when config.yml bounds the runs
+        self._run_ended = asyncio.Event()  # wakes the retention
 
     @classmethod
     def for_experiment(cls, experiment: Experiment, procedures: dict[str, ProcedureSpec], data_dir: Path,
@@ -196,6 +199,8 @@ class RunQueue:
         if records:
             log.info("%d run(s) still queued; the queue starts with POST /runs/queue/start", len(records))
         self._worker = asyncio.create_task(self._work())
+        if self.settings.max_age_days is not None or self.settings.max_size_mb is not None:
+            self._retention = asyncio.create_task(keep_within(self.store, self.settings, self._run_ended))
 
     async def close(self) -> None:
         current = self._current
@@ -203,9 +208,10 @@ class RunQueue:
             current.message = "aborted: the experiment process is stopping"
             current.task.cancel()
             await asyncio.wait([current.task], timeout=STOP_GRACE)
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.wait([self._worker], timeout=STOP_GRACE)
+        for task in (self._worker, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task], timeout=STOP_GRACE)
         await asyncio.to_thread(self.store.close)
 
     def describe_procedures(self) -> dict[str, Any]:
@@ -444,6 +450,7 @@ class RunQueue:
         await self._flush(run, status=status, finished=run.finished, error=error, snapshot_end=snapshot)
         run.set_status(status)
         run.ended.set()
+        self._run_ended.set()
         log.info("run %s (%s) %s%s", run.id, run.procedure, status, f": {error['message']}" if error else "")
 
     async def _snapshot(self) -> dict[str, Any]:

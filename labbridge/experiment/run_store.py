@@ -23,6 +23,7 @@ migrated on open, a newer one refused.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ import orjson
 from labbridge.core.store_version import migrate_sqlite
 
 FILE_NAME = "runs.sqlite3"
+FINISHED = ("completed", "stopped", "failed", "aborted", "interrupted")
 ARRAY_FOLDER = "runs"
 _JSON_FIELDS = ("parameters", "metadata", "error", "columns", "axes", "snapshot_start", "snapshot_end")
 # The fields every listing shows; the detail adds the provenance.
@@ -109,6 +111,34 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         self._execute("DELETE FROM runs WHERE id = ?", [run_id])
 
+    def finished_runs(self) -> list[tuple[str, float]]:
+        """(id, when it ended) of every finished run, the oldest first."""
+        rows = self._query("SELECT id, coalesce(finished, created) AS ended FROM runs "
+                           f"WHERE status IN ({', '.join('?' * len(FINISHED))}) ORDER BY ended, seq", FINISHED)
+        return [(str(r["id"]), float(r["ended"])) for r in rows]
+
+    def remove(self, run_id: str) -> None:
+        """A run, its points and its files, gone (retention: never one that is queued or running)."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM points WHERE run = ?", (run_id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        shutil.rmtree(self.run_folder(run_id), ignore_errors=True)
+
+    def used_bytes(self) -> int:
+        """What the database's content takes (pages in use, not those freed by deletions)."""
+        with self._lock:
+            db = self._connection()
+            page_size, pages, free = (db.execute(f"PRAGMA {name}").fetchone()[0]
+                                      for name in ("page_size", "page_count", "freelist_count"))
+        return int(page_size * (pages - free))
+
     def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
         """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
         rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values)).decode()) for n, t, values in batch]
@@ -144,9 +174,21 @@ class RunStore:
 
     def points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
         """Points numbered `since` and after, at most `limit`; arrays come back as NumPy arrays."""
+        return [(n, t, self._loaded(values)) for n, t, values in self.stored_points(run_id, since, limit)]
+
+    def stored_points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
+        """Points as stored: an array is its reference `{"npy", "dtype", "shape"}` (`load_array` reads it)."""
         rows = self._query("SELECT n, t, data FROM points WHERE run = ? AND n >= ? ORDER BY n LIMIT ?",
                            (run_id, since, limit))
-        return [(int(r["n"]), float(r["t"]), self._loaded(orjson.loads(r["data"]))) for r in rows]
+        return [(int(r["n"]), float(r["t"]), orjson.loads(r["data"])) for r in rows]
+
+    def load_array(self, reference: dict[str, Any]) -> np.ndarray[Any, Any]:
+        array: np.ndarray[Any, Any] = np.load(self.folder / reference["npy"], allow_pickle=False)
+        return array
+
+    def run_folder(self, run_id: str) -> Path:
+        """Where a run's files are (its arrays, its exports); it may not exist."""
+        return self.folder / ARRAY_FOLDER / run_id
 
     def _stored(self, run_id: str, n: int, values: dict[str, Any]) -> dict[str, Any]:
         stored: dict[str, Any] = {}
@@ -160,8 +202,7 @@ class RunStore:
         return stored
 
     def _loaded(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {name: np.load(self.folder / value["npy"], allow_pickle=False) if isinstance(value, dict) else value
-                for name, value in values.items()}
+        return {name: self.load_array(value) if isinstance(value, dict) else value for name, value in values.items()}
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

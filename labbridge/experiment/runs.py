@@ -9,6 +9,7 @@ Each op's payload is the request's `value`, an object:
     run_control  {"id", "do": "pause" | "resume" | "stop" | "abort"}: abort removes a queued run
     run_data     {"id", "since", "limit"}: points, columnar
     run_queue    {"do": "status" | "start" | "stop"}
+    run_file     {"do": "open" | "read" | "close", "id", ...}: the run's HDF5 file, in chunks (run_exports.py)
 
 Who asks travels in the request's own `identity` and `role`, as for a put:
 the identity is the run's `queued_by`, written into the audit log with each
@@ -21,6 +22,7 @@ from typing import Any
 
 from labbridge.core.errors import MalformedRequest
 from labbridge.core.protocol import Request
+from labbridge.experiment.run_exports import handle_run_file
 from labbridge.experiment.run_queue import RunQueue
 
 # Time kept back from a request's deadline so the reply reaches the client before it gives up.
@@ -44,6 +46,8 @@ async def handle_run_op(queue: RunQueue, request: Request) -> Any:
         return await queue.control(payload.get("id"), payload.get("do"), until)
     if request.op == "run_data":
         return await queue.data(payload.get("id"), payload.get("since", 0), payload.get("limit", 10_000))
+    if request.op == "run_file":
+        return await handle_run_file(queue, payload)
     what = payload.get("do", "status")
     if what == "start":
         return queue.queue_start()

@@ -14,11 +14,12 @@ configured, since it makes the lab PC drive instruments by itself.
     GET    /runs/<id>?wait=            one run (a long poll with wait, as for invocations)
     POST   /runs/<id>/pause|resume|stop
     DELETE /runs/<id>                  removes a queued run, aborts a running or paused one at once
-    GET    /runs/<id>/data?since=&format=csv
+    GET    /runs/<id>/data?since=&format=csv|hdf5
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from functools import partial
@@ -29,7 +30,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from labbridge.core.action import MAX_WAIT
-from labbridge.core.errors import MalformedRequest
+from labbridge.core.arrays import read_npy
+from labbridge.core.errors import BridgeError, MalformedRequest
 from labbridge.frontend.access import allow
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
@@ -42,6 +44,10 @@ router = APIRouter(tags=["runs"])
 RunId = Annotated[str, Path(max_length=64, description="The run's id, from its `href`.")]
 RunStatus = Literal["queued", "running", "paused", "completed", "stopped", "failed", "aborted", "interrupted"]
 PAGE = 10_000  # points fetched from the experiment process at a time for a CSV file
+CHUNK = 1_000_000  # bytes of an HDF5 file fetched at a time (experiment/run_exports.py's MAX_CHUNK)
+HDF5_TYPE = "application/x-hdf5"
+# How long the experiment process may take to write a run's HDF5 file before the download starts.
+HDF5_WRITE_TIMEOUT = 600.0
 _LINE_BREAK = re.compile(r"[\r\n]+")
 
 
@@ -114,14 +120,17 @@ async def abort_run(run: RunId, request: Request) -> Response:
     return json_bytes(await _control(request, run, "abort"))
 
 
-@router.get("/runs/{run}/data", operation_id="get_run_data", summary="A run's points, as JSON or CSV",
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+@router.get("/runs/{run}/data", operation_id="get_run_data", summary="A run's points, as JSON, CSV or HDF5 (NeXus)",
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
+                                         HDF5_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
 async def get_run_data(run: RunId, request: Request,
                        since: Annotated[int, Query(ge=0, description="The first point wanted.")] = 0,
                        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-                       fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None) -> Response:
+                       fmt: Annotated[Literal["json", "csv", "hdf5"] | None, Query(alias="format")] = None) -> Response:
     bridge = bridge_of(request)
     allow(request, "read")
+    if fmt == "hdf5" or (fmt is None and HDF5_TYPE in request.headers.get("accept", "")):
+        return await _hdf5_file(bridge, run)
     value = {"id": run, "since": since, "limit": limit if fmt != "csv" else PAGE}
     first = await bridge.backend.request("run_data", value=value)
     if fmt != "csv" and "text/csv" not in request.headers.get("accept", ""):
@@ -130,6 +139,29 @@ async def get_run_data(run: RunId, request: Request,
     filename = re.sub(r"[^\w.-]", "_", f"{page['procedure']}-{run}.csv")
     return StreamingResponse(_csv_pages(bridge, page), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def _hdf5_file(bridge: FrontendState, run: str) -> Response:
+    """The run's HDF5 file, written by the experiment process and streamed from there in chunks."""
+    opened = orjson.loads(await bridge.backend.request("run_file", value={"do": "open", "id": run},
+                                                       timeout=HDF5_WRITE_TIMEOUT))
+    headers = {"Content-Disposition": f'attachment; filename="{opened["filename"]}"',
+               "Content-Length": str(opened["size"])}
+    return StreamingResponse(_hdf5_chunks(bridge, run, opened["file"], opened["size"]), media_type=HDF5_TYPE,
+                             headers=headers)
+
+
+async def _hdf5_chunks(bridge: FrontendState, run: str, name: str, size: int) -> AsyncIterator[bytes]:
+    try:
+        for offset in range(0, size, CHUNK):
+            # A failure here raises: the client sees a cut-off download (shorter than Content-Length).
+            value = {"do": "read", "id": run, "file": name, "offset": offset, "length": CHUNK}
+            reply = await bridge.backend.exchange(bridge.backend.prepare("run_file", value=value))
+            reply.result()
+            yield read_npy(b"".join(reply.parts)).tobytes()
+    finally:  # a running run's file is removed (else after an hour); a failure to say so changes nothing for the client
+        with contextlib.suppress(BridgeError):
+            await bridge.backend.request("run_file", value={"do": "close", "id": run, "file": name})
 
 
 async def _control(request: Request, run: str, what: str) -> bytes:
