@@ -6,7 +6,8 @@ seconds), then `values` by column, with each column's `unit` and `kind`
 gathers the pages and turns them into NumPy arrays, one per column: numbers
 as int64 when every value is whole and present, else float64 with NaN for a
 point that did not record the column; arrays of one shape stacked along a
-first point axis (varying shapes: an object array of arrays).
+first point axis (varying shapes: an object array of arrays), of the dtype
+the procedure recorded (the column's `dtype`).
 
 `to_xarray` makes the declared axes the dimensions (QCoDeS's setpoints): a
 sweep along `voltage` becomes a Dataset indexed by voltage; two axes give a
@@ -57,14 +58,14 @@ class Columns:
         found: NumpyColumns = {"point": np.asarray(self.point, dtype="int64"),
                                "time": np.asarray(self.time, dtype="float64")}
         for name, column in self.columns.items():
-            found[name] = _array(np, self.values[name], column.get("kind"))
+            found[name] = _array(np, self.values[name], column.get("kind"), column.get("dtype"))
         return found
 
 
-def _array(np: Any, values: list[Any], kind: Any) -> Any:
+def _array(np: Any, values: list[Any], kind: Any, dtype: Any) -> Any:
     present = [v for v in values if v is not None]
     if kind == "array":
-        arrays = [None if v is None else np.asarray(v) for v in values]
+        arrays = [None if v is None else np.asarray(v, dtype=dtype) for v in values]
         shapes = {a.shape for a in arrays if a is not None}
         if len(shapes) == 1 and len(present) == len(values) and values:
             return np.stack(arrays)
