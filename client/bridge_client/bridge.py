@@ -109,7 +109,8 @@ class Bridge:
 
     @property
     def procedures(self) -> dict[str, ProcedureInfo]:
-        """The procedures runs can be queued of, with their parameters (`help(lab.procedures["voltage_sweep"])`)."""
+        """The procedures runs can be queued of, with their parameters
+        (`print(lab.procedures["voltage_sweep"].help_text())` documents each)."""
         return self._runs.procedures
 
     def __getitem__(self, name: str) -> Module:

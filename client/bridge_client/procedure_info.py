@@ -4,7 +4,7 @@ A procedure's parameters are described exactly as an action's are (JSON
 Schema, with units, limits, defaults and docs), so `ProcedureInfo` checks
 them the same way before a run is queued (description.py's `check_arguments`:
 InvalidValue, in the bridge's words, and nothing sent), and gives the
-`help()` text and signature `lab.procedures["voltage_sweep"]` shows.
+help text and the signature `lab.procedures["voltage_sweep"]` shows.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ProcedureInfo:
         return signature(self.parameters, inspect.Signature.empty)
 
     def help_text(self) -> str:
-        """The doc, each parameter, what it drives and its axes: what help() shows."""
+        """The doc, each parameter, what it drives and its axes."""
         lines = [self.doc or self.name, ""]
         if self.parameters:
             lines += ["Parameters:", *(f"  {p.help_text()}" for p in self.parameters.values())]
