@@ -79,8 +79,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionCancelled", "ActionInfo", "ActionLost", "ActionsUnavailable", "AlreadyFinished", "AsyncBridge",
-    "AsyncInvocation", "AsyncModule", "AsyncRun", "AsyncRuns", "AttributeInfo", "AuditUnavailable", "BackendBusy", "BackendTimeout",
-    "BackendUnavailable",
+    "AsyncInvocation", "AsyncModule", "AsyncRun", "AsyncRuns", "AttributeInfo", "AuditUnavailable", "BackendBusy",
+    "BackendTimeout", "BackendUnavailable",
     "Bridge", "BridgeError", "BridgeUnreachable", "Busy", "DeadlineExceeded", "Event", "Forbidden",
     "HeadersTooLarge", "HistoryOff", "HistoryTooLarge", "HistoryUnavailable", "HostNotAllowed", "InstrumentError",
     "InstrumentTimeout",

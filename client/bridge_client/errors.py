@@ -21,7 +21,7 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── UnknownAttribute             404 unknown_attribute  (also an AttributeError)
     ├── UnknownAction                404 unknown_action     (also an AttributeError)
     ├── UnknownInvocation            404 unknown_invocation
-    ├── UnknownProcedure             404 unknown_procedure: no procedure of that name (config.yml `procedures:`)
+    ├── UnknownProcedure             404 unknown_procedure: config.yml declares no procedure of that name
     ├── UnknownRun                   404 unknown_run
     ├── HistoryOff                   404 history_off
     ├── ReadOnly                     405 read_only          (also an AttributeError)
@@ -52,7 +52,7 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── DeadlineExceeded             504 deadline_exceeded: it never ran
     ├── ActionCancelled              an invocation waited for was cancelled (code "cancelled")
     ├── ActionLost                   an invocation waited for was lost: the experiment process died (code "lost")
-    ├── RunFailed                    a run waited for failed: its procedure raised (code: the run's own error code)
+    ├── RunFailed                    a run waited for failed (code: the run's own error code)
     ├── RunAborted                   a run waited for was aborted, or removed from the queue (code "aborted")
     ├── RunInterrupted               a run waited for was cut short by a crash of the experiment process
     └── BridgeUnreachable            no HTTP answer at all (the frontend is down, or the line broke)
