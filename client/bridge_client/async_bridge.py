@@ -26,6 +26,7 @@ from bridge_client.errors import BridgeError, unknown_action, unknown_attribute,
 from bridge_client.http import Http
 from bridge_client.invocation import AsyncInvocation
 from bridge_client.members import members_of, proxy_class
+from bridge_client.runs import AsyncRuns
 from bridge_client.values import decode
 from bridge_client.watch import Event, check_names, require_websockets, watch_events
 
@@ -89,10 +90,17 @@ class AsyncBridge:
         self._http = Http(url or os.environ.get("BRIDGE_URL") or DEFAULT_URL, token=token, timeout=timeout,
                           retries=retries, transport=transport)
         self._modules: dict[str, AsyncModule] = {}
+        self._runs = AsyncRuns(self._http)
 
     @property
     def url(self) -> str:
         return self._http.url
+
+    @property
+    def runs(self) -> AsyncRuns:
+        """The run queue: `await lab.runs.submit("voltage_sweep", stop=5, metadata={...})`, `list()`, `get(id)`;
+        `await lab.runs.procedures()` describes the procedures."""
+        return self._runs
 
     @property
     def modules(self) -> tuple[str, ...]:

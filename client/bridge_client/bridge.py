@@ -23,6 +23,8 @@ from bridge_client.errors import unknown_attribute, unknown_module
 from bridge_client.invocation import Invocation
 from bridge_client.members import members_of, proxy_class
 from bridge_client.portal import Portal
+from bridge_client.procedure_info import ProcedureInfo
+from bridge_client.runs import Runs
 from bridge_client.watch import Event
 
 
@@ -82,6 +84,7 @@ class Bridge:
             self._portal.close()
             raise
         self._closer = weakref.finalize(self, _close, self._portal, self._async)
+        self._runs = Runs(self._async.runs, self._portal)
         self._modules: dict[str, Module] = {}
         for name in self._async.modules:
             module = self._async[name]
@@ -98,6 +101,17 @@ class Bridge:
     def modules(self) -> tuple[str, ...]:
         """The names of the bridge's modules, as described when connecting."""
         return self._async.modules
+
+    @property
+    def runs(self) -> Runs:
+        """The run queue: `lab.runs.submit("voltage_sweep", stop=5, metadata={...})`, `list()`, `lab.runs[id]`."""
+        return self._runs
+
+    @property
+    def procedures(self) -> dict[str, ProcedureInfo]:
+        """The procedures runs can be queued of, with their parameters
+        (`print(lab.procedures["voltage_sweep"].help_text())` documents each)."""
+        return self._runs.procedures
 
     def __getitem__(self, name: str) -> Module:
         try:

@@ -120,35 +120,17 @@ class ActionInfo:
 
     @classmethod
     def from_json(cls, module: str, name: str, data: dict[str, Any]) -> ActionInfo:
-        parameters = data.get("parameters") or {}
-        required = set(parameters.get("required", []))
         return cls(module=module, name=name, doc=str(data.get("doc", "")), owns=tuple(data.get("owns", ())),
-                   parameters={p: ParameterInfo.from_json(p, info, p in required)
-                               for p, info in parameters.get("properties", {}).items()},
+                   parameters=parameters_from_json(data.get("parameters")),
                    returns=ParameterInfo.from_json("result", data.get("returns") or {}, True))
 
     def check_arguments(self, arguments: dict[str, Any]) -> None:
         """Raise InvalidValue naming the first argument the bridge would refuse: unknown, missing or wrong."""
-        for key in arguments:
-            if key not in self.parameters:
-                raise InvalidValue(f"{self.name} has no parameter {json_schema.shown(key)}; its parameters: "
-                                   f"{', '.join(self.parameters) or 'none'}")
-        for name, parameter in self.parameters.items():
-            if name in arguments:
-                parameter.check(arguments[name])
-            elif parameter.required:
-                limits = parameter.limits_text()
-                raise InvalidValue(f"{self.name} needs the argument {name!r} "
-                                   f"({json_schema.a_type(parameter.type)}{f', {limits}' if limits else ''})")
+        check_arguments(self.name, self.parameters, arguments)
 
     def signature(self) -> inspect.Signature:
         """`(self, *, to: float, speed: float | None = None) -> float`: keyword-only, as the bridge takes them."""
-        keyword = inspect.Parameter.KEYWORD_ONLY
-        parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        parameters += [inspect.Parameter(p.name, keyword, annotation=json_schema.annotation(p.schema),
-                                         default=inspect.Parameter.empty if p.required else p.default)
-                       for p in self.parameters.values()]
-        return inspect.Signature(parameters, return_annotation=json_schema.annotation(self.returns.schema))
+        return signature(self.parameters, json_schema.annotation(self.returns.schema))
 
     def help_text(self) -> str:
         """The doc, then each parameter and the result: what help() and `?` show."""
@@ -194,6 +176,38 @@ class ModuleInfo:
                 arguments = ", ".join(f"{p}=" for p in act.parameters)
                 lines.append(f"  {act.name}({arguments}): {act.doc.partition(chr(10))[0]}")
         return "\n".join(lines)
+
+
+def parameters_from_json(data: dict[str, Any] | None) -> dict[str, ParameterInfo]:
+    """The parameters of an action or a procedure, from their JSON Schema object (`properties`, `required`)."""
+    data = data or {}
+    required = set(data.get("required", []))
+    return {p: ParameterInfo.from_json(p, info, p in required) for p, info in data.get("properties", {}).items()}
+
+
+def check_arguments(what: str, parameters: dict[str, ParameterInfo], arguments: dict[str, Any]) -> None:
+    """Raise InvalidValue naming the first argument of `what` the bridge would refuse: unknown, missing or wrong."""
+    for key in arguments:
+        if key not in parameters:
+            raise InvalidValue(f"{what} has no parameter {json_schema.shown(key)}; its parameters: "
+                               f"{', '.join(parameters) or 'none'}")
+    for name, parameter in parameters.items():
+        if name in arguments:
+            parameter.check(arguments[name])
+        elif parameter.required:
+            limits = parameter.limits_text()
+            raise InvalidValue(f"{what} needs the argument {name!r} "
+                               f"({json_schema.a_type(parameter.type)}{f', {limits}' if limits else ''})")
+
+
+def signature(parameters: dict[str, ParameterInfo], returns: Any) -> inspect.Signature:
+    """`(self, *, to: float, speed: float | None = None) -> float`: keyword-only, as the bridge takes them."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    listed = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    listed += [inspect.Parameter(p.name, keyword, annotation=json_schema.annotation(p.schema),
+                                 default=inspect.Parameter.empty if p.required else p.default)
+               for p in parameters.values()]
+    return inspect.Signature(listed, return_annotation=returns)
 
 
 def modules_from_json(data: dict[str, Any]) -> dict[str, ModuleInfo]:

@@ -21,12 +21,15 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── UnknownAttribute             404 unknown_attribute  (also an AttributeError)
     ├── UnknownAction                404 unknown_action     (also an AttributeError)
     ├── UnknownInvocation            404 unknown_invocation
+    ├── UnknownProcedure             404 unknown_procedure: config.yml declares no procedure of that name
+    ├── UnknownRun                   404 unknown_run
     ├── HistoryOff                   404 history_off
     ├── ReadOnly                     405 read_only          (also an AttributeError)
     ├── MethodNotAllowed             405 method_not_allowed
     ├── NotAcceptable                406 not_acceptable: .npy asked for a value that is not an array
     ├── Busy                         409 busy: a running action owns what was written
-    ├── AlreadyFinished              409 already_finished: cancelling an invocation that has ended
+    ├── AlreadyFinished              409 already_finished: cancelling an invocation (or a run) that has ended
+    ├── WrongRunState                409 wrong_run_state: pausing a queued run, resuming one that is not paused
     ├── PayloadTooLarge              413 payload_too_large
     ├── HeadersTooLarge              431 headers_too_large
     ├── MalformedRequest             422 malformed_request
@@ -41,6 +44,7 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── ActionsUnavailable           503 actions_unavailable: no action starts (the bridge cannot record it)
     ├── AuditUnavailable             503 audit_unavailable: the write was refused (its audit line cannot be written)
     ├── HistoryUnavailable           503 history_unavailable
+    ├── RunsUnavailable              503 runs_unavailable: the run store cannot be used; nothing was queued
     ├── TooManyConnections           503 too_many_connections
     ├── TooManyLargeAnswers          503 too_many_large_answers: the frontend holds all the large answers it may
     ├── InstrumentTimeout            504 instrument_timeout
@@ -48,6 +52,9 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── DeadlineExceeded             504 deadline_exceeded: it never ran
     ├── ActionCancelled              an invocation waited for was cancelled (code "cancelled")
     ├── ActionLost                   an invocation waited for was lost: the experiment process died (code "lost")
+    ├── RunFailed                    a run waited for failed (code: the run's own error code)
+    ├── RunAborted                   a run waited for was aborted, or removed from the queue (code "aborted")
+    ├── RunInterrupted               a run waited for was cut short by a crash of the experiment process
     └── BridgeUnreachable            no HTTP answer at all (the frontend is down, or the line broke)
 
 An invocation that failed raises, from `wait()`, the class of the error it
@@ -128,6 +135,14 @@ class UnknownInvocation(BridgeError):
     default_code = "unknown_invocation"
 
 
+class UnknownProcedure(BridgeError):
+    default_code = "unknown_procedure"
+
+
+class UnknownRun(BridgeError):
+    default_code = "unknown_run"
+
+
 class HistoryOff(BridgeError):
     default_code = "history_off"
 
@@ -150,6 +165,12 @@ class Busy(BridgeError):
 
 class AlreadyFinished(BridgeError):
     default_code = "already_finished"
+
+
+class WrongRunState(BridgeError):
+    """A run cannot do that in its state: pause or stop a queued run (abort removes it), resume one not paused."""
+
+    default_code = "wrong_run_state"
 
 
 class PayloadTooLarge(BridgeError):
@@ -214,6 +235,12 @@ class HistoryUnavailable(BridgeError):
     default_code = "history_unavailable"
 
 
+class RunsUnavailable(BridgeError):
+    """The bridge cannot open or write its run store: no run was queued (and none can be read)."""
+
+    default_code = "runs_unavailable"
+
+
 class TooManyConnections(BridgeError):
     default_code = "too_many_connections"
 
@@ -244,6 +271,30 @@ class ActionLost(BridgeError):
     """An invocation that was waited for is lost: the experiment process stopped while it ran."""
 
     default_code = "lost"
+
+
+class RunFailed(BridgeError):
+    """A run that was waited for failed: `code` is its error's code (`procedure_failed` when the procedure raised,
+    `busy` when what it drives was held), `traceback` the last lines of the procedure's traceback."""
+
+    default_code = "run_failed"
+
+    def __init__(self, message: str, *, traceback: str | None = None, **options: Any) -> None:
+        super().__init__(message, **options)
+        self.traceback = traceback
+
+
+class RunAborted(BridgeError):
+    """A run that was waited for was aborted (`abort()`, Ctrl+C, the dashboard), or removed while still queued."""
+
+    default_code = "aborted"
+
+
+class RunInterrupted(BridgeError):
+    """A run that was waited for was cut short: the experiment process stopped while it ran (its points up to
+    then are kept)."""
+
+    default_code = "interrupted"
 
 
 class BridgeUnreachable(BridgeError):

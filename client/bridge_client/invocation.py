@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from bridge_client.errors import (
@@ -297,22 +297,38 @@ class Invocation:
         return f"<Invocation {describe(self._async)}>"
 
 
-class Waiting:
-    """How long each look at an invocation may wait, within an overall `timeout` (None: no limit)."""
+class Waited(Protocol):
+    """What a timeout says of the invocation (or run) waited for."""
 
-    def __init__(self, timeout: float | None, poll: float) -> None:
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+class Waiting:
+    """How long each look at an invocation (or a run) may wait, within an overall `timeout` (None: no limit)."""
+
+    def __init__(self, timeout: float | None, poll: float, kind: str = "invocation",
+                 stopper: str = "cancel() stops it") -> None:
         self.timeout = timeout
         self.poll = poll
+        self.kind = kind
+        self.stopper = stopper
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
-    def next_wait(self, invocation: AsyncInvocation) -> float:
+    def next_wait(self, waited: Waited) -> float:
         """Seconds the next long poll may wait; TimeoutError once the time is up."""
         if self.deadline is None:
             return self.poll
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"{invocation.name} (invocation {invocation.id}) is still {invocation.status} after "
-                               f"{self.timeout:g} s; it goes on (cancel() stops it)")
+            raise TimeoutError(f"{waited.name} ({self.kind} {waited.id}) is still {waited.status} after "
+                               f"{self.timeout:g} s; it goes on ({self.stopper})")
         return min(self.poll, left)
 
 

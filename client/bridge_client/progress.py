@@ -1,4 +1,4 @@
-"""ProgressBar: one invocation's progress and status line as a tqdm bar, in a terminal or in Jupyter.
+"""ProgressBar: one invocation's (or run's) progress and status line as a tqdm bar, in a terminal or in Jupyter.
 
 `wait(progress=True)` draws it.  It uses `tqdm.auto`, which draws a widget in
 Jupyter (when ipywidgets is installed, as it is with JupyterLab) and a text
@@ -51,11 +51,14 @@ class ProgressBar:
         self._set(invocation)
         if invocation.status == "completed":
             self._bar.n = 100
-        elif invocation.status not in ("pending", "running"):  # cancelled, failed or lost
+        elif invocation.status not in ("pending", "running"):  # cancelled, failed or lost (a run: stopped...)
             self._bar.set_description_str(f"{self._bar.desc} {invocation.status}", refresh=False)
         self._bar.close()
 
     def _set(self, invocation: Followed) -> None:
         if invocation.progress is not None:
             self._bar.n = round(100 * invocation.progress, 2)
-        self._bar.set_postfix_str(invocation.message or invocation.status, refresh=False)
+        text = invocation.message or invocation.status
+        if invocation.status in ("queued", "paused"):  # a run waiting: say so, whatever it last reported
+            text = invocation.status + (f", {invocation.message}" if invocation.message else "")
+        self._bar.set_postfix_str(text, refresh=False)

@@ -137,6 +137,8 @@ class QueuedRun:
         kind = ("array" if isinstance(value, np.ndarray) else "bool" if isinstance(value, bool)
                 else "str" if isinstance(value, str) else "number")
         self.columns[name] = {"unit": unit, "kind": kind}
+        if kind == "array":  # JSON carries numbers only: the client restores the array's dtype from this
+            self.columns[name]["dtype"] = str(value.dtype)
 
     def add_point(self, t: float, values: dict[str, Any]) -> int:
         n = self.points
