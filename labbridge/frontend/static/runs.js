@@ -229,6 +229,7 @@ const Runs = (() => {
     panel.busy = true;
     try {
       if (!panel.procedures && !(await loadProcedures())) return;
+      if (!Object.keys(panel.procedures).length) return;  // no procedures configured: no panel, nothing to ask
       const query = new URLSearchParams({ limit: PAST });
       if (panel.query) query.set("q", panel.query);
       const [queue, queued, past] = await Promise.all([getJSON("/runs/queue"),
