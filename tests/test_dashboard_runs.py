@@ -100,15 +100,15 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
     with dashboard(url) as page:
         assert page.locator("#hint-arg-proc-settled_sweep-stop").inner_text() == "0 to 30 V, optional"
         assert page.get_attribute("#arg-proc-settled_sweep-steps", "placeholder") == "11"  # the default
-        page.fill("#arg-proc-settled_sweep-stop", "5")
-        page.fill("#arg-proc-settled_sweep-steps", "500")
+        page.fill("#arg-proc-settled_sweep-stop", "20")
+        page.fill("#arg-proc-settled_sweep-steps", "2001")  # 0.01 V a step, 100 s in all
         page.fill("#arg-proc-settled_sweep-settle", "0.05")
         page.fill("#metadata-settled_sweep", "sample: A12\noperator = ada")
         page.click("#queue-settled_sweep")
         page.wait_for_selector("#queue-list li[data-run]")
         [queued] = httpx.get(f"{url}/runs", params={"status": "queued"}).json()["runs"]
         ident = queued["id"]
-        assert queued["parameters"] == {"start": 0.0, "stop": 5.0, "steps": 500, "settle": 0.05}
+        assert queued["parameters"] == {"start": 0.0, "stop": 20.0, "steps": 2001, "settle": 0.05}
         assert queued["metadata"] == {"sample": "A12", "operator": "ada"}
         assert "sample=A12" in page.locator(f"#queue-list li[data-run='{ident}']").inner_text()
         assert page.locator("#queue-state").inner_text() == "stopped"
@@ -121,8 +121,10 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
         assert x == [0.0, 0.01, 0.02]  # the declared axis, the voltage the supply reports, is x
         labels = page.evaluate("RunPlot.shown().plot.series.map((s) => s.label)")
         assert labels == ["voltage [V]", "measured_voltage [V]", "measured_current [A]"]
-        assert page.locator("#run-message").inner_text().endswith(" V")
-        assert 0 < float(page.get_attribute("#run-progress", "value") or 0) < 1
+        # the run's message and progress come with its status, read every second
+        page.wait_for_function("document.querySelector('#run-message').textContent.endsWith(' V')", timeout=5000)
+        page.wait_for_function("document.querySelector('#run-progress').value > 0", timeout=5000)
+        assert page.evaluate("document.querySelector('#run-progress').value") < 1
 
         page.click("#run-pause")
         page.wait_for_selector("#run-status[data-status=paused]", timeout=5000)

@@ -154,7 +154,8 @@ const Runs = (() => {
       return false;  // none configured here, the backend is down or reads need a token: tried again later
     }
     panel.procedures = procedures;
-    $("#runs").hidden = Object.keys(procedures).length === 0;
+    if (!Object.keys(procedures).length) return true;  // none configured: the panel stays hidden
+    $("#runs").hidden = false;
     try {  // moving a queued run is newer than the queue: offered where the server lists it
       const paths = (await getJSON("/openapi.json")).paths || {};
       panel.canMove = Object.keys(paths).some((path) => /^\/runs\/\{[^}]+\}\/move$/.test(path));
