@@ -112,6 +112,7 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
         assert queued["metadata"] == {"sample": "A12", "operator": "ada"}
         assert "sample=A12" in page.locator(f"#queue-list li[data-run='{ident}']").inner_text()
         assert page.locator("#queue-state").inner_text() == "stopped"
+        assert page.locator("#queue-list .move-up, #queue-list .move-down").count() == 0  # no move on this server
 
         page.click("#queue-start")
         page.wait_for_selector("#run-status[data-status=running]", timeout=10_000)
@@ -139,6 +140,9 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
         page.wait_for_function(f"RunPlot.shown().data[0].length > {held + 3}", timeout=10_000)
         assert httpx.get(f"{url}/psu/output").json()["value"] is True
 
+        page.click("#queue-stop")
+        page.wait_for_function("document.querySelector('#queue-state').textContent === 'stops after the current run'")
+        assert httpx.get(f"{url}/runs/queue").json()["stop_after_current"] is True
         page.click("#run-abort")
         page.wait_for_selector("#run-status[data-status=aborted]", timeout=5000)
         assert run_of(url, ident)["status"] == "aborted"
@@ -202,3 +206,28 @@ def test_a_refused_parameter_or_unreadable_metadata_is_shown_and_nothing_is_queu
         assert page.locator("#runs-note").is_hidden()  # the refusal shown before is gone
         [queued] = httpx.get(f"{url}/runs", params={"status": "queued"}).json()["runs"]
         assert queued["metadata"] == {"sample": "D1", "temperature_K": 4.2}
+        page.click(f"#queue-list li[data-run='{queued['id']}'] button.remove")
+        page.wait_for_selector("#queue-list li.empty")
+        assert httpx.get(f"{url}/runs/{queued['id']}").status_code == 404
+
+
+def test_writes_from_the_panel_carry_the_token_entered_on_the_page(tmp_path: Path) -> None:
+    token = "0123456789abcdef0123456789abcdef"
+    config = write_config(tmp_path / "config.yml", {"psu": {"class": "psu.PowerSupply", "simulate": True}},
+                          procedures={"voltage_sweep": shipped_procedures()["voltage_sweep"]},
+                          history={"path": "history.sqlite3"})
+    with running_stack(config, tmp_path, env={"BRIDGE_TOKEN": token}) as (_, _, url), \
+            page_without_errors() as page:
+        page.goto(url + "/")
+        page.wait_for_selector("#procedure-voltage_sweep")
+        assert page.locator("#token-box").is_hidden()
+        page.click("#queue-voltage_sweep")
+        page.wait_for_selector("#runs-note:not([hidden])")
+        assert page.locator("#token-box").is_visible()  # refused without a token: the page asks for one
+        assert httpx.get(f"{url}/runs").json()["runs"] == []
+        page.fill("#token", token)
+        page.dispatch_event("#token", "change")
+        page.click("#queue-voltage_sweep")
+        page.wait_for_selector("#queue-list li[data-run]")
+        [queued] = httpx.get(f"{url}/runs").json()["runs"]
+        assert queued["procedure"] == "voltage_sweep" and queued["queued_by"]
