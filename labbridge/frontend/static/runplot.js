@@ -5,7 +5,7 @@
 
 const RunPlot = (() => {
   const COLORS = ["#2457c5", "#b54708", "#1a7f4b", "#b42318", "#6941c6", "#0e7490"];
-  // The plot on show: { run, box, plot, x (column or null for the point number), ys, data, next }
+  // The plot on show: { run, box, plot, resize, x (column or null for the point number), ys, data, key, next }
   let shown = null;
 
   function numericColumns(page) {  // scalars only: an array column (a frame) is not a line
@@ -31,7 +31,13 @@ const RunPlot = (() => {
     options.scales.y = { range: (u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) };
     const data = [[], ...ys.map(() => [])];
     box.replaceChildren();
-    return { x, ys, data, plot: new uPlot(options, data, box), key: numeric.join("\n") };
+    const plot = new uPlot(options, data, box);
+    // As wide as the panel, up to 900 px: a phone's screen is narrower, a window may be resized.
+    const resize = new ResizeObserver(() => {
+      if (box.clientWidth > 0) plot.setSize({ width: Math.max(280, Math.min(900, box.clientWidth)), height: 260 });
+    });
+    resize.observe(box);
+    return { x, ys, data, plot, resize, key: numeric.join("\n") };
   }
 
   // Start over for `run` (a new run shown, or the same one from its first point).
@@ -47,6 +53,7 @@ const RunPlot = (() => {
     if (!page.point.length) return true;
     if (numericColumns(page).join("\n") !== shown.key) {
       const old = shown.plot;
+      shown.resize?.disconnect();
       Object.assign(shown, build(shown.box, page));
       old?.destroy();
       if (page.since > 0) {  // the columns changed midway: read the run again from its first point
@@ -63,6 +70,7 @@ const RunPlot = (() => {
   }
 
   function destroy() {
+    shown?.resize?.disconnect();
     shown?.plot?.destroy();
     shown = null;
   }
