@@ -263,8 +263,8 @@ class BaseModule:
 
     def describe(self) -> dict[str, Any]:
         cls = type(self)
-        return {
-            "class": f"{cls.__module__}.{cls.__qualname__}",
+        return {  # the class as config.yml names it (module_a.ModuleA re-exports labbridge.demo.module_a's)
+            "class": getattr(self.settings, "class_path", None) or f"{cls.__module__}.{cls.__qualname__}",
             "doc": (cls.__doc__ or "").strip().split("\n\n")[0],
             "attributes": {n: s.describe() for n, s in self.specs.items()},
             "actions": {n: a.describe(self.specs) for n, a in self.actions.items()},
