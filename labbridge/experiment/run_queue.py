@@ -2,21 +2,10 @@
 
 `submit` checks the procedure's parameters (422 naming the first bad one)
 before anything is stored, then files the run `queued`.  While the queue is
-started its worker takes the oldest queued run and:
-
-1. claims the attributes the procedure `drives` (Invocations.hold).  If an
-   action or another holder has one, the run does not start: it ends
-   `failed` with a 409-like error naming the holder (it never waits, so a
-   queue never stalls silently behind a forgotten action);
-2. takes a snapshot of every module's scalar attributes, runs the procedure in
-   a task of its own, writes its points every `runs.interval` seconds, and
-   on its end a second snapshot and the outcome:
-   `completed`, `stopped` (`RunStopped` from a checkpoint after a stop),
-   `aborted` (its task was cancelled by DELETE: at once, at whatever await
-   it was in; the procedure's `finally` still runs), or `failed` (it raised:
-   the message, and the traceback's last lines);
-3. releases the claim.  A failed run stops the queue unless
-   `runs.continue_after_failure` is set.
+started its worker takes the first queued run and hands it to the
+RunExecutor (run_execution.py), which carries it out and puts its outcome on
+record.  A failed run stops the queue unless `runs.continue_after_failure`
+is set.
 
 The queue starts stopped whenever the process starts (`queue_start`), so a
 lab PC that reboots never drives hardware by itself; the run that a crash
@@ -29,22 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from labbridge import __version__
 from labbridge.core.action import MAX_WAIT
 from labbridge.core.config import RunSettings
 from labbridge.core.errors import (
     AlreadyFinished,
-    BridgeError,
     InvalidValue,
     MalformedRequest,
     RunsUnavailable,
@@ -53,9 +36,9 @@ from labbridge.core.errors import (
     WrongRunState,
 )
 from labbridge.core.protocol import Request
-from labbridge.experiment.invocation import current_holder
-from labbridge.experiment.lab_handle import Run, RunStopped
 from labbridge.experiment.procedure import ProcedureSpec
+from labbridge.experiment.run_execution import RunExecutor
+from labbridge.experiment.run_state import FINISHED, STATUSES, QueuedRun
 from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore
 
 if TYPE_CHECKING:
@@ -63,96 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "paused", "completed", "stopped", "failed", "aborted", "interrupted")
-FINISHED = frozenset({"completed", "stopped", "failed", "aborted", "interrupted"})
 # How long DELETE waits for an aborted run's clean-up before answering (the clean-up goes on regardless).
 ABORT_WAIT = 2.0
 # How long a clean stop of the process gives an aborted run's clean-up.
 STOP_GRACE = 3.0
-SNAPSHOT_TIMEOUT = 10.0
-
-
-@dataclass(eq=False)
-class QueuedRun:
-    """A run not yet finished: its state in memory (the store has its record), its points not yet written."""
-
-    id: str
-    procedure: str
-    parameters: dict[str, Any]
-    metadata: dict[str, Any]
-    created: float
-    queued_by: str | None = None
-    role: str | None = None
-    status: str = "queued"
-    progress: float | None = None
-    message: str | None = None
-    started: float | None = None
-    finished: float | None = None
-    error: dict[str, str] | None = None
-    points: int = 0
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unwritten: list[tuple[int, float, dict[str, Any]]] = field(default_factory=list)
-    pause_requested: bool = False
-    stop_requested: bool = False
-    task: asyncio.Task[tuple[str, dict[str, str] | None]] | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once its outcome is on record
-    _resumed: asyncio.Event = field(default_factory=asyncio.Event)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "procedure": self.procedure, "parameters": self.parameters, "metadata": self.metadata,
-                "status": self.status, "progress": self.progress, "message": self.message,
-                "queued_by": self.queued_by, "created": self.created, "started": self.started,
-                "finished": self.finished, "points": self.points, "error": self.error}
-
-    def busy_text(self) -> str:
-        return (f"run {self.id} ({self.procedure}, {self.status}); stop it with POST /runs/{self.id}/stop "
-                f"or abort it with DELETE /runs/{self.id}")
-
-    def set_status(self, status: str) -> None:
-        self.status = status
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_for_change(self, seen: str, timeout: float) -> None:
-        if self.status != seen or timeout <= 0:
-            return
-        changed = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                await changed.wait()
-        except TimeoutError:
-            pass
-
-    def report(self, fraction: float | None, message: str | None) -> None:
-        if fraction is not None and not math.isnan(fraction):
-            self.progress = round(min(1.0, max(0.0, float(fraction))), 4)
-        if message is not None:
-            self.message = str(message)[:1000]
-
-    def note_column(self, name: str, value: Any, unit: str | None) -> None:
-        if name in self.columns:
-            return
-        kind = ("array" if isinstance(value, np.ndarray) else "bool" if isinstance(value, bool)
-                else "str" if isinstance(value, str) else "number")
-        self.columns[name] = {"unit": unit, "kind": kind}
-
-    def add_point(self, t: float, values: dict[str, Any]) -> int:
-        n = self.points
-        self.unwritten.append((n, t, values))
-        self.points += 1
-        return n
-
-    async def checkpoint(self) -> None:
-        if self.stop_requested:
-            raise RunStopped
-        if self.pause_requested:
-            self._resumed.clear()
-            self.set_status("paused")
-            await self._resumed.wait()
-            self.set_status("running")
-        if self.stop_requested:
-            raise RunStopped
 
 
 class RunQueue:
@@ -172,6 +69,7 @@ class RunQueue:
         self._current: QueuedRun | None = None
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self.executor = RunExecutor(experiment, store, self.settings)
 
     @classmethod
     def for_experiment(cls, experiment: Experiment, procedures: dict[str, ProcedureSpec], data_dir: Path,
@@ -365,7 +263,7 @@ class RunQueue:
             run = self._queued.pop(0)
             self._current = run
             try:
-                await self._execute(run)
+                await self.executor.execute(run, self.procedures.get(run.procedure))
             except Exception:  # the store failed: the queue stops, the process goes on
                 log.exception("run %s could not be carried out", run.id)
                 self.started = False
@@ -376,86 +274,6 @@ class RunQueue:
                 log.warning("the run queue stopped: run %s failed (POST /runs/queue/start goes on)", run.id)
             if self.stop_after_current:
                 self.started, self.stop_after_current = False, False
-
-    async def _execute(self, run: QueuedRun) -> None:
-        spec = self.procedures.get(run.procedure)
-        if spec is None:  # queued before a restart with another config.yml
-            await self._end(run, "failed", {"error": UnknownProcedure.code, "message": f"config.yml no longer "
-                                            f"declares the procedure {run.procedure!r}"})
-            return
-        try:
-            self.experiment.invocations.hold(run, spec.drives)
-        except BridgeError as exc:
-            await self._end(run, "failed", {"error": exc.code, "message": exc.detail})
-            return
-        try:
-            run.started = time.time()
-            run.set_status("running")
-            await asyncio.to_thread(self.store.update, run.id, status="running", started=run.started,
-                                    snapshot_start=await self._snapshot())
-            run.task = asyncio.create_task(self._call(run, spec))
-            writer = asyncio.create_task(self._write_points(run))
-            try:
-                await asyncio.wait([run.task])
-            finally:
-                writer.cancel()
-            status, error = ("aborted", None) if run.task.cancelled() else run.task.result()
-        finally:
-            self.experiment.invocations.release_held(run)
-        await self._end(run, status, error)
-
-    async def _call(self, run: QueuedRun, spec: ProcedureSpec) -> tuple[str, dict[str, str] | None]:
-        """Run the procedure in this task (its context names the run as the holder of its claim)."""
-        current_holder.set(run)
-        try:
-            await spec.function(Run(self.experiment, run), **run.parameters)
-        except RunStopped:
-            return "stopped", None
-        except asyncio.CancelledError:
-            return "aborted", None
-        except BridgeError as exc:
-            return "failed", {"error": exc.code, "message": exc.detail, "traceback": _summary(exc)}
-        except Exception as exc:  # a bug in the procedure: say what, keep serving
-            log.exception("run %s (%s) failed", run.id, run.procedure)
-            return "failed", {"error": "procedure_failed", "message": f"{type(exc).__name__}: {exc}",
-                              "traceback": _summary(exc)}
-        return ("stopped" if run.stop_requested else "completed"), None
-
-    async def _write_points(self, run: QueuedRun) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval)
-            await self._flush(run)
-
-    async def _flush(self, run: QueuedRun, **fields: Any) -> None:
-        batch, run.unwritten = run.unwritten, []
-        try:
-            await asyncio.to_thread(self.store.add_points, run.id, batch, points=run.points, columns=run.columns,
-                                    progress=run.progress, message=run.message, **fields)
-        except BaseException:
-            run.unwritten[:0] = batch  # tried again at the next interval
-            raise
-
-    async def _end(self, run: QueuedRun, status: str, error: dict[str, str] | None) -> None:
-        run.finished = time.time()
-        run.error = error
-        if status == "completed":
-            run.progress = 1.0
-        snapshot = await self._snapshot() if run.started is not None else None
-        await self._flush(run, status=status, finished=run.finished, error=error, snapshot_end=snapshot)
-        run.set_status(status)
-        run.ended.set()
-        log.info("run %s (%s) %s%s", run.id, run.procedure, status, f": {error['message']}" if error else "")
-
-    async def _snapshot(self) -> dict[str, Any]:
-        """Every module's scalar attributes as read now (a module that cannot answer: its error)."""
-        snapshot: dict[str, Any] = {}
-        for name in self.experiment.modules:
-            request = Request.new("get", name, "attributes", timeout=SNAPSHOT_TIMEOUT)
-            try:
-                snapshot[name] = (await self.experiment.handle(request))["attributes"]
-            except BridgeError as exc:
-                snapshot[name] = {"error": exc.code, "message": exc.detail}
-        return snapshot
 
     def _live(self, ident: Any) -> QueuedRun | None:
         if self._current is not None and self._current.id == ident:
@@ -473,7 +291,3 @@ class RunQueue:
         if self.problem is not None:
             raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}")
 
-
-def _summary(exc: BaseException) -> str:
-    """The last frames of a traceback, enough to find the line in the procedure."""
-    return "".join(traceback.format_exception(exc, limit=-3)).strip()[-2000:]
