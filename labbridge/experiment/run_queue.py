@@ -11,6 +11,14 @@ The queue starts stopped whenever the process starts (`queue_start`), so a
 lab PC that reboots never drives hardware by itself; the run that a crash
 cut short is `interrupted` (run_store.py).  Pause and stop are requests the
 procedure sees at its next `checkpoint()`.
+
+A queued run can be moved to another place in the queue (`move`), and any
+run queued again with the same parameters and metadata (`rerun`).  The
+order is kept in the store (the runs' sequence numbers), so it survives a
+restart.  Every change of a run (run_state.py) and of the queue is published
+live on the events socket, as an invocation's is, under the module name
+"runs": `{"module": "runs", "run": {...}}` and `{"module": "runs", "queue":
+{...}}` (the same as GET /runs/queue).
 """
 
 from __future__ import annotations
@@ -70,6 +78,7 @@ class RunQueue:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.executor = RunExecutor(experiment, store, self.settings)
+        self._order_lock = asyncio.Lock()  # the order is written to the store one move at a time
 
     @classmethod
     def for_experiment(cls, experiment: Experiment, procedures: dict[str, ProcedureSpec], data_dir: Path,
@@ -90,7 +99,8 @@ class RunQueue:
             return
         for record in records:
             self._queued.append(QueuedRun(record["id"], record["procedure"], record["parameters"],
-                                          record["metadata"], record["created"], record["queued_by"]))
+                                          record["metadata"], record["created"], record["queued_by"],
+                                          on_change=self._publish_run))
         if records:
             log.info("%d run(s) still queued; the queue starts with POST /runs/queue/start", len(records))
         self._worker = asyncio.create_task(self._work())
@@ -120,7 +130,8 @@ class RunQueue:
         if not isinstance(metadata, dict):
             raise MalformedRequest('"metadata" must be a JSON object, like {"sample": "A12"}')
         checked = spec.check(parameters)
-        run = QueuedRun(uuid.uuid4().hex, spec.name, checked, metadata, time.time(), request.identity, request.role)
+        run = QueuedRun(uuid.uuid4().hex, spec.name, checked, metadata, time.time(), request.identity, request.role,
+                        on_change=self._publish_run)
         record = {**run.public(), "seq": await asyncio.to_thread(self.store.next_seq), "axes": list(spec.axes),
                   "source": spec.source, "source_hash": spec.source_hash, "version": __version__,
                   "config": self.config_text}
@@ -132,7 +143,15 @@ class RunQueue:
         self._queued.append(run)
         self._wake.set()
         log.info("run %s: %s(%s) queued by %s", run.id, spec.name, checked, request.identity or request.client)
+        self._publish_run(run)
+        self._publish_queue()
         return run.public()
+
+    async def rerun(self, ident: Any, request: Request) -> dict[str, Any]:
+        """Queue a new run of the same procedure with the same parameters and metadata (checked again: the
+        procedure's limits may have changed since)."""
+        record = await self._record(ident)
+        return await self.submit({key: record[key] for key in ("procedure", "parameters", "metadata")}, request)
 
     def procedure(self, name: Any) -> ProcedureSpec:
         spec = self.procedures.get(name) if isinstance(name, str) else None
@@ -193,10 +212,14 @@ class RunQueue:
                 "values": {name: [values.get(name) for _, _, values in points] for name in columns}}
 
     def queue_status(self) -> dict[str, Any]:
+        """Started or not, the current run's id, the queued ones' in order, and `runs`: each of them (the
+        current one first) as a live event shows it."""
+        current = [] if self._current is None else [self._current]
         return {"started": self.started, "stop_after_current": self.stop_after_current,
                 "continue_after_failure": self.settings.continue_after_failure,
                 "current": None if self._current is None else self._current.id,
-                "queued": [run.id for run in self._queued]}
+                "queued": [run.id for run in self._queued],
+                "runs": [run.live() for run in current + self._queued]}
 
     # Control ------------------------------------------------------------------------------------------------
 
@@ -205,6 +228,7 @@ class RunQueue:
         self.started, self.stop_after_current = True, False
         self._wake.set()
         log.info("the run queue is started")
+        self._publish_queue()
         return self.queue_status()
 
     def queue_stop(self) -> dict[str, Any]:
@@ -213,13 +237,38 @@ class RunQueue:
             self.started = False
         else:
             self.stop_after_current = True
+        log.info("the run queue is stopped%s", "" if self._current is None else " after the current run")
+        self._publish_queue()
+        return self.queue_status()
+
+    async def move(self, ident: Any, to: Any, by: Any) -> dict[str, Any]:
+        """Move a queued run `to` a place in the queue (0: next), or `by` places (negative: earlier, stopping
+        at either end); the queue as it is then."""
+        run = await self._unfinished(ident)
+        if run.status != "queued":
+            raise WrongRunState(f"run {run.id} is {run.status}: only a queued run can be moved")
+        if (to is None) == (by is None):
+            raise MalformedRequest('give either "to" (a place in the queue, 0 is next) or "by" (places to move, '
+                                   'negative is earlier), like {"to": 0} or {"by": -1}')
+        last = len(self._queued) - 1
+        if to is not None:
+            if isinstance(to, bool) or not isinstance(to, int) or not 0 <= to <= last:
+                raise InvalidValue(f"to must be a place in the queue, 0 to {last}; got {to!r}")
+            place = to
+        else:
+            if isinstance(by, bool) or not isinstance(by, int):
+                raise InvalidValue(f"by must be a whole number of places (negative: earlier); got {by!r}")
+            place = min(last, max(0, self._queued.index(run) + by))
+        self._queued.remove(run)
+        self._queued.insert(place, run)
+        log.info("run %s moved to place %d of the queue", run.id, place)
+        self._publish_queue()
+        async with self._order_lock:  # the order as it is when written: a later move's write comes after
+            await asyncio.to_thread(self.store.reorder, [queued.id for queued in self._queued])
         return self.queue_status()
 
     async def control(self, ident: Any, what: Any, until: float) -> dict[str, Any]:
-        live = self._live(ident)
-        if live is None:
-            record = await self._record(ident)  # UnknownRun if there is none
-            raise AlreadyFinished(f"run {record['id']} has already finished ({record['status']})")
+        live = await self._unfinished(ident)
         if what == "abort":
             return await self._abort(live, until)
         if live.status == "queued":
@@ -242,7 +291,9 @@ class RunQueue:
         if run.status == "queued":  # removed: it never ran
             self._queued.remove(run)
             await asyncio.to_thread(self.store.delete, run.id)
+            run.on_change = self._publish_removed
             run.set_status("aborted")
+            self._publish_queue()
             return {**run.public(), "status": "removed"}
         if run.task is not None:
             run.stop_requested = True
@@ -262,6 +313,7 @@ class RunQueue:
                 continue
             run = self._queued.pop(0)
             self._current = run
+            self._publish_queue()
             try:
                 await self.executor.execute(run, self.procedures.get(run.procedure))
             except Exception:  # the store failed: the queue stops, the process goes on
@@ -274,6 +326,24 @@ class RunQueue:
                 log.warning("the run queue stopped: run %s failed (POST /runs/queue/start goes on)", run.id)
             if self.stop_after_current:
                 self.started, self.stop_after_current = False, False
+            self._publish_queue()
+
+    def _publish_run(self, run: QueuedRun) -> None:
+        self.experiment.publish({"module": "runs", "run": run.live()})
+
+    def _publish_removed(self, run: QueuedRun) -> None:
+        self.experiment.publish({"module": "runs", "run": {**run.live(), "status": "removed"}})
+
+    def _publish_queue(self) -> None:
+        self.experiment.publish({"module": "runs", "queue": self.queue_status()})
+
+    async def _unfinished(self, ident: Any) -> QueuedRun:
+        """The queued or current run `ident`; AlreadyFinished naming its status if it has ended, or UnknownRun."""
+        live = self._live(ident)
+        if live is None:
+            record = await self._record(ident)  # UnknownRun if there is none
+            raise AlreadyFinished(f"run {record['id']} has already finished ({record['status']})")
+        return live
 
     def _live(self, ident: Any) -> QueuedRun | None:
         if self._current is not None and self._current.id == ident:
