@@ -133,7 +133,8 @@ def test_a_queued_run_moves_to_a_place_or_by_places_and_the_queue_runs_in_the_ne
     assert move(url, b, {"by": -1}).json()["queued"] == [a, b, c]
     state = httpx.get(f"{url}/runs/queue").json()
     assert [run["id"] for run in state["runs"]] == [a, b, c] and state["runs"][0]["status"] == "queued"
-    for body, status, named in (({"to": 3}, 422, "to must be a place in the queue, 0 to 2; got 3"),
+    assert move(url, c, {"to": 99}).json()["queued"] == [a, b, c]  # past the end: last
+    for body, status, named in (({"to": -1}, 422, "to must be a place in the queue, 0 (next) or more; got -1"),
                                 ({"to": 0, "by": 1}, 422, "body must be"), ({}, 422, "body must be"),
                                 ({"by": "up"}, 422, "by must be a whole number"), ([0], 422, "JSON object")):
         refused = move(url, a, body)
@@ -221,7 +222,7 @@ def test_every_control_request_and_a_run_s_failure_are_in_the_audit_log_with_ide
     held = submit(url, "count", points=1000, pause=0.05)
     other = submit(url, "count")
     move(url, other, {"to": 0})
-    move(url, held, {"to": 5})  # refused: on record with its error code
+    move(url, held, {"to": -5})  # refused: on record with its error code
     httpx.post(f"{url}/runs/{held}/rerun", headers=AS_ALICE)
     assert httpx.post(f"{url}/runs/queue/start", headers=AS_ALICE).status_code == 403  # admin only
     httpx.post(f"{url}/runs/queue/stop", headers=AS_ALICE)
@@ -266,3 +267,25 @@ def test_a_moved_queue_keeps_its_order_after_a_restart(tmp_path: Path) -> None:
             assert httpx.get(f"{url}/runs", params={"status": "queued"}).json()["runs"][0]["id"] == b
         finally:
             again.stop()
+
+
+def test_openapi_documents_each_procedure_s_body_and_every_status_of_the_run_routes(url: str) -> None:
+    schema = httpx.get(f"{url}/openapi.json").json()
+    paths = schema["paths"]
+    bodies = paths["/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    count = next(body for body in bodies if body["title"] == "count")
+    assert count["properties"]["procedure"] == {"type": "string", "enum": ["count"]}
+    pause = count["properties"]["parameters"]["properties"]["pause"]
+    assert (pause["type"], pause["unit"], pause["minimum"], pause["maximum"], pause["default"]) == (
+        "number", "s", 0, 10, 0.0)
+    assert count["properties"]["parameters"]["additionalProperties"] is False
+    assert {body["title"] for body in bodies} == {"count", "burst", "blocking", "broken"}
+    submit = paths["/runs"]["post"]["responses"]
+    assert {"201", "401", "403", "404", "413", "422", "503"} <= set(submit) and "`unknown_procedure`" in submit["404"]["description"]
+    assert "Location" in submit["201"]["headers"]
+    move_ = paths["/runs/{run}/move"]["post"]
+    assert {"200", "404", "409", "422"} <= set(move_["responses"]) and "`wrong_run_state`" in move_["responses"]["409"]["description"]
+    assert move_["requestBody"]["content"]["application/json"]["schema"]["properties"]["by"]["type"] == "integer"
+    assert {"201", "404", "422"} <= set(paths["/runs/{run}/rerun"]["post"]["responses"])
+    assert {"200", "404", "409"} <= set(paths["/runs/{run}"]["delete"]["responses"])
+    assert "queue" in paths["/runs/queue"]["get"]["responses"]["200"]["description"]

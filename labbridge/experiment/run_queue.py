@@ -242,8 +242,8 @@ class RunQueue:
         return self.queue_status()
 
     async def move(self, ident: Any, to: Any, by: Any) -> dict[str, Any]:
-        """Move a queued run `to` a place in the queue (0: next), or `by` places (negative: earlier, stopping
-        at either end); the queue as it is then."""
+        """Move a queued run `to` a place in the queue (0: next; past the end: last), or `by` places
+        (negative: earlier, stopping at either end); the queue as it is then."""
         run = await self._unfinished(ident)
         if run.status != "queued":
             raise WrongRunState(f"run {run.id} is {run.status}: only a queued run can be moved")
@@ -251,10 +251,10 @@ class RunQueue:
             raise MalformedRequest('give either "to" (a place in the queue, 0 is next) or "by" (places to move, '
                                    'negative is earlier), like {"to": 0} or {"by": -1}')
         last = len(self._queued) - 1
-        if to is not None:
-            if isinstance(to, bool) or not isinstance(to, int) or not 0 <= to <= last:
-                raise InvalidValue(f"to must be a place in the queue, 0 to {last}; got {to!r}")
-            place = to
+        if to is not None:  # a place past the end is the last one, as `by` stops at either end
+            if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+                raise InvalidValue(f"to must be a place in the queue, 0 (next) or more; got {to!r}")
+            place = min(to, last)
         else:
             if isinstance(by, bool) or not isinstance(by, int):
                 raise InvalidValue(f"by must be a whole number of places (negative: earlier); got {by!r}")
