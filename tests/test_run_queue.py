@@ -289,3 +289,14 @@ def test_openapi_documents_each_procedure_s_body_and_every_status_of_the_run_rou
     assert {"201", "404", "422"} <= set(paths["/runs/{run}/rerun"]["post"]["responses"])
     assert {"200", "404", "409"} <= set(paths["/runs/{run}"]["delete"]["responses"])
     assert "queue" in paths["/runs/queue"]["get"]["responses"]["200"]["description"]
+
+
+def test_a_misspelt_key_a_wrong_method_and_a_whole_float_get_the_right_answers(url: str) -> None:
+    typo = httpx.post(f"{url}/runs", json={"procedure": "count", "parameter": {"points": 5}}, headers=AS_ALICE)
+    assert typo.status_code == 422 and "unknown: parameter" in typo.json()["message"]
+    a, b = submit(url, "count"), submit(url, "count")
+    assert move(url, b, {"to": 0.0}).json()["queued"] == [b, a]  # JSON's 0.0 is a whole number
+    wrong = httpx.put(f"{url}/runs/queue", headers=AS_ALICE)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+    assert httpx.post(f"{url}/runs/{a}/data", headers=AS_ALICE).status_code == 405
+    assert httpx.get(f"{url}/runs/{a}/data", params={"since": 2**60}).status_code == 422

@@ -123,6 +123,9 @@ class RunQueue:
 
     async def submit(self, payload: dict[str, Any], request: Request) -> dict[str, Any]:
         self._check_usable()
+        unknown = sorted(set(payload) - {"procedure", "parameters", "metadata"})
+        if unknown:  # a misspelt "parameters" must not queue a run with the defaults
+            raise MalformedRequest(f'a run is {{"procedure", "parameters", "metadata"}}; unknown: {", ".join(unknown)}')
         name, parameters, metadata = payload.get("procedure"), payload.get("parameters", {}), payload.get("metadata", {})
         spec = self.procedure(name)
         if not isinstance(parameters, dict):
@@ -251,6 +254,7 @@ class RunQueue:
             raise MalformedRequest('give either "to" (a place in the queue, 0 is next) or "by" (places to move, '
                                    'negative is earlier), like {"to": 0} or {"by": -1}')
         last = len(self._queued) - 1
+        to, by = _whole(to), _whole(by)
         if to is not None:  # a place past the end is the last one, as `by` stops at either end
             if isinstance(to, bool) or not isinstance(to, int) or to < 0:
                 raise InvalidValue(f"to must be a place in the queue, 0 (next) or more; got {to!r}")
@@ -361,3 +365,7 @@ class RunQueue:
         if self.problem is not None:
             raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}")
 
+
+def _whole(number: Any) -> Any:
+    """A whole number given as 3.0 (JSON does not tell 3.0 from 3) as 3; anything else as it is."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number

@@ -62,12 +62,13 @@ OPERATIONS: dict[str, dict[str, tuple[dict[str, Any] | None, tuple[int, ...]]]] 
     "/runs/queue": {"get": ({"200": _json("the queue", QUEUE)}, BACKEND)},
     "/runs/queue/{what}": {"post": ({"200": _json("the queue", QUEUE)}, (422, *BACKEND))},
     "/runs/{run}": {"get": ({"200": _json("the run, with its provenance", RUN)}, (404, 422, *BACKEND)),
-                    "delete": ({"200": _json("removed (a queued run) or aborted", RUN)}, (404, 409, *BACKEND))},
+                    "delete": ({"200": _json("removed (a queued run) or aborted", RUN)}, (404, 409, 422, *BACKEND))},
     "/runs/{run}/move": {"post": ({"200": _json("the queue, in its new order", QUEUE)},
                                   (404, 409, 413, 422, *BACKEND))},
     "/runs/{run}/rerun": {"post": ({"201": _created("queued again: the new run (also in Location)")},
                                    (404, 422, *BACKEND))},
-    "/runs/{run}/{what}": {"post": ({"200": _json("the run", RUN)}, (404, 409, 422, *BACKEND))},
+    **{f"/runs/{{run}}/{what}": {"post": ({"200": _json("the run", RUN)}, (404, 409, 422, *BACKEND))}
+       for what in ("pause", "resume", "stop")},
     "/runs/{run}/data": {"get": (None, (404, 422, *BACKEND))},  # JSON or CSV: routes/runs.py declares both
 }
 

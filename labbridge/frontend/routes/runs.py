@@ -33,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 from labbridge.core.action import MAX_WAIT
 from labbridge.core.errors import MalformedRequest
 from labbridge.frontend.access import allow
-from labbridge.frontend.responses import json_bytes
+from labbridge.frontend.responses import error_response, json_bytes
 from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
 from labbridge.frontend.routes.instruments import read_body
 from labbridge.frontend.state import FrontendState, bridge_of
@@ -43,6 +43,7 @@ router = APIRouter(tags=["runs"])
 
 RunId = Annotated[str, Path(max_length=64, description="The run's id, from its `href`.")]
 RunStatus = Literal["queued", "running", "paused", "completed", "stopped", "failed", "aborted", "interrupted"]
+MAX_POINT = 2**53  # a point number as JSON and SQLite both hold it exactly
 PAGE = 10_000  # points fetched from the experiment process at a time for a CSV file
 _LINE_BREAK = re.compile(r"[\r\n]+")
 MOVE_SCHEMA = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
@@ -81,6 +82,13 @@ async def list_runs(request: Request, status: RunStatus | None = None,
 async def get_queue(request: Request) -> Response:
     allow(request, "read")
     return json_bytes(await bridge_of(request).backend.request("run_queue", value={"do": "status"}))
+
+
+@router.api_route("/runs/queue", methods=["PUT", "DELETE", "PATCH"], include_in_schema=False)
+async def queue_other_methods(request: Request) -> Response:
+    """405 naming GET: without this route `/runs/<id>` or `/<module>/<attribute>` would take the request."""
+    return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /runs/queue; use GET",
+                          {"Allow": "GET"})
 
 
 @router.post("/runs/queue/{what}", operation_id="control_run_queue",
@@ -130,10 +138,23 @@ async def rerun_run(run: RunId, request: Request) -> Response:
     return json_bytes(body, 201, {"Location": f"/runs/{orjson.loads(body)['id']}"})
 
 
-@router.post("/runs/{run}/{what}", operation_id="control_run", summary="Pause, resume or stop a run",
+# One route each (not `/runs/{run}/{what}`): a POST to `/runs/<id>/data` is then a 405, not a 422.
+@router.post("/runs/{run}/pause", operation_id="pause_run", summary="Pause a run at its next checkpoint",
              openapi_extra={"security": [{"HTTPBearer": []}]})
-async def control_run(run: RunId, what: Literal["pause", "resume", "stop"], request: Request) -> Response:
-    return json_bytes(await _control(request, run, what))
+async def pause_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "pause"))
+
+
+@router.post("/runs/{run}/resume", operation_id="resume_run", summary="Resume a paused run",
+             openapi_extra={"security": [{"HTTPBearer": []}]})
+async def resume_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "resume"))
+
+
+@router.post("/runs/{run}/stop", operation_id="stop_run", summary="Stop a run at its next checkpoint, as a success",
+             openapi_extra={"security": [{"HTTPBearer": []}]})
+async def stop_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "stop"))
 
 
 @router.delete("/runs/{run}", operation_id="abort_run", summary="Remove a queued run, or abort a running one at once",
@@ -145,7 +166,7 @@ async def abort_run(run: RunId, request: Request) -> Response:
 @router.get("/runs/{run}/data", operation_id="get_run_data", summary="A run's points, as JSON or CSV",
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def get_run_data(run: RunId, request: Request,
-                       since: Annotated[int, Query(ge=0, description="The first point wanted.")] = 0,
+                       since: Annotated[int, Query(ge=0, le=MAX_POINT, description="The first point wanted.")] = 0,
                        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
                        fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None) -> Response:
     bridge = bridge_of(request)
