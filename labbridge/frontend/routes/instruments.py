@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.core.config import RESERVED_MODULE_NAMES
 from labbridge.core.errors import (
     BridgeError,
     ClientDisconnected,
@@ -92,6 +93,10 @@ def _peer(request: Request) -> str:
 
 
 async def _put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
+    if module in RESERVED_MODULE_NAMES:  # `/runs/queue`, `/invocations/<id>`: a path of the bridge's own, not a module
+        allowed = methods_of_path(request)
+        return error_response(405, "method_not_allowed", f"PUT is not allowed on {request.url.path}; use "
+                              f"{' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
     value = partial(_put_value, bridge, request, module, attribute)
     return json_bytes(await forward_write(bridge, request, "put", module, attribute, value))
 

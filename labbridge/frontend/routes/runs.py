@@ -33,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 from labbridge.core.action import MAX_WAIT
 from labbridge.core.errors import MalformedRequest
 from labbridge.frontend.access import allow
-from labbridge.frontend.responses import error_response, json_bytes
+from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
 from labbridge.frontend.routes.instruments import read_body
 from labbridge.frontend.state import FrontendState, bridge_of
@@ -82,13 +82,6 @@ async def list_runs(request: Request, status: RunStatus | None = None,
 async def get_queue(request: Request) -> Response:
     allow(request, "read")
     return json_bytes(await bridge_of(request).backend.request("run_queue", value={"do": "status"}))
-
-
-@router.api_route("/runs/queue", methods=["PUT", "DELETE", "PATCH"], include_in_schema=False)
-async def queue_other_methods(request: Request) -> Response:
-    """405 naming GET: without this route `/runs/<id>` or `/<module>/<attribute>` would take the request."""
-    return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /runs/queue; use GET",
-                          {"Allow": "GET"})
 
 
 @router.post("/runs/queue/{what}", operation_id="control_run_queue",
