@@ -296,7 +296,8 @@ def test_a_misspelt_key_a_wrong_method_and_a_whole_float_get_the_right_answers(u
     assert typo.status_code == 422 and "unknown: parameter" in typo.json()["message"]
     a, b = submit(url, "count"), submit(url, "count")
     assert move(url, b, {"to": 0.0}).json()["queued"] == [b, a]  # JSON's 0.0 is a whole number
-    wrong = httpx.put(f"{url}/runs/queue", headers=AS_ALICE)
-    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+    for method in ("PUT", "POST", "DELETE", "PATCH"):
+        wrong = httpx.request(method, f"{url}/runs/queue", headers=AS_ALICE)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET", (method, wrong.text)
     assert httpx.post(f"{url}/runs/{a}/data", headers=AS_ALICE).status_code == 405
     assert httpx.get(f"{url}/runs/{a}/data", params={"since": 2**60}).status_code == 422

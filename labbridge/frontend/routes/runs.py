@@ -35,7 +35,7 @@ from labbridge.core.errors import MalformedRequest
 from labbridge.frontend.access import allow
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
-from labbridge.frontend.routes.instruments import read_body
+from labbridge.frontend.routes.instruments import not_a_module, read_body
 from labbridge.frontend.state import FrontendState, bridge_of
 from labbridge.frontend.writes import forward_write
 
@@ -153,6 +153,8 @@ async def stop_run(run: RunId, request: Request) -> Response:
 @router.delete("/runs/{run}", operation_id="abort_run", summary="Remove a queued run, or abort a running one at once",
                openapi_extra={"security": [{"HTTPBearer": []}]})
 async def abort_run(run: RunId, request: Request) -> Response:
+    if run == "queue":  # `/runs/queue` itself, which takes GET only
+        return not_a_module(request, "runs") or Response(status_code=405)
     return json_bytes(await _control(request, run, "abort"))
 
 
