@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.core.warnings import SchemathesisWarning
 
-from tests.processes import running_stack, shipped_history, shipped_modules, write_config
+from tests.processes import running_stack, shipped_history, shipped_modules, shipped_procedures, write_config
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,8 @@ def schemathesis_cli(url: str, cwd: Path, *headers: str) -> subprocess.Completed
 
 @pytest.mark.timeout(600)  # schemathesis's own run takes two minutes on a busy machine: its limit is the subprocess's
 def test_schemathesis_checks_all_find_nothing_against_the_demo(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "config.yml", shipped_modules(), history=shipped_history())  # the demo
+    config = write_config(tmp_path / "config.yml", shipped_modules(), history=shipped_history(),
+                          procedures=shipped_procedures())  # the demo
     with running_stack(config, tmp_path) as (_, _, url):
         run = schemathesis_cli(url, tmp_path)
     assert run.returncode == 0 and "No issues found" in run.stdout, run.stdout[-6000:]
@@ -86,6 +87,7 @@ def test_schemathesis_checks_all_find_nothing_against_the_demo(tmp_path: Path) -
 def test_schemathesis_checks_all_find_nothing_with_tokens_on_reads_and_writes(tmp_path: Path) -> None:
     (tmp_path / "tokens.yml").write_text(yaml.safe_dump({"fuzzer": TOKEN}))
     config = write_config(tmp_path / "config.yml", shipped_modules(), history=shipped_history(),
+                          procedures=shipped_procedures(),
                           frontend={"token_file": "tokens.yml", "auth_reads": True})
     with running_stack(config, tmp_path) as (_, _, url):
         run = schemathesis_cli(url, tmp_path, f"Authorization: Bearer {TOKEN}")

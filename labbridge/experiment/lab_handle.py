@@ -30,7 +30,7 @@ from labbridge.core.protocol import Request
 
 if TYPE_CHECKING:
     from labbridge.experiment.experiment import Experiment
-    from labbridge.experiment.run_queue import QueuedRun
+    from labbridge.experiment.run_state import QueuedRun
 
 # The most a run's request may wait for its module's turn and the instrument (seconds).
 REQUEST_BUDGET = 60.0

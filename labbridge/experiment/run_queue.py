@@ -2,26 +2,23 @@
 
 `submit` checks the procedure's parameters (422 naming the first bad one)
 before anything is stored, then files the run `queued`.  While the queue is
-started its worker takes the oldest queued run and:
-
-1. claims the attributes the procedure `drives` (Invocations.hold).  If an
-   action or another holder has one, the run does not start: it ends
-   `failed` with a 409-like error naming the holder (it never waits, so a
-   queue never stalls silently behind a forgotten action);
-2. takes a snapshot of every module's scalar attributes, runs the procedure in
-   a task of its own, writes its points every `runs.interval` seconds, and
-   on its end a second snapshot and the outcome:
-   `completed`, `stopped` (`RunStopped` from a checkpoint after a stop),
-   `aborted` (its task was cancelled by DELETE: at once, at whatever await
-   it was in; the procedure's `finally` still runs), or `failed` (it raised:
-   the message, and the traceback's last lines);
-3. releases the claim.  A failed run stops the queue unless
-   `runs.continue_after_failure` is set.
+started its worker takes the first queued run and hands it to the
+RunExecutor (run_execution.py), which carries it out and puts its outcome on
+record.  A failed run stops the queue unless `runs.continue_after_failure`
+is set.
 
 The queue starts stopped whenever the process starts (`queue_start`), so a
 lab PC that reboots never drives hardware by itself; the run that a crash
 cut short is `interrupted` (run_store.py).  Pause and stop are requests the
 procedure sees at its next `checkpoint()`.
+
+A queued run can be moved to another place in the queue (`move`), and any
+run queued again with the same parameters and metadata (`rerun`).  The
+order is kept in the store (the runs' sequence numbers), so it survives a
+restart.  Every change of a run (run_state.py) and of the queue is published
+live on the events socket, as an invocation's is, under the module name
+"runs": `{"module": "runs", "run": {...}}` and `{"module": "runs", "queue":
+{...}}` (the same as GET /runs/queue).
 """
 
 from __future__ import annotations
@@ -29,22 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import sqlite3
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from labbridge import __version__
 from labbridge.core.action import MAX_WAIT
 from labbridge.core.config import RunSettings
 from labbridge.core.errors import (
     AlreadyFinished,
-    BridgeError,
     InvalidValue,
     MalformedRequest,
     RunsUnavailable,
@@ -53,10 +45,10 @@ from labbridge.core.errors import (
     WrongRunState,
 )
 from labbridge.core.protocol import Request
-from labbridge.experiment.invocation import current_holder
-from labbridge.experiment.lab_handle import Run, RunStopped
 from labbridge.experiment.procedure import ProcedureSpec
+from labbridge.experiment.run_execution import RunExecutor
 from labbridge.experiment.run_retention import keep_within
+from labbridge.experiment.run_state import FINISHED, STATUSES, QueuedRun
 from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore
 
 if TYPE_CHECKING:
@@ -64,98 +56,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "paused", "completed", "stopped", "failed", "aborted", "interrupted")
-FINISHED = frozenset({"completed", "stopped", "failed", "aborted", "interrupted"})
 # How long DELETE waits for an aborted run's clean-up before answering (the clean-up goes on regardless).
 ABORT_WAIT = 2.0
 # How long a clean stop of the process gives an aborted run's clean-up.
 STOP_GRACE = 3.0
-SNAPSHOT_TIMEOUT = 10.0
-
-
-@dataclass(eq=False)
-class QueuedRun:
-    """A run not yet finished: its state in memory (the store has its record), its points not yet written."""
-
-    id: str
-    procedure: str
-    parameters: dict[str, Any]
-    metadata: dict[str, Any]
-    created: float
-    queued_by: str | None = None
-    role: str | None = None
-    status: str = "queued"
-    progress: float | None = None
-    message: str | None = None
-    started: float | None = None
-    finished: float | None = None
-    error: dict[str, str] | None = None
-    points: int = 0
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unwritten: list[tuple[int, float, dict[str, Any]]] = field(default_factory=list)
-    pause_requested: bool = False
-    stop_requested: bool = False
-    task: asyncio.Task[tuple[str, dict[str, str] | None]] | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set once its outcome is on record
-    _resumed: asyncio.Event = field(default_factory=asyncio.Event)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "procedure": self.procedure, "parameters": self.parameters, "metadata": self.metadata,
-                "status": self.status, "progress": self.progress, "message": self.message,
-                "queued_by": self.queued_by, "created": self.created, "started": self.started,
-                "finished": self.finished, "points": self.points, "error": self.error}
-
-    def busy_text(self) -> str:
-        return (f"run {self.id} ({self.procedure}, {self.status}); stop it with POST /runs/{self.id}/stop "
-                f"or abort it with DELETE /runs/{self.id}")
-
-    def set_status(self, status: str) -> None:
-        self.status = status
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_for_change(self, seen: str, timeout: float) -> None:
-        if self.status != seen or timeout <= 0:
-            return
-        changed = self._changed
-        try:
-            async with asyncio.timeout(timeout):
-                await changed.wait()
-        except TimeoutError:
-            pass
-
-    def report(self, fraction: float | None, message: str | None) -> None:
-        if fraction is not None and not math.isnan(fraction):
-            self.progress = round(min(1.0, max(0.0, float(fraction))), 4)
-        if message is not None:
-            self.message = str(message)[:1000]
-
-    def note_column(self, name: str, value: Any, unit: str | None) -> None:
-        if name in self.columns:
-            return
-        kind = ("array" if isinstance(value, np.ndarray) else "bool" if isinstance(value, bool)
-                else "str" if isinstance(value, str) else "number")
-        self.columns[name] = {"unit": unit, "kind": kind}
-        if kind == "array":  # JSON carries numbers only: the client restores the array's dtype from this
-            self.columns[name]["dtype"] = str(value.dtype)
-
-    def add_point(self, t: float, values: dict[str, Any]) -> int:
-        n = self.points
-        self.unwritten.append((n, t, values))
-        self.points += 1
-        return n
-
-    async def checkpoint(self) -> None:
-        if self.stop_requested:
-            raise RunStopped
-        if self.pause_requested:
-            self._resumed.clear()
-            self.set_status("paused")
-            await self._resumed.wait()
-            self.set_status("running")
-        if self.stop_requested:
-            raise RunStopped
 
 
 class RunQueue:
@@ -176,7 +80,8 @@ class RunQueue:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None  # run_retention.py, when config.yml bounds the runs
-        self._run_ended = asyncio.Event()  # wakes the retention
+        self.executor = RunExecutor(experiment, store, self.settings)
+        self._order_lock = asyncio.Lock()  # the order is written to the store one move at a time
 
     @classmethod
     def for_experiment(cls, experiment: Experiment, procedures: dict[str, ProcedureSpec], data_dir: Path,
@@ -191,18 +96,19 @@ class RunQueue:
         """Open the store (ending what a crash cut short); the queued runs wait for `queue_start`."""
         try:
             records = await asyncio.to_thread(self.store.open)
-        except OSError as exc:
-            self.problem = f"{self.store.path} cannot be used ({exc})"
+        except (OSError, sqlite3.Error) as exc:  # a data_dir that cannot be written stops the runs, nothing else
+            self.problem = f"{self.store.path} cannot be used ({exc}); fix it and restart the experiment process"
             log.error("runs cannot be queued: %s", self.problem)
             return
         for record in records:
             self._queued.append(QueuedRun(record["id"], record["procedure"], record["parameters"],
-                                          record["metadata"], record["created"], record["queued_by"]))
+                                          record["metadata"], record["created"], record["queued_by"],
+                                          on_change=self._publish_run))
         if records:
             log.info("%d run(s) still queued; the queue starts with POST /runs/queue/start", len(records))
         self._worker = asyncio.create_task(self._work())
         if self.settings.max_age_days is not None or self.settings.max_size_mb is not None:
-            self._retention = asyncio.create_task(keep_within(self.store, self.settings, self._run_ended))
+            self._retention = asyncio.create_task(keep_within(self.store, self.settings, self.executor.run_ended))
 
     async def close(self) -> None:
         current = self._current
@@ -223,6 +129,9 @@ class RunQueue:
 
     async def submit(self, payload: dict[str, Any], request: Request) -> dict[str, Any]:
         self._check_usable()
+        unknown = sorted(set(payload) - {"procedure", "parameters", "metadata"})
+        if unknown:  # a misspelt "parameters" must not queue a run with the defaults
+            raise MalformedRequest(f'a run is {{"procedure", "parameters", "metadata"}}; unknown: {", ".join(unknown)}')
         name, parameters, metadata = payload.get("procedure"), payload.get("parameters", {}), payload.get("metadata", {})
         spec = self.procedure(name)
         if not isinstance(parameters, dict):
@@ -230,7 +139,8 @@ class RunQueue:
         if not isinstance(metadata, dict):
             raise MalformedRequest('"metadata" must be a JSON object, like {"sample": "A12"}')
         checked = spec.check(parameters)
-        run = QueuedRun(uuid.uuid4().hex, spec.name, checked, metadata, time.time(), request.identity, request.role)
+        run = QueuedRun(uuid.uuid4().hex, spec.name, checked, metadata, time.time(), request.identity, request.role,
+                        on_change=self._publish_run)
         record = {**run.public(), "seq": await asyncio.to_thread(self.store.next_seq), "axes": list(spec.axes),
                   "source": spec.source, "source_hash": spec.source_hash, "version": __version__,
                   "config": self.config_text}
@@ -242,7 +152,15 @@ class RunQueue:
         self._queued.append(run)
         self._wake.set()
         log.info("run %s: %s(%s) queued by %s", run.id, spec.name, checked, request.identity or request.client)
+        self._publish_run(run)
+        self._publish_queue()
         return run.public()
+
+    async def rerun(self, ident: Any, request: Request) -> dict[str, Any]:
+        """Queue a new run of the same procedure with the same parameters and metadata (checked again: the
+        procedure's limits may have changed since)."""
+        record = await self._record(ident)
+        return await self.submit({key: record[key] for key in ("procedure", "parameters", "metadata")}, request)
 
     def procedure(self, name: Any) -> ProcedureSpec:
         spec = self.procedures.get(name) if isinstance(name, str) else None
@@ -303,10 +221,14 @@ class RunQueue:
                 "values": {name: [values.get(name) for _, _, values in points] for name in columns}}
 
     def queue_status(self) -> dict[str, Any]:
+        """Started or not, the current run's id, the queued ones' in order, and `runs`: each of them (the
+        current one first) as a live event shows it."""
+        current = [] if self._current is None else [self._current]
         return {"started": self.started, "stop_after_current": self.stop_after_current,
                 "continue_after_failure": self.settings.continue_after_failure,
                 "current": None if self._current is None else self._current.id,
-                "queued": [run.id for run in self._queued]}
+                "queued": [run.id for run in self._queued],
+                "runs": [run.live() for run in current + self._queued]}
 
     # Control ------------------------------------------------------------------------------------------------
 
@@ -315,6 +237,7 @@ class RunQueue:
         self.started, self.stop_after_current = True, False
         self._wake.set()
         log.info("the run queue is started")
+        self._publish_queue()
         return self.queue_status()
 
     def queue_stop(self) -> dict[str, Any]:
@@ -323,13 +246,39 @@ class RunQueue:
             self.started = False
         else:
             self.stop_after_current = True
+        log.info("the run queue is stopped%s", "" if self._current is None else " after the current run")
+        self._publish_queue()
+        return self.queue_status()
+
+    async def move(self, ident: Any, to: Any, by: Any) -> dict[str, Any]:
+        """Move a queued run `to` a place in the queue (0: next; past the end: last), or `by` places
+        (negative: earlier, stopping at either end); the queue as it is then."""
+        run = await self._unfinished(ident)
+        if run.status != "queued":
+            raise WrongRunState(f"run {run.id} is {run.status}: only a queued run can be moved")
+        if (to is None) == (by is None):
+            raise MalformedRequest('give either "to" (a place in the queue, 0 is next) or "by" (places to move, '
+                                   'negative is earlier), like {"to": 0} or {"by": -1}')
+        last = len(self._queued) - 1
+        to, by = _whole(to), _whole(by)
+        if to is not None:  # a place past the end is the last one, as `by` stops at either end
+            if isinstance(to, bool) or not isinstance(to, int) or to < 0:
+                raise InvalidValue(f"to must be a place in the queue, 0 (next) or more; got {to!r}")
+            place = min(to, last)
+        else:
+            if isinstance(by, bool) or not isinstance(by, int):
+                raise InvalidValue(f"by must be a whole number of places (negative: earlier); got {by!r}")
+            place = min(last, max(0, self._queued.index(run) + by))
+        self._queued.remove(run)
+        self._queued.insert(place, run)
+        log.info("run %s moved to place %d of the queue", run.id, place)
+        self._publish_queue()
+        async with self._order_lock:  # the order as it is when written: a later move's write comes after
+            await asyncio.to_thread(self.store.reorder, [queued.id for queued in self._queued])
         return self.queue_status()
 
     async def control(self, ident: Any, what: Any, until: float) -> dict[str, Any]:
-        live = self._live(ident)
-        if live is None:
-            record = await self._record(ident)  # UnknownRun if there is none
-            raise AlreadyFinished(f"run {record['id']} has already finished ({record['status']})")
+        live = await self._unfinished(ident)
         if what == "abort":
             return await self._abort(live, until)
         if live.status == "queued":
@@ -352,7 +301,9 @@ class RunQueue:
         if run.status == "queued":  # removed: it never ran
             self._queued.remove(run)
             await asyncio.to_thread(self.store.delete, run.id)
+            run.on_change = self._publish_removed
             run.set_status("aborted")
+            self._publish_queue()
             return {**run.public(), "status": "removed"}
         if run.task is not None:
             run.stop_requested = True
@@ -372,8 +323,9 @@ class RunQueue:
                 continue
             run = self._queued.pop(0)
             self._current = run
+            self._publish_queue()
             try:
-                await self._execute(run)
+                await self.executor.execute(run, self.procedures.get(run.procedure))
             except Exception:  # the store failed: the queue stops, the process goes on
                 log.exception("run %s could not be carried out", run.id)
                 self.started = False
@@ -384,87 +336,24 @@ class RunQueue:
                 log.warning("the run queue stopped: run %s failed (POST /runs/queue/start goes on)", run.id)
             if self.stop_after_current:
                 self.started, self.stop_after_current = False, False
+            self._publish_queue()
 
-    async def _execute(self, run: QueuedRun) -> None:
-        spec = self.procedures.get(run.procedure)
-        if spec is None:  # queued before a restart with another config.yml
-            await self._end(run, "failed", {"error": UnknownProcedure.code, "message": f"config.yml no longer "
-                                            f"declares the procedure {run.procedure!r}"})
-            return
-        try:
-            self.experiment.invocations.hold(run, spec.drives)
-        except BridgeError as exc:
-            await self._end(run, "failed", {"error": exc.code, "message": exc.detail})
-            return
-        try:
-            run.started = time.time()
-            run.set_status("running")
-            await asyncio.to_thread(self.store.update, run.id, status="running", started=run.started,
-                                    snapshot_start=await self._snapshot())
-            run.task = asyncio.create_task(self._call(run, spec))
-            writer = asyncio.create_task(self._write_points(run))
-            try:
-                await asyncio.wait([run.task])
-            finally:
-                writer.cancel()
-            status, error = ("aborted", None) if run.task.cancelled() else run.task.result()
-        finally:
-            self.experiment.invocations.release_held(run)
-        await self._end(run, status, error)
+    def _publish_run(self, run: QueuedRun) -> None:
+        self.experiment.publish({"module": "runs", "run": run.live()})
 
-    async def _call(self, run: QueuedRun, spec: ProcedureSpec) -> tuple[str, dict[str, str] | None]:
-        """Run the procedure in this task (its context names the run as the holder of its claim)."""
-        current_holder.set(run)
-        try:
-            await spec.function(Run(self.experiment, run), **run.parameters)
-        except RunStopped:
-            return "stopped", None
-        except asyncio.CancelledError:
-            return "aborted", None
-        except BridgeError as exc:
-            return "failed", {"error": exc.code, "message": exc.detail, "traceback": _summary(exc)}
-        except Exception as exc:  # a bug in the procedure: say what, keep serving
-            log.exception("run %s (%s) failed", run.id, run.procedure)
-            return "failed", {"error": "procedure_failed", "message": f"{type(exc).__name__}: {exc}",
-                              "traceback": _summary(exc)}
-        return ("stopped" if run.stop_requested else "completed"), None
+    def _publish_removed(self, run: QueuedRun) -> None:
+        self.experiment.publish({"module": "runs", "run": {**run.live(), "status": "removed"}})
 
-    async def _write_points(self, run: QueuedRun) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval)
-            await self._flush(run)
+    def _publish_queue(self) -> None:
+        self.experiment.publish({"module": "runs", "queue": self.queue_status()})
 
-    async def _flush(self, run: QueuedRun, **fields: Any) -> None:
-        batch, run.unwritten = run.unwritten, []
-        try:
-            await asyncio.to_thread(self.store.add_points, run.id, batch, points=run.points, columns=run.columns,
-                                    progress=run.progress, message=run.message, **fields)
-        except BaseException:
-            run.unwritten[:0] = batch  # tried again at the next interval
-            raise
-
-    async def _end(self, run: QueuedRun, status: str, error: dict[str, str] | None) -> None:
-        run.finished = time.time()
-        run.error = error
-        if status == "completed":
-            run.progress = 1.0
-        snapshot = await self._snapshot() if run.started is not None else None
-        await self._flush(run, status=status, finished=run.finished, error=error, snapshot_end=snapshot)
-        run.set_status(status)
-        run.ended.set()
-        self._run_ended.set()
-        log.info("run %s (%s) %s%s", run.id, run.procedure, status, f": {error['message']}" if error else "")
-
-    async def _snapshot(self) -> dict[str, Any]:
-        """Every module's scalar attributes as read now (a module that cannot answer: its error)."""
-        snapshot: dict[str, Any] = {}
-        for name in self.experiment.modules:
-            request = Request.new("get", name, "attributes", timeout=SNAPSHOT_TIMEOUT)
-            try:
-                snapshot[name] = (await self.experiment.handle(request))["attributes"]
-            except BridgeError as exc:
-                snapshot[name] = {"error": exc.code, "message": exc.detail}
-        return snapshot
+    async def _unfinished(self, ident: Any) -> QueuedRun:
+        """The queued or current run `ident`; AlreadyFinished naming its status if it has ended, or UnknownRun."""
+        live = self._live(ident)
+        if live is None:
+            record = await self._record(ident)  # UnknownRun if there is none
+            raise AlreadyFinished(f"run {record['id']} has already finished ({record['status']})")
+        return live
 
     def _live(self, ident: Any) -> QueuedRun | None:
         if self._current is not None and self._current.id == ident:
@@ -483,6 +372,6 @@ class RunQueue:
             raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}")
 
 
-def _summary(exc: BaseException) -> str:
-    """The last frames of a traceback, enough to find the line in the procedure."""
-    return "".join(traceback.format_exception(exc, limit=-3)).strip()[-2000:]
+def _whole(number: Any) -> Any:
+    """A whole number given as 3.0 (JSON does not tell 3.0 from 3) as 3; anything else as it is."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number

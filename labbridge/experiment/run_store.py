@@ -139,6 +139,22 @@ class RunStore:
                                       for name in ("page_size", "page_count", "freelist_count"))
         return int(page_size * (pages - free))
 
+    def reorder(self, run_ids: list[str]) -> None:
+        """Hand the sequence numbers of the runs `run_ids` out again in this order, in one transaction: the
+        queue's order after a move, kept across a restart (`open` lists the queued runs by seq)."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                marks = ", ".join("?" * len(run_ids))
+                found = dict(db.execute(f"SELECT id, seq FROM runs WHERE id IN ({marks})", run_ids).fetchall())
+                kept = [run_id for run_id in run_ids if run_id in found]  # one deleted meanwhile is left out
+                db.executemany("UPDATE runs SET seq = ? WHERE id = ?", zip(sorted(found.values()), kept))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
         """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
         rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values)).decode()) for n, t, values in batch]

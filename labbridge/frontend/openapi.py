@@ -18,6 +18,7 @@ from labbridge.core.action import STATUSES
 from labbridge.core.values import limits_text
 from labbridge.frontend.npy import NPY_MEDIA_TYPE
 from labbridge.frontend.openapi_responses import BACKEND, SECURITY_SCHEME, add_errors, error_schema
+from labbridge.frontend.openapi_runs import document_runs
 
 _JSON_TYPES = {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}
 # The templates that the described modules' own paths replace.
@@ -203,9 +204,10 @@ def history_paths(modules: dict[str, Any], generic: dict[str, Any]) -> dict[str,
 
 
 def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: bool,
-               protect_reads: bool) -> dict[str, Any]:
-    """The served document: FastAPI's `base`, the modules' own paths when known, every error status,
-    and the bearer scheme where a token is needed with the configured tokens."""
+               protect_reads: bool, procedures: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The served document: FastAPI's `base`, the modules' own paths when known, each procedure's body for
+    `POST /runs` (openapi_runs.py), every error status, and the bearer scheme where a token is needed with
+    the configured tokens."""
     schema = copy.deepcopy(base)
     paths: dict[str, Any] = schema["paths"]
     history = paths.get(HISTORY_PATH, {}).get("get")
@@ -219,6 +221,7 @@ def lab_schema(base: dict[str, Any], modules: dict[str, Any] | None, *, tokens: 
         paths.update(action_paths(modules))
         if history is not None:
             paths.update(history_paths(modules, history))
+    document_runs(paths, procedures)
     for path, operations in paths.items():
         success, fixed_statuses = _FIXED.get(path, ({}, BACKEND))
         for method, operation in operations.items():

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from labbridge.core.errors import MalformedRequest, NotAnAction
 from labbridge.frontend.responses import json_bytes
-from labbridge.frontend.routes.instruments import allowed_methods, read_body
+from labbridge.frontend.routes.instruments import allowed_methods, not_a_module, read_body
 from labbridge.frontend.state import bridge_of
 from labbridge.frontend.writes import forward_write
 
@@ -29,6 +29,9 @@ router = APIRouter(include_in_schema=False)
 
 @router.post("/{module}/{action}")
 async def invoke_action(module: str, action: str, request: Request) -> Response:
+    refused = not_a_module(request, module)
+    if refused is not None:
+        return refused
     bridge = bridge_of(request)
     try:
         body = await forward_write(bridge, request, "invoke", module, action,

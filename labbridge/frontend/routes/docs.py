@@ -55,13 +55,15 @@ async def openapi(request: Request) -> Response:
         app.state.openapi_base = get_openapi(title=app.title, version=app.version, description=app.description,
                                              routes=app.routes)
     modules: dict[str, Any] | None = None
+    procedures: dict[str, Any] | None = None
     try:
         async with asyncio.timeout(DESCRIBE_WAIT):
             modules = orjson.loads(await bridge.backend.request("describe"))["modules"]
+            procedures = orjson.loads(await bridge.backend.request("procedures", value={}))["procedures"]
     except (BridgeError, TimeoutError):
         pass
     schema = lab_schema(app.state.openapi_base, modules, tokens=bridge.auth.enabled,
-                        protect_reads=bridge.auth.protect_reads)
+                        protect_reads=bridge.auth.protect_reads, procedures=procedures)
     if modules is None:
         schema["info"]["description"] += "\n\nThe experiment process is not reachable: module paths are not listed."
     return Response(orjson.dumps(schema), media_type="application/json")

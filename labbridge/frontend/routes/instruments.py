@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from labbridge.core.attribute import RESERVED_NAMES
+from labbridge.core.config import RESERVED_MODULE_NAMES
 from labbridge.core.errors import (
     BridgeError,
     ClientDisconnected,
@@ -83,6 +84,9 @@ def answer_client(request: Request, caller: Caller | None) -> str:
 
 
 async def _put(bridge: FrontendState, request: Request, module: str, attribute: str) -> Response:
+    refused = not_a_module(request, module)
+    if refused is not None:
+        return refused
     value = partial(_put_value, bridge, request, module, attribute)
     return json_bytes(await forward_write(bridge, request, "put", module, attribute, value))
 
@@ -114,6 +118,16 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     except BridgeError as error:
         return await bridge_error(request, error)
     return error_response(405, "method_not_allowed", f"{request.method} is not allowed on /{module}/{attribute}; "
+                          f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
+
+
+def not_a_module(request: Request, module: str) -> Response | None:
+    """The 405 of a write to a path of the bridge's own (`/runs/queue`, `/invocations/<id>`) that only the
+    templated `/<module>/<attribute>` route took; None for a module's path."""
+    if module not in RESERVED_MODULE_NAMES:
+        return None
+    allowed = methods_of_path(request)
+    return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; "
                           f"use {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
 
 

@@ -13,6 +13,8 @@ configured, since it makes the lab PC drive instruments by itself.
     POST   /runs/queue/start|stop      stop: after the current run
     GET    /runs/<id>?wait=            one run (a long poll with wait, as for invocations)
     POST   /runs/<id>/pause|resume|stop
+    POST   /runs/<id>/move             {"to": place} (0: next) or {"by": places} (-1: one earlier) -> the queue
+    POST   /runs/<id>/rerun            the same procedure, parameters and metadata again -> 201, Location
     DELETE /runs/<id>                  removes a queued run, aborts a running or paused one at once
     GET    /runs/<id>/data?since=&format=csv|hdf5
 """
@@ -35,7 +37,7 @@ from labbridge.core.errors import BridgeError, MalformedRequest
 from labbridge.frontend.access import allow
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
-from labbridge.frontend.routes.instruments import read_body
+from labbridge.frontend.routes.instruments import not_a_module, read_body
 from labbridge.frontend.state import FrontendState, bridge_of
 from labbridge.frontend.writes import forward_write
 
@@ -43,12 +45,17 @@ router = APIRouter(tags=["runs"])
 
 RunId = Annotated[str, Path(max_length=64, description="The run's id, from its `href`.")]
 RunStatus = Literal["queued", "running", "paused", "completed", "stopped", "failed", "aborted", "interrupted"]
+MAX_POINT = 2**53  # a point number as JSON and SQLite both hold it exactly
 PAGE = 10_000  # points fetched from the experiment process at a time for a CSV file
 CHUNK = 1_000_000  # bytes of an HDF5 file fetched at a time (experiment/run_exports.py's MAX_CHUNK)
 HDF5_TYPE = "application/x-hdf5"
 # How long the experiment process may take to write a run's HDF5 file before the download starts.
 HDF5_WRITE_TIMEOUT = 600.0
 _LINE_BREAK = re.compile(r"[\r\n]+")
+MOVE_SCHEMA = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+               "properties": {"to": {"type": "integer", "minimum": 0, "description": "The place: 0 is next."},
+                              "by": {"type": "integer", "description": "Places to move: negative is earlier "
+                                                                       "(stops at either end)."}}}
 
 
 @router.get("/procedures", operation_id="list_procedures", summary="The procedures runs can be queued of")
@@ -108,15 +115,52 @@ async def get_run(run: RunId, request: Request,
             bridge.long_polls.release()
 
 
-@router.post("/runs/{run}/{what}", operation_id="control_run", summary="Pause, resume or stop a run",
+@router.post("/runs/{run}/move", operation_id="move_run", summary="Move a queued run to another place in the queue",
+             openapi_extra={"security": [{"HTTPBearer": []}], "requestBody": {"required": True, "content": {
+                 "application/json": {"schema": MOVE_SCHEMA}}}})
+async def move_run(run: RunId, request: Request) -> Response:
+    bridge = bridge_of(request)
+    named = {"id": run, "do": "move"}
+    body = await forward_write(bridge, request, "run_control", None, None,
+                               partial(_read_move, request, bridge.settings.max_body_bytes),
+                               wrap=partial(_with, named), requested=named)
+    return json_bytes(body)
+
+
+@router.post("/runs/{run}/rerun", status_code=201, operation_id="rerun_run",
+             summary="Queue a run again: the same procedure, parameters and metadata",
              openapi_extra={"security": [{"HTTPBearer": []}]})
-async def control_run(run: RunId, what: Literal["pause", "resume", "stop"], request: Request) -> Response:
-    return json_bytes(await _control(request, run, what))
+async def rerun_run(run: RunId, request: Request) -> Response:
+    named = {"id": run, "do": "rerun"}
+    body = await forward_write(bridge_of(request), request, "run_control", None, None, partial(_given, named),
+                               requested=named)
+    return json_bytes(body, 201, {"Location": f"/runs/{orjson.loads(body)['id']}"})
+
+
+# One route each (not `/runs/{run}/{what}`): a POST to `/runs/<id>/data` is then a 405, not a 422.
+@router.post("/runs/{run}/pause", operation_id="pause_run", summary="Pause a run at its next checkpoint",
+             openapi_extra={"security": [{"HTTPBearer": []}]})
+async def pause_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "pause"))
+
+
+@router.post("/runs/{run}/resume", operation_id="resume_run", summary="Resume a paused run",
+             openapi_extra={"security": [{"HTTPBearer": []}]})
+async def resume_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "resume"))
+
+
+@router.post("/runs/{run}/stop", operation_id="stop_run", summary="Stop a run at its next checkpoint, as a success",
+             openapi_extra={"security": [{"HTTPBearer": []}]})
+async def stop_run(run: RunId, request: Request) -> Response:
+    return json_bytes(await _control(request, run, "stop"))
 
 
 @router.delete("/runs/{run}", operation_id="abort_run", summary="Remove a queued run, or abort a running one at once",
                openapi_extra={"security": [{"HTTPBearer": []}]})
 async def abort_run(run: RunId, request: Request) -> Response:
+    if run == "queue":  # `/runs/queue` itself, which takes GET only
+        return not_a_module(request, "runs") or Response(status_code=405)
     return json_bytes(await _control(request, run, "abort"))
 
 
@@ -124,7 +168,7 @@ async def abort_run(run: RunId, request: Request) -> Response:
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
                                          HDF5_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
 async def get_run_data(run: RunId, request: Request,
-                       since: Annotated[int, Query(ge=0, description="The first point wanted.")] = 0,
+                       since: Annotated[int, Query(ge=0, le=MAX_POINT, description="The first point wanted.")] = 0,
                        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
                        fmt: Annotated[Literal["json", "csv", "hdf5"] | None, Query(alias="format")] = None) -> Response:
     bridge = bridge_of(request)
@@ -176,14 +220,27 @@ async def _given(named: dict[str, str]) -> dict[str, str]:
     return named
 
 
-async def _read_object(request: Request, limit: int) -> dict[str, Any]:
+async def _read_move(request: Request, limit: int) -> dict[str, Any]:
+    """`{"to": place}` or `{"by": places}` (the experiment process checks the numbers against the queue)."""
+    payload = await _read_object(request, limit, '{"to": 0} or {"by": -1}')
+    if len(payload) != 1 or not set(payload) <= {"to", "by"}:
+        raise MalformedRequest('body must be {"to": place} (0 is next) or {"by": places} (negative is earlier); '
+                               f"got the keys {sorted(payload)}")
+    return payload
+
+
+def _with(named: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, **named}
+
+
+async def _read_object(request: Request, limit: int, like: str = '{"procedure": "voltage_sweep"}') -> dict[str, Any]:
     body = await read_body(request, limit)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f'body must be a JSON object, like {{"procedure": "voltage_sweep"}}: {exc}') from None
+        raise MalformedRequest(f"body must be a JSON object, like {like}: {exc}") from None
     if not isinstance(payload, dict):
-        raise MalformedRequest('body must be a JSON object, like {"procedure": "voltage_sweep"}')
+        raise MalformedRequest(f"body must be a JSON object, like {like}")
     return payload
 
 
