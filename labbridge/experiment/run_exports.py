@@ -34,7 +34,8 @@ import numpy as np
 from labbridge.core.arrays import NpyAnswer, npy_parts
 from labbridge.core.errors import InvalidValue, MalformedRequest, RunsUnavailable, UnknownRun
 from labbridge.experiment.run_export_hdf5 import write_run
-from labbridge.experiment.run_store import ARRAY_FOLDER, FINISHED, RunStore
+from labbridge.experiment.run_state import FINISHED
+from labbridge.experiment.run_store import ARRAY_FOLDER, RunStore
 
 if TYPE_CHECKING:
     from labbridge.experiment.run_queue import RunQueue

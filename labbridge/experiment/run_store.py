@@ -23,10 +23,12 @@ migrated on open, a newer one refused.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,9 @@ import numpy as np
 import orjson
 
 from labbridge.core.store_version import migrate_sqlite
+from labbridge.experiment.run_state import FINISHED
 
 FILE_NAME = "runs.sqlite3"
-FINISHED = ("completed", "stopped", "failed", "aborted", "interrupted")
 ARRAY_FOLDER = "runs"
 _JSON_FIELDS = ("parameters", "metadata", "error", "columns", "axes", "snapshot_start", "snapshot_end")
 # The fields every listing shows; the detail adds the provenance.
@@ -97,6 +99,19 @@ class RunStore:
         rows = self._query("SELECT coalesce(max(seq), 0) + 1 AS seq FROM runs", ())
         return int(rows[0]["seq"])
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one transaction, committed when the block ends, rolled back if it raises."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def insert(self, record: dict[str, Any]) -> None:
         """A new run (a dict of the `runs` columns)."""
         names = list(record)
@@ -114,21 +129,14 @@ class RunStore:
     def finished_runs(self) -> list[tuple[str, float]]:
         """(id, when it ended) of every finished run, the oldest first."""
         rows = self._query("SELECT id, coalesce(finished, created) AS ended FROM runs "
-                           f"WHERE status IN ({', '.join('?' * len(FINISHED))}) ORDER BY ended, seq", FINISHED)
+                           f"WHERE status IN ({', '.join('?' * len(FINISHED))}) ORDER BY ended, seq", tuple(sorted(FINISHED)))
         return [(str(r["id"]), float(r["ended"])) for r in rows]
 
     def remove(self, run_id: str) -> None:
         """A run, its points and its files, gone (retention: never one that is queued or running)."""
-        with self._lock:
-            db = self._connection()
-            db.execute("BEGIN")
-            try:
-                db.execute("DELETE FROM points WHERE run = ?", (run_id,))
-                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.execute("DELETE FROM points WHERE run = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.run_folder(run_id), ignore_errors=True)
 
     def used_bytes(self) -> int:
@@ -142,35 +150,21 @@ class RunStore:
     def reorder(self, run_ids: list[str]) -> None:
         """Hand the sequence numbers of the runs `run_ids` out again in this order, in one transaction: the
         queue's order after a move, kept across a restart (`open` lists the queued runs by seq)."""
-        with self._lock:
-            db = self._connection()
-            db.execute("BEGIN")
-            try:
-                marks = ", ".join("?" * len(run_ids))
-                found = dict(db.execute(f"SELECT id, seq FROM runs WHERE id IN ({marks})", run_ids).fetchall())
-                kept = [run_id for run_id in run_ids if run_id in found]  # one deleted meanwhile is left out
-                db.executemany("UPDATE runs SET seq = ? WHERE id = ?", zip(sorted(found.values()), kept))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            marks = ", ".join("?" * len(run_ids))
+            found = dict(db.execute(f"SELECT id, seq FROM runs WHERE id IN ({marks})", run_ids).fetchall())
+            kept = [run_id for run_id in run_ids if run_id in found]  # one deleted meanwhile is left out
+            db.executemany("UPDATE runs SET seq = ? WHERE id = ?", zip(sorted(found.values()), kept))
 
     def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
         """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
         rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values)).decode()) for n, t, values in batch]
         assignments = "".join(f", {name} = ?" for name in fields)
-        with self._lock:
-            db = self._connection()
-            db.execute("BEGIN")
-            try:
-                db.executemany("INSERT OR REPLACE INTO points (run, n, t, data) VALUES (?, ?, ?, ?)", rows)
-                if fields:
-                    db.execute(f"UPDATE runs SET id = id{assignments} WHERE id = ?",
-                               [*(_cell(name, value) for name, value in fields.items()), run_id])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO points (run, n, t, data) VALUES (?, ?, ?, ?)", rows)
+            if fields:
+                db.execute(f"UPDATE runs SET id = id{assignments} WHERE id = ?",
+                           [*(_cell(name, value) for name, value in fields.items()), run_id])
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
