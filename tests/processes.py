@@ -52,10 +52,11 @@ def shipped_history() -> dict[str, Any]:
     return history
 
 
-def shipped_procedures() -> dict[str, Any]:
-    """The shipped config.yml's `procedures:` (the demo's, in the package)."""
+def shipped_procedures(*names: str) -> dict[str, Any]:
+    """The shipped config.yml's `procedures:` (the demo's, in the package); only `names` if given (a config
+    without the camera cannot declare exposure_series, which drives it)."""
     procedures: dict[str, Any] = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["procedures"]
-    return procedures
+    return {name: spec for name, spec in procedures.items() if not names or name in names}
 
 
 def write_config(path: Path, modules: dict[str, dict[str, Any]], *, backend_port: int | None = None,

@@ -69,7 +69,7 @@ async def broken(run: Run) -> None:
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("client_runs")
     (folder / "lab_procedures.py").write_text(LAB_PROCEDURES, encoding="utf-8")
-    procedures = {**shipped_procedures(), **{name: {"function": f"lab_procedures.{name}"}
+    procedures = {**shipped_procedures("voltage_sweep", "force_curve"), **{name: {"function": f"lab_procedures.{name}"}
                                              for name in ("hold", "grid", "broken")}}
     config = write_config(folder / "config.yml", {"psu": {"class": "psu.PowerSupply", "simulate": True},
                                                   "module_a": {"class": "module_a.ModuleA", "simulate": True}},

@@ -56,7 +56,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = write_config(folder / "config.yml", {
         "psu": {"class": "psu.PowerSupply", "simulate": True},
         "module_a": {"class": "module_a.ModuleA", "simulate": True}},
-        procedures={**shipped_procedures(), "settled_sweep": {"function": "sweeps.settled_sweep"}},
+        procedures={**shipped_procedures("voltage_sweep", "force_curve"), "settled_sweep": {"function": "sweeps.settled_sweep"}},
         history={"path": "history.sqlite3"})  # the sparklines read it: without, each logs a 404 in the console
     with running_stack(config, folder) as (_, _, base):
         yield base
