@@ -50,3 +50,17 @@ def test_trees_compares_two_checkouts_in_one_run(tmp_path: Path) -> None:
     assert {(tree, method, conc) for tree, method, conc, _ in rows} == {
         (str(tree), method, conc) for tree in (ROOT, other) for method in ("GET", "PUT") for conc in ("1", "32")}
     assert all(int(cpu.replace(",", "")) > 0 for *_, cpu in rows)
+
+
+def test_runs_bench_prints_every_figure_of_a_run() -> None:
+    result = subprocess.run([sys.executable, "bench/runs.py", "--points", "20", "--repeats", "1", "--records", "50",
+                             "--frames", "2", "--aborts", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for row in ("in-process (no bridge), ms/point", "through the queue, audit log off, ms/point",
+                "through the queue, audit log on, ms/point", "record() of scalars, points/s",
+                "experiment CPU ms/frame", "frames recorded, sustained, frames/s", "DELETE to status aborted"):
+        assert out.count(row) == 1, out
+    assert out.count("| PASS |") + out.count("| MISS |") == 3
+    figures = re.findall(r"^\| [^|]+ \| (-?[\d,.]+) \|", out, re.M)
+    assert len(figures) == 10 and all(float(figure.replace(",", "")) > 0 for figure in figures[:3]), out
