@@ -112,7 +112,7 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
         assert queued["metadata"] == {"sample": "A12", "operator": "ada"}
         assert "sample=A12" in page.locator(f"#queue-list li[data-run='{ident}']").inner_text()
         assert page.locator("#queue-state").inner_text() == "stopped"
-        assert page.locator("#queue-list .move-up, #queue-list .move-down").count() == 0  # no move on this server
+        assert page.locator("#queue-list .move-up, #queue-list .move-down").count() == 2  # up and down: the server moves queued runs
 
         page.click("#queue-start")
         page.wait_for_selector("#run-status[data-status=running]", timeout=10_000)
