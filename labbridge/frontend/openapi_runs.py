@@ -36,7 +36,7 @@ QUEUE = {"type": "object", "required": ["started", "stop_after_current", "curren
     "queued": {"type": "array", "items": {"type": "string"}, "description": "the queued runs' ids, next first"},
     "runs": {"type": "array", "items": RUN_STATE, "description": "the current run, then the queued ones in order"}}}
 _METADATA = {"type": "object", "description": "Free-form, searchable with GET /runs?q= (sample, operator, comment)."}
-GENERIC_BODY = {"type": "object", "required": ["procedure"], "properties": {
+GENERIC_BODY = {"type": "object", "required": ["procedure"], "additionalProperties": False, "properties": {
     "procedure": {"type": "string", "description": "A name from GET /procedures."},
     "parameters": {"type": "object"}, "metadata": _METADATA}}
 RUN_LINKS = {name: {"operationId": operation, "parameters": {"run": "$response.body#/id"}}
