@@ -36,7 +36,7 @@ from labbridge.core.arrays import read_npy
 from labbridge.core.errors import BridgeError, MalformedRequest
 from labbridge.frontend.access import allow
 from labbridge.frontend.responses import json_bytes
-from labbridge.frontend.routes.history import csv_cell, csv_lines, iso_time
+from labbridge.frontend.routes.history import csv_cell, csv_chunks, csv_lines, iso_time
 from labbridge.frontend.routes.instruments import not_a_module, read_body
 from labbridge.frontend.state import FrontendState, bridge_of
 from labbridge.frontend.writes import forward_write
@@ -252,8 +252,9 @@ async def _csv_pages(bridge: FrontendState, page: dict[str, Any]) -> AsyncIterat
     yield csv_lines([["point", "time", "unix_time", *(csv_cell(name + units[name]) for name in columns)]])
     while True:
         values = page["values"]
-        yield csv_lines([n, iso_time(t), t, *(csv_cell(values[name][i]) for name in columns)]
-                        for i, (n, t) in enumerate(zip(page["point"], page["time"])))
+        for chunk in csv_chunks([n, iso_time(t), t, *(csv_cell(values[name][i]) for name in columns)]
+                                for i, (n, t) in enumerate(zip(page["point"], page["time"]))):
+            yield chunk
         if not page["point"]:
             return
         # A failure from here on raises: the client sees a cut-off download, never a silently short file.
