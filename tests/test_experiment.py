@@ -142,3 +142,19 @@ def test_a_module_that_hangs_times_out_naming_the_module() -> None:
     module.state["mode"] = "hang"
     with pytest.raises(InstrumentTimeout, match="module a did not finish put value.*outcome is unknown"):
         run(Experiment({"a": module}).handle(req("put", "a", "value", 1.0)))
+
+
+def test_observers_see_every_scalar_value_read_or_written_and_every_failed_read() -> None:
+    """Alarms and interlocks judge every value the process sees, not only the published ones (a plain GET too)."""
+    module = recorder("a")
+    exp = Experiment({"a": module})
+    seen: list[tuple[str, str, Any]] = []
+    exp.observers.append(lambda m, name, reading: seen.append((m, name, reading.get("value", reading.get("error")))))
+    run(exp.handle(req("put", "a", "value", 2.5)))
+    run(exp.handle(req("get", "a", "value")))
+    run(exp.handle(req("get", "a", "writes")))  # a list is not a scalar attribute's value: still a value of it
+    module.state["mode"] = "raise"
+    with pytest.raises(InstrumentError):
+        run(exp.handle(req("get", "a", "value")))
+    assert seen[:2] == [("a", "value", 2.5), ("a", "value", 2.5)]
+    assert seen[-1] == ("a", "value", "instrument_error")

@@ -87,9 +87,15 @@ class Experiment:
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
         self.history: HistoryRecorder | None = None  # records what is published (config.yml `history:`)
+        # Called with (module, attribute, reading) for every scalar value read, polled or written, and every failed
+        # read or write of one (reading {"error": code, "message": ...}): alarms and interlocks judge each of them.
+        self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
+        # Called with each safety notice (an alarm's change, a trip, an acknowledgement, a safe state applied, a failed
+        # run): a dict with "kind" and "message".  Logged here; the safety package also sends it to people.
+        self.tell: Callable[[dict[str, Any]], None] = _log_notice
         self.audit = audit  # records every write (config.yml's audit_log)
         for name, module in modules.items():  # actions' driver calls queue with the requests, their values go live
-            module.turns, module.announce = self._states[name], partial(self._announce, module)
+            module.turns, module.announce = self._states[name], partial(self._seen, module)
         self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
         self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
@@ -302,23 +308,53 @@ class Experiment:
                 answer = await self._call(module, request, write)
         except TimeoutError:
             queue.last_error = InstrumentTimeout.code
-            raise InstrumentTimeout(
+            timeout = InstrumentTimeout(
                 f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
-                + (UNKNOWN_OUTCOME if request.op == "put" else "")
-            ) from None
+                + (UNKNOWN_OUTCOME if request.op == "put" else ""))
+            self._observe_failure(module, request, timeout)
+            raise timeout from None
         except (InstrumentError, InstrumentTimeout) as exc:
             queue.last_error = exc.code
+            self._observe_failure(module, request, exc)
             raise
         except BridgeError:
             raise
         except Exception as exc:
             queue.last_error = InstrumentError.code
             log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
-            raise InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}") from None
+            failure = InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}")
+            self._observe_failure(module, request, failure)
+            raise failure from None
         queue.last_contact, queue.last_error = time.time(), None
+        self._observe(module, answer)
         if request.op == "put":  # changes go live at once; plain reads only when polled
             self._announce(module, answer)
         return answer
+
+    def _seen(self, module: BaseModule, answer: Any) -> None:
+        """A value an action's driver call read or wrote: judged, then published."""
+        self._observe(module, answer)
+        self._announce(module, answer)
+
+    def _observe(self, module: BaseModule, answer: Any) -> None:
+        """Show the scalar values in an answer to every observer."""
+        if not self.observers or not isinstance(answer, dict):
+            return
+        if "attribute" in answer and "value" in answer and not module.specs[answer["attribute"]].is_array:
+            readings = {answer["attribute"]: answer}
+        else:
+            readings = answer.get("attributes", {})
+        for name, reading in readings.items():
+            for observer in self.observers:
+                observer(module.name, name, reading)
+
+    def _observe_failure(self, module: BaseModule, request: Request, exc: BridgeError) -> None:
+        """A read or write of an attribute that failed at the instrument: its observers see the error."""
+        name = request.attribute or ""
+        if not self.observers or name not in module.specs or module.specs[name].is_array:
+            return
+        for observer in self.observers:
+            observer(module.name, name, {"error": exc.code, "message": exc.detail})
 
     def _announce(self, module: BaseModule, answer: Any) -> None:
         """Publish the scalar values in an answer (one attribute, or a module's summary)."""
@@ -346,6 +382,10 @@ class Experiment:
                 raise NotAcceptable(f"{module.name}.{name} is not numbers, so it comes as JSON only")
             return answer if npy is None else npy
         return await module.get(name)
+
+
+def _log_notice(notice: dict[str, Any]) -> None:
+    log.warning("%s: %s", notice.get("kind"), notice.get("message"))
 
 
 def _import_module_class(path: str, where: str) -> type[BaseModule]:
