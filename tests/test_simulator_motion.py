@@ -117,3 +117,23 @@ def test_a_put_of_the_position_still_sets_it_at_once() -> None:
         assert (await client.get("/moving")).json() == {"value": False}
 
     simulator_http(scenario)
+
+
+def test_a_test_can_hold_a_sensor_at_a_value_or_make_its_reads_fail() -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        assert (await client.put("/sim/temperature", json={"value": 41.5})).json() == {"value": 41.5, "fail": False}
+        assert (await client.get("/temperature")).json() == {"value": 41.5}
+        assert (await client.get("/attributes")).json()["temperature"] == 41.5
+        await client.put("/sim/temperature", json={"value": None})
+        assert 22 <= (await client.get("/temperature")).json()["value"] <= 23
+        await client.put("/sim/force", json={"fail": True})
+        failed = await client.get("/force")
+        assert failed.status_code == 503 and "force" in failed.json()["error"]
+        assert (await client.get("/attributes")).status_code == 503
+        await client.put("/sim/force", json={"fail": False})
+        assert (await client.get("/force")).status_code == 200
+        assert (await client.put("/sim/position", json={"value": 1})).status_code == 404
+        assert (await client.put("/sim/force", json={"value": "hot"})).status_code == 422
+        assert (await client.put("/sim/force", content=b"[")).status_code == 400
+
+    simulator_http(scenario)

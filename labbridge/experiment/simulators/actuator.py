@@ -9,6 +9,8 @@ real.  The API is the one BaseModule's default driver expects:
     GET  /parameters      -> {"position": {"value": ..., "min": ..., "max": ..., "unit": ...}, ...}
     POST /move            {"to": mm, "speed": mm/s (optional)} -> {"position", "target", "speed", "moving"}
     POST /stop            -> {"position", "moving"}
+    PUT  /sim/<sensor>    {"value": v} holds force or temperature at v ({"value": null} lets it go);
+                          {"fail": true} makes its reads fail with HTTP 503 until {"fail": false}
 
 Like a real instrument it keeps its own ranges and refuses values outside them
 (HTTP 422).  The carriage moves for real (motion.py): `POST /move` starts it
@@ -50,6 +52,7 @@ from labbridge.experiment.simulators.motion import Carriage, Travel
 RANGES: dict[str, tuple[str, float, float]] = {"position": ("mm", 0.0, 100.0), "speed": ("mm/s", 0.1, 50.0)}
 SENSORS = ("force", "temperature", "serial_number", "moving")  # read-only scalars
 READ_ONLY = (*SENSORS, "trace")
+DRIVEN = ("force", "temperature")  # sensors a test can hold at a value or make fail
 
 
 class ActuatorSimulator:
@@ -64,6 +67,9 @@ class ActuatorSimulator:
         self.trace_samples = trace_samples
         self._started = time.monotonic()
         self._trace: tuple[Travel, list[float], bytes] | None = None
+        # What a test drives: a sensor held at a value, and sensors whose reads fail (a cable pulled out).
+        self.held: dict[str, float] = {}
+        self.failing: set[str] = set()
 
     def trace(self) -> list[float]:
         """The force samples along the last move."""
@@ -87,7 +93,23 @@ class ActuatorSimulator:
             self._trace = (travel, samples, npy.getvalue())
         return self._trace
 
+    def drive(self, name: str, value: float | None = None, fail: bool | None = None) -> dict[str, Any]:
+        """Hold a sensor at `value` (None lets it go) or make its reads fail: tests drive alarms and interlocks."""
+        if name not in DRIVEN:
+            raise KeyError(name)
+        if fail is not None:
+            (self.failing.add if fail else self.failing.discard)(name)
+        elif value is None:
+            self.held.pop(name, None)
+        else:
+            self.held[name] = _number(name, value)
+        return {"value": self.held.get(name), "fail": name in self.failing}
+
     def read(self, name: str) -> Any:
+        if name in self.failing:
+            raise SensorFailure(f"{name} sensor does not answer")
+        if name in self.held:
+            return self.held[name]
         if name == "position":
             return round(self.carriage.position(), 6)
         if name == "moving":
@@ -142,6 +164,16 @@ def _checked(name: str, value: Any, label: str | None = None) -> float:
     return float(value)
 
 
+class SensorFailure(RuntimeError):
+    """A sensor a test made fail: its reads answer HTTP 503."""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -158,7 +190,10 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
 
     async def attributes(request: Request) -> Response:
         await pause()
-        return _json(sim.all_values())
+        try:
+            return _json(sim.all_values())
+        except SensorFailure as exc:
+            return _json({"error": str(exc)}, 503)
 
     async def parameters(request: Request) -> Response:
         await pause()
@@ -174,6 +209,8 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
                 return _json({"value": sim.read(name)})
             except KeyError:
                 return _json({"error": f"no attribute {name}"}, 404)
+            except SensorFailure as exc:
+                return _json({"error": str(exc)}, 503)
         if name not in RANGES:
             return _json({"error": f"{name} cannot be written"}, 404 if name not in READ_ONLY else 405)
         try:
@@ -198,11 +235,23 @@ def create_app(options: dict[str, Any] | None = None) -> Starlette:
         await pause()
         return _json(sim.stop())
 
+    async def drive(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            return _json(sim.drive(request.path_params["name"], body.get("value"), body.get("fail")))
+        except KeyError:
+            return _json({"error": f"only {', '.join(DRIVEN)} can be driven"}, 404)
+        except (orjson.JSONDecodeError, AttributeError):
+            return _json({"error": 'body must be {"value": number or null} or {"fail": true or false}'}, 400)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 422)
+
     return Starlette(routes=[
         Route("/attributes", attributes),
         Route("/parameters", parameters),
         Route("/move", move, methods=["POST"]),
         Route("/stop", stop, methods=["POST"]),
+        Route("/sim/{name}", drive, methods=["PUT"]),
         Route("/{name}", attribute, methods=["GET", "PUT"]),
     ])
 
