@@ -17,7 +17,6 @@ beside requests (invocations.py): their driver calls wait in the same queue.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import time
@@ -51,6 +50,7 @@ from labbridge.core.history_query import HistoryQuery
 from labbridge.core.protocol import INVOCATION_OPS, RUN_OPS, Request
 from labbridge.experiment.action_quota import ActionQuota
 from labbridge.experiment.history import HistoryRecorder
+from labbridge.experiment.import_path import import_by_path
 from labbridge.experiment.invocation_journal import InvocationJournal
 from labbridge.experiment.invocations import Invocations
 from labbridge.experiment.procedure import load_procedures
@@ -389,15 +389,7 @@ def _log_notice(notice: dict[str, Any]) -> None:
 
 
 def _import_module_class(path: str, where: str) -> type[BaseModule]:
-    module_name, _, class_name = path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}.class: cannot import {module_name!r} ({exc})") from None
-    except AttributeError:
-        raise ConfigError(f"{where}.class: {module_name!r} has no class {class_name!r}") from None
-    except Exception as exc:  # the user's module failed while importing
-        raise ConfigError(f"{where}.class: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    found = import_by_path(path, f"{where}.class", "class ")
     if not (isinstance(found, type) and issubclass(found, BaseModule)):
         raise ConfigError(f"{where}.class: {path} is not a BaseModule subclass")
     return found

@@ -26,12 +26,12 @@ when it cannot) and checks its declaration against the configured modules.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints
 
+from labbridge.experiment.import_path import import_by_path
 from labbridge.core.action import ActionSpec, Parameter, declared_parameter
 from labbridge.core.attribute import AttributeSpec
 from labbridge.core.config import ConfigError, ProcedureSettings
@@ -100,15 +100,7 @@ def load_procedures(declared: dict[str, ProcedureSettings], modules: dict[str, B
 
 
 def _load(name: str, path: str, specs: dict[str, AttributeSpec[Any]], where: str) -> ProcedureSpec:
-    module_name, _, function_name = path.rpartition(".")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import {module_name!r} ({exc})") from None
-    except AttributeError:
-        raise ConfigError(f"{where}: {module_name!r} has no {function_name!r}") from None
-    except Exception as exc:  # the lab's file failed while importing
-        raise ConfigError(f"{where}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    function = import_by_path(path, where)
     declaration = getattr(function, _MARK, None)
     if not isinstance(declaration, Declaration):
         raise ConfigError(f"{where}: {path} is not decorated with @procedure(...)")
