@@ -8,7 +8,11 @@ Ctrl+C or SIGTERM stops it cleanly within a second: no new requests, running
 ones get a short grace period, sockets and simulators are closed, exit code 0.
 Running actions are then cancelled and their clean-up gets up to 3 s more
 (invocations.STOP_GRACE); they end `cancelled`, journalled, so after a restart
-a client waiting on one hears so.
+a client waiting on one hears so.  Then the modules' safe states are applied
+(up to 3 s more, experiment/safety/safe_state.py) before they are closed.
+A marker file in data_dir (safety/run_marker.py) tells the next start whether
+this run stopped cleanly; if not, that start applies the safe states after the
+modules start and before the server answers anything.
 A bad config.yml exits with code 2 and one line saying what is wrong.
 """
 
