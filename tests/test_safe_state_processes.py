@@ -54,8 +54,9 @@ def switched_off_at(instrument: SocketInstrument) -> list[float]:
     return [float(entry.split("=")[0]) for entry in log.split(",") if entry.endswith("=0")]
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])  # a supervisor's stop, Ctrl+C
 def test_a_clean_stop_puts_the_supply_in_its_safe_state_even_when_one_write_fails(
-        tmp_path: Path, instrument: SocketInstrument) -> None:
+        tmp_path: Path, instrument: SocketInstrument, stop: signal.Signals) -> None:
     path = config(tmp_path, instrument, {"current_limit": 0, "output": False, "voltage": 0})
     backend = start_backend(path, tmp_path / "backend.log")
     try:
@@ -66,7 +67,7 @@ def test_a_clean_stop_puts_the_supply_in_its_safe_state_even_when_one_write_fail
         finally:
             frontend.stop()
         assert instrument.ask("OUTP?") == "1"
-        backend.signal(signal.SIGTERM)
+        backend.signal(stop)
         assert backend.wait(10) == 0
     finally:
         backend.stop()
@@ -131,6 +132,22 @@ def test_after_crash_false_leaves_the_supply_as_the_killed_process_left_it(
     finally:
         backend.stop()
     assert instrument.ask("OUTP?") == "0"
+
+
+def test_a_reload_puts_the_supply_in_its_safe_state_before_the_new_process_starts(
+        tmp_path: Path, instrument: SocketInstrument) -> None:
+    path = config(tmp_path, instrument, {"output": False})
+    reloader = Process([sys.executable, "start_experiment.py", "--config", str(path), "--reload"],
+                       tmp_path / "reloader.log")
+    try:
+        wait_until(lambda: "experiment ready" in reloader.output, 20, "the first child serving")
+        assert instrument.ask("OUTP 1;OUTP?") == "1"
+        path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # a change: the child restarts
+        wait_until(lambda: reloader.output.count("experiment ready") == 2, 20, "the second child serving")
+        assert instrument.ask("OUTP?") == "0"
+    finally:
+        reloader.stop()
+    assert [line["client"] for line in safe_state_lines(tmp_path)][:1] == ["bridge (the experiment process stopped)"]
 
 
 def test_a_safe_state_the_supply_cannot_take_stops_the_start_naming_the_key(tmp_path: Path) -> None:
