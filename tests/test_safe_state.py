@@ -143,6 +143,9 @@ def test_a_hung_instrument_cannot_hold_the_safe_state_up_past_its_bounds(tmp_pat
     result = asyncio.run(exp.safe_states.apply("a", "a test", within=0.1))  # the whole, e.g. at a stop
     assert time.monotonic() - started < 0.6
     assert result["failed"] == {"value": "not done within 0.1 s", "mode": "not done within 0.1 s"}
+    exp.audit.close()  # type: ignore[union-attr]  # the line queued for the writer thread is on disk
+    cut_short = [line for line in audit_lines(tmp_path) if line["stage"] != "started"][-1]
+    assert (cut_short["attribute"], cut_short["outcome"]) == ("value", "instrument_timeout")  # not left open
 
 
 def test_a_class_hook_is_used_when_config_declares_none_and_config_wins_when_it_does(tmp_path: Path) -> None:

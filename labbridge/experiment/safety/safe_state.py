@@ -153,7 +153,12 @@ class SafeStates:
             except AuditUnavailable as exc:  # a full disk: a safe state goes on without its line
                 log.error("safe state of %s.%s is not in the audit log: %s", module.name, attribute, exc.detail)
                 audited = None
-        failure = await _write(module, attribute, value, result)
+        try:
+            failure = await _write(module, attribute, value, result)
+        except asyncio.CancelledError:  # `within` ran out mid-write: its outcome is unknown, and the log says so
+            if audited is not None:
+                audited.finished_soon(InstrumentTimeout.code)
+            raise
         if failure is not None:
             result["failed"][attribute] = failure.detail
         if audited is not None:
