@@ -20,7 +20,11 @@ end of a real socket or serial line, and behaves as real ones do:
   `DIAG:WAITING?` counts the commands held up (or under way), so a test knows one has arrived;
   `DIAG:DROP` (alone on its line) closes every other connection and thaws;
   `DIAG:GAPS?` lists, in ms, the time between each set command and the `SYST:ERR?` that
-  followed it on the same connection; `DIAG:CONN?` counts connections accepted.
+  followed it on the same connection; `DIAG:CONN?` counts connections accepted;
+- a power supply's output and voltage too (`OUTP 1|0|ON|OFF`, `SOUR:VOLT` 0 to 30 V, and their
+  queries), kept while the bridge's processes come and go; `DIAG:OUTP:LOG?` lists each `OUTP`
+  set as `<unix time>=<0|1>`, so a test sees when the output went off (`SOUR:CURR` stays unknown);
+  `DIAG:OUTP:DELAY <seconds>` makes each `OUTP` set take that long (a slow relay).
 
 A restart is a test stopping this process and starting it again on the same port.
 """
@@ -44,6 +48,9 @@ class Multimeter:
     def __init__(self, measure_delay: float) -> None:
         self.measure_delay = measure_delay
         self.range, self.nplc = 10.0, 1.0
+        self.output, self.volts = False, 0.0  # the power supply's
+        self.output_log: list[str] = []
+        self.output_delay = 0.0
         self.errors: list[str] = []
         self.gaps_ms: list[float] = []
         self.connections, self.waiting = 0, 0
@@ -101,6 +108,8 @@ class Multimeter:
                 self.waiting -= 1
 
     def command(self, header: str, argument: str) -> str | None:
+        if header == "OUTP" and self.output_delay:
+            time.sleep(self.output_delay)  # outside the lock, as a measurement
         with self.lock:
             if header == "*IDN?":
                 return "LABBRIDGE,DMM6500,SOCK0001,1.0"
@@ -116,6 +125,11 @@ class Multimeter:
             if header in ("VOLT:DC:RANG", "VOLT:DC:NPLC"):
                 self._set(header, argument)
                 return None
+            if header in ("OUTP?", "SOUR:VOLT?", "OUTP", "SOUR:VOLT", "DIAG:OUTP:LOG?"):
+                return self._supply(header, argument)
+            if header == "DIAG:OUTP:DELAY":
+                self.output_delay = float(argument)
+                return None
             if header == "DIAG:FREEZE":
                 (self.thawed.clear if argument.upper() in ("ON", "1") else self.thawed.set)()
                 return None
@@ -130,6 +144,33 @@ class Multimeter:
             return f"{1.234567 * self.range / 10:+.6E}"
         with self.lock:
             self.errors.append('-113,"Undefined header"')
+        return None
+
+    def _supply(self, header: str, argument: str) -> str | None:
+        """The power supply's commands (called holding the lock)."""
+        if header == "OUTP?":
+            return "1" if self.output else "0"
+        if header == "SOUR:VOLT?":
+            return f"{self.volts:+.6E}"
+        if header == "DIAG:OUTP:LOG?":
+            return ",".join(self.output_log)
+        if header == "OUTP":
+            word = argument.upper()
+            if word not in ("1", "0", "ON", "OFF"):
+                self.errors.append('-104,"Data type error"')
+                return None
+            self.output = word in ("1", "ON")
+            self.output_log.append(f"{time.time():.6f}={int(self.output)}")
+            return None
+        try:
+            volts = float(argument)
+        except ValueError:
+            self.errors.append('-104,"Data type error"')
+            return None
+        if 0 <= volts <= 30:
+            self.volts = volts
+        else:
+            self.errors.append('-222,"Data out of range"')
         return None
 
     def _set(self, header: str, argument: str) -> None:

@@ -33,7 +33,7 @@ def test_health_reports_backend_round_trip_and_module_contact(tmp_path: Path) ->
         assert body["modules"]["module_a"]["last_error"] is None
         assert time.time() - body["modules"]["module_a"]["last_contact"] < 60
         assert body["modules"]["gone"] == {"last_contact": None, "last_error": "instrument_unreachable", "queued": 0,
-                                           "start_error": None}
+                                           "start_error": None, "safe_state": None}
         backend.stop()
         down = httpx.get(f"{url}/health")
         assert down.status_code == 503 and down.json()["status"] == "down"

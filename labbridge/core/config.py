@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labbridge.core.safe_state_config import SafeStateSettings, SafeStateValues
 from labbridge.core.unique_keys import load_unique
 
 DEFAULT_PATH = "config.yml"
@@ -135,6 +136,7 @@ class ModuleSettings(_Strict):
     read_termination: Annotated[str, Field(max_length=4)] | None = None
     write_termination: Annotated[str, Field(max_length=4)] | None = None
     baud_rate: Annotated[int, Field(ge=50, le=10_000_000)] | None = None
+    safe_state: SafeStateValues | None = None  # attribute -> value, written in this order (core/safe_state_config.py)
 
 
 class FrontendSettings(_Strict):
@@ -235,6 +237,7 @@ class Config(_Strict):
     procedures: dict[str, ProcedureSettings] = {}  # experiments the queue runs (GET /procedures)
     runs: RunSettings = RunSettings()
     data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
+    safe_state: SafeStateSettings = SafeStateSettings()  # when modules' safe states are applied (after a crash)
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:

@@ -35,6 +35,7 @@ instrument_unreachable naming the failure until it succeeds.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -113,6 +114,9 @@ class BaseModule:
         # Actions before the tables are set: an action named `attributes` must be seen to be refused.
         actions = collect_actions(cls, table, dict(getattr(super(cls, cls), "actions", {})))
         cls.attributes, cls.actions = table, actions
+        hook = vars(cls).get("safe_state")
+        if hook is not None and not inspect.iscoroutinefunction(hook):
+            raise TypeError(f"{cls.__name__}.safe_state must be `async def` (it writes through write_value)")
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         self.name = name
@@ -343,6 +347,21 @@ class BaseModule:
         """Raise CancelledError if the running action was asked to stop; its clean-up then runs."""
         if self.cancelled:
             raise asyncio.CancelledError
+
+    # -- safety -------------------------------------------------------------------
+
+    async def safe_state(self) -> None:
+        """Put the instrument in a state it may be left in (output off, heater off, motion stopped).
+
+        Override it (`async def`, writing through `write_value`, which checks limits) when the class knows its
+        safe state; config.yml's `safe_state:` of the module, when given, is applied instead.  The bridge calls
+        it on a clean stop, on a trip that names the module, and at start after an unclean stop
+        (experiment/safety/safe_state.py).  By default it does nothing."""
+
+    @classmethod
+    def has_safe_state_hook(cls) -> bool:
+        """True if the class overrides `safe_state`."""
+        return cls.safe_state is not BaseModule.safe_state
 
     # -- driver hooks: the instrument's HTTP API by default ----------------------
 

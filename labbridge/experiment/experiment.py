@@ -56,6 +56,7 @@ from labbridge.experiment.invocations import Invocations
 from labbridge.experiment.procedure import load_procedures
 from labbridge.experiment.run_queue import RunQueue
 from labbridge.experiment.runs import handle_run_op
+from labbridge.experiment.safety.safe_state import SafeStates
 from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class Experiment:
         self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
         self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
+        self.safe_states = SafeStates(self)  # put modules in their safe state (config.yml's, from_config sets it)
+        self._started = False  # modules started: a stop applies their safe states
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -136,12 +139,14 @@ class Experiment:
                          journal=InvocationJournal(data_dir))
         procedures = load_procedures(config.procedures, modules, source)
         experiment.runs = RunQueue.for_experiment(experiment, procedures, data_dir, config.runs, Path(source))
+        experiment.safe_states = SafeStates.from_config(experiment, config, source)
         return experiment
 
     async def start(self) -> None:
         await self.invocations.start()
         if self.runs is not None:  # opens the run store: what a crash cut short becomes interrupted
             await self.runs.start()
+        self._started = True
         for module in self.modules.values():
             try:
                 await module.run_start()
@@ -172,6 +177,8 @@ class Experiment:
         await self.invocations.close()  # first: a cancelled action's clean-up still needs its instrument
         for task in self._pollers:
             task.cancel()
+        if self._started:  # actions cancelled, modules still open; bounded, a dead instrument cannot hang the stop
+            await self.safe_states.at_stop()
         for module in self.modules.values():
             if module.start_failure is not None:  # never started: nothing to close
                 module.worker.close()
@@ -214,7 +221,7 @@ class Experiment:
         if request.op == "ping":  # `pid` tells a launcher that its own experiment process answers
             return {"time": time.time(), "pid": os.getpid(), "modules": {
                 name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending,
-                       "start_error": self.modules[name].start_failure}
+                       "start_error": self.modules[name].start_failure, "safe_state": self.safe_states.status(name)}
                 for name, q in self._states.items()},
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":

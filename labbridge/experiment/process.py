@@ -8,7 +8,11 @@ Ctrl+C or SIGTERM stops it cleanly within a second: no new requests, running
 ones get a short grace period, sockets and simulators are closed, exit code 0.
 Running actions are then cancelled and their clean-up gets up to 3 s more
 (invocations.STOP_GRACE); they end `cancelled`, journalled, so after a restart
-a client waiting on one hears so.
+a client waiting on one hears so.  Then the modules' safe states are applied
+(up to 3 s more, experiment/safety/safe_state.py) before they are closed.
+A marker file in data_dir (safety/run_marker.py) tells the next start whether
+this run stopped cleanly; if not, that start applies the safe states after the
+modules start and before the server answers anything.
 A bad config.yml exits with code 2 and one line saying what is wrong.
 """
 
@@ -28,7 +32,7 @@ from typing import Any
 import uvicorn
 import zmq
 
-from labbridge.core.config import Config, ConfigError, config_path, load_config
+from labbridge.core.config import Config, ConfigError, config_path, load_config, resolve
 from labbridge.core.file_limit import raise_open_file_limit
 from labbridge.core.hosts import AllowedHosts, HostGuard
 from labbridge.core.message_limits import max_reply_bytes, max_request_bytes
@@ -37,6 +41,7 @@ from labbridge.core.store_version import StoreTooNew
 from labbridge.core.transport import ExperimentLock, bind_endpoints, restrict
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.history import HistoryRecorder
+from labbridge.experiment.safety.run_marker import RunMarker
 from labbridge.experiment.server import ExperimentServer
 
 log = logging.getLogger("start_experiment")
@@ -98,6 +103,7 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
                               config_file=config_file, events_endpoint=endpoints.events,
                               max_request_bytes=max_request_bytes(config), max_reply_bytes=max_reply_bytes(config))
     experiment.history = HistoryRecorder.from_config(config, config_file)
+    marker: RunMarker | None = None
     try:
         for name, app in experiment.simulators.items():
             settings = config.modules[name]
@@ -122,7 +128,13 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
                         "tokens and the audit log (see the manual: docs/explanation/security.md)")
         if experiment.history is not None:  # first: brings an older database up to date, refuses a newer one
             await asyncio.to_thread(experiment.history.start)
+        # Before any module starts: the last run's marker says it did not stop cleanly; this run's is written.
+        marker = RunMarker(resolve(config_file, config.data_dir))
+        if marker.begin():
+            experiment.safe_states.note_unclean_stop(marker.left or {})
         await experiment.start()  # reads the invocation journal (refuses one of a newer release too)
+        if experiment.safe_states.owed is not None:  # before anything is served or polled
+            await experiment.safe_states.after_unclean_stop()
         experiment.start_polling()
         for name, module in experiment.modules.items():
             log.info("module %s: %s, instrument %s", name, type(module).__name__, module.address)
@@ -134,7 +146,9 @@ async def run(config: Config, experiment: Experiment, config_file: Path) -> None
     finally:
         await server.close(grace=0.5)
         lock.release()
-        await experiment.close()
+        await experiment.close()  # applies the safe states
+        if marker is not None:  # kept if a safe state may still be needed: the next start applies them
+            marker.end(experiment.safe_states.owed is None, experiment.safe_states.owed or "")
         if experiment.history is not None:  # after the server: the last values published are written too
             await asyncio.to_thread(experiment.history.close)
         for uv, task in simulators:
