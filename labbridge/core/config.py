@@ -188,15 +188,54 @@ class FrontendSettings(_Strict):
         return self
 
 
-class HistorySettings(_Strict):
-    """Recording of every polled and written value into SQLite (labbridge/experiment/history.py)."""
+class ArchiveRule(_Strict):
+    """An attribute's archive policy, as HDB++ has (experiment/archive_policy.py): a value is recorded when it moved
+    more than `deadband` (absolute, in its unit) from the last one recorded, or `every` seconds after it."""
 
-    path: str = "data/history.sqlite3"  # relative to config.yml's folder
+    deadband: Annotated[float, Field(ge=0)] = 0.0
+    every: Annotated[float | None, Field(gt=0, le=86400 * 365)] = None
+
+
+class HistorySettings(_Strict):
+    """Recording of every polled and written value into SQLite, or PostgreSQL with `url`
+    (labbridge/experiment/history.py; the stores: history_sqlite.py, history_postgres.py)."""
+
+    path: str = "data/history.sqlite3"  # relative to config.yml's folder (SQLite only)
+    # postgresql://user@host:port/db?sslmode=require: records there instead of `path`; never with a password
+    url: str | None = None
+    source: str | None = None  # this experiment process's name in a shared database; default: the host name
+    passfile: str | None = None  # a libpq password file (default ~/.pgpass); refused if others may read it
+    retention: bool | None = None  # this process deletes old values; default: true for SQLite, false for PostgreSQL
+    buffer_mb: Annotated[float, Field(gt=0, le=4096)] = 8.0  # values kept in memory while the database is away
+    archive: dict[str, ArchiveRule] = {}  # module.attribute -> its policy; absent: every value is recorded
     interval: Annotated[float, Field(gt=0, le=60)] = 1.0  # seconds between batches written; a crash loses at most this
     max_age_days: Annotated[float, Field(gt=0, le=36500)] = 30.0  # older values are deleted
-    max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted
+    max_size_mb: Annotated[float, Field(gt=0)] = 1000.0  # beyond this the oldest values are deleted (SQLite only)
     # The most rows one history query may read (about 0.6 s of work): past it, 422 history_too_large.
     max_query_rows: Annotated[int, Field(ge=10_000, le=1_000_000_000)] = 1_000_000
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        from labbridge.core.database_url import check_database_url  # the password rule lives beside the URL parsing
+
+        return None if url is None else check_database_url(url)
+
+    @field_validator("archive")
+    @classmethod
+    def _check_archive(cls, archive: dict[str, ArchiveRule]) -> dict[str, ArchiveRule]:
+        for key in archive:
+            if key.count(".") != 1 or not all(key.split(".")):
+                raise ValueError(f"history.archive.{key}: must be module.attribute")
+        return archive
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def does_retention(self) -> bool:
+        return self.retention if self.retention is not None else not self.uses_postgres
 
 
 class ActionSettings(_Strict):
@@ -248,6 +287,9 @@ class Config(_Strict):
                 raise ValueError(f"experiment_socket.events_port: {socket.live_port} is not a free port beside port {socket.port}")
             taken[(socket.tcp_host, socket.port)] = "experiment_socket"
             taken[(socket.tcp_host, socket.live_port)] = "experiment_socket (events)"
+        for key in self.history.archive if self.history else ():
+            if key.split(".")[0] not in self.modules:
+                raise ValueError(f"history.archive.{key}: no module named '{key.split('.')[0]}' in modules")
         for name, module in self.modules.items():
             if not _MODULE_NAME.match(name):
                 raise ValueError(f"modules.{name}: a module name must be lower_snake_case (letters, digits, _)")
