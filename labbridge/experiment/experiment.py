@@ -161,6 +161,8 @@ class Experiment:
                 self._pollers.append(asyncio.create_task(self._poll(module, attribute, interval)))
 
     async def _poll(self, module: BaseModule, attribute: str, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             # Polls wait their turn in the module's queue like any client request.
             request = Request.new("get", module.name, attribute, timeout=max(interval, module.settings.timeout))
@@ -168,7 +170,10 @@ class Experiment:
                 self._announce(module, await self.handle(request))
             except BridgeError as exc:
                 self.publish({"module": module.name, "attribute": attribute, "error": exc.code, "message": exc.detail})
-            await asyncio.sleep(interval)
+            # Every `interval` from the last start, not after the read: an interlock's `within` counts on it.
+            # A read that took longer than that is followed by the next at once, never by a burst.
+            due = max(due + interval, loop.time())
+            await asyncio.sleep(due - loop.time())
 
     async def close(self) -> None:
         await self.interlocks.close()  # no trip starts anything while the rest stops

@@ -24,9 +24,13 @@ unless its condition is False.
 from __future__ import annotations
 
 import math
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from labbridge.core.config import ConfigError
 
@@ -94,28 +98,23 @@ Operand = Ref | Const
 class Compare(Node):
     """`left op right`: unknown when either side is missing, FAILED, NaN or of the other side's kind."""
 
-    __slots__ = ("left", "op", "right")
+    __slots__ = ("left", "op", "right", "_left_key", "_right_key", "_left_value", "_right_value", "_test")
 
     def __init__(self, left: Operand, op: str, right: Operand) -> None:
         self.left, self.op, self.right = left, op, right
+        # Judged on every value an attribute it names gets: the sides and the test are looked up once, here.
+        self._left_key = left.key if isinstance(left, Ref) else None
+        self._right_key = right.key if isinstance(right, Ref) else None
+        self._left_value = left.value if isinstance(left, Const) else None
+        self._right_value = right.value if isinstance(right, Const) else None
+        self._test: Callable[[Any, Any], bool] = _TESTS[op]
 
     def evaluate(self, values: dict[Key, Any]) -> bool | None:
-        a = _operand(self.left, values)
-        b = _operand(self.right, values)
-        if a is None or b is None or isinstance(a, bool) != isinstance(b, bool):
+        a = self._left_value if self._left_key is None else _usable(values.get(self._left_key))
+        b = self._right_value if self._right_key is None else _usable(values.get(self._right_key))
+        if a is None or b is None or (a.__class__ is bool) != (b.__class__ is bool):
             return None
-        op = self.op
-        if op == "<":
-            return bool(a < b)
-        if op == "<=":
-            return bool(a <= b)
-        if op == ">":
-            return bool(a > b)
-        if op == ">=":
-            return bool(a >= b)
-        if op == "==":
-            return bool(a == b)
-        return bool(a != b)
+        return self._test(a, b)
 
     def text(self) -> str:
         return f"{self.left.text()} {self.op} {self.right.text()}"
@@ -320,16 +319,22 @@ class _Parser:
 _MISSING: Any = object()
 
 
-def _operand(operand: Operand, values: dict[Key, Any]) -> Any:
-    """A side's value, or None when it is unknown: missing, FAILED, NaN, or not a number or boolean."""
-    if isinstance(operand, Const):
-        return operand.value
-    value = values.get(operand.key)
-    if isinstance(value, bool):
+def _usable(value: Any) -> Any:
+    """A value a comparison can use (a bool, or a number that is not NaN, as a Python int or float), or None."""
+    kind = value.__class__
+    if kind is float:
+        return None if value != value else value  # NaN
+    if kind is int or kind is bool:
         return value
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return value
-    return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return None if math.isnan(value) else float(value) if isinstance(value, (float, np.floating)) else int(value)
+    return None  # missing, FAILED, text
+
+
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                  ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 
 
 def _shown(token: Token) -> str:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from labbridge.frontend.access import allow
+from labbridge.frontend.openapi_responses import BACKEND
 from labbridge.frontend.responses import json_bytes
 from labbridge.frontend.routes.head import answer_head
 from labbridge.frontend.state import bridge_of
@@ -35,7 +36,9 @@ async def list_interlocks(request: Request) -> Response:
 
 @router.post("/interlocks/{name}/ack", operation_id="acknowledge_interlock",
              summary="Acknowledge a latched trip once its condition is clear",
-             openapi_extra={"security": [{"HTTPBearer": []}]})
+             openapi_extra={"security": [{"HTTPBearer": []}],
+                            # no such interlock; its condition still holds; a guard (nothing to acknowledge)
+                            "x-statuses": (404, 409, 422, *BACKEND)})
 async def acknowledge_interlock(name: InterlockName, request: Request) -> Response:
     body = await forward_write(bridge_of(request), request, "interlock_ack", None, name, _nothing)
     return json_bytes(body)
