@@ -64,3 +64,15 @@ def test_runs_bench_prints_every_figure_of_a_run() -> None:
     assert out.count("| PASS |") + out.count("| MISS |") == 3
     figures = re.findall(r"^\| [^|]+ \| (-?[\d,.]+) \|", out, re.M)
     assert len(figures) == 10 and all(float(figure.replace(",", "")) > 0 for figure in figures[:3]), out
+
+
+def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:
+    result = subprocess.run([sys.executable, "bench/safety.py", "--values", "2000", "--repeats", "1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = re.findall(r"^\| (unreferenced|referenced by 1 trip|referenced by 10 trips) \| ([\d.]+) \|", result.stdout,
+                      re.M)
+    assert [label for label, _ in rows] == ["unreferenced", "referenced by 1 trip", "referenced by 10 trips"]
+    assert all(float(us) > 0 for _, us in rows)
+    assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 2
+    assert "tripped" not in result.stdout + result.stderr  # thresholds are never crossed: judging, not tripping

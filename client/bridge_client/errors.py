@@ -30,6 +30,9 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── Busy                         409 busy: a running action owns what was written
     ├── AlreadyFinished              409 already_finished: cancelling an invocation (or a run) that has ended
     ├── WrongRunState                409 wrong_run_state: pausing a queued run, resuming one that is not paused
+    ├── Interlocked                  409 interlocked: an interlock refuses the write, action or run (names the rule
+    │                                    and the values); nothing reached the instrument
+    ├── UnknownInterlock             404 unknown_interlock
     ├── PayloadTooLarge              413 payload_too_large
     ├── HeadersTooLarge              431 headers_too_large
     ├── MalformedRequest             422 malformed_request
@@ -171,6 +174,17 @@ class WrongRunState(BridgeError):
     """A run cannot do that in its state: pause or stop a queued run (abort removes it), resume one not paused."""
 
     default_code = "wrong_run_state"
+
+
+class Interlocked(BridgeError):
+    """An interlock of the bridge's config.yml refused the write, action or run; the message names the rule, its
+    condition and the values that failed it.  Nothing reached the instrument."""
+
+    default_code = "interlocked"
+
+
+class UnknownInterlock(BridgeError):
+    default_code = "unknown_interlock"
 
 
 class PayloadTooLarge(BridgeError):

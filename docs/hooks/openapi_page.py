@@ -85,7 +85,7 @@ def config_table() -> str:
         for key, raw in node.get("properties", {}).items():
             name = f"{prefix}{key}"
             target = _resolve(raw, defs)
-            if key == "modules":  # a mapping of name -> module settings
+            if key in ("modules", "interlocks"):  # a mapping of name -> settings
                 walk(_resolve(target.get("additionalProperties", {}), defs), f"{name}.<name>.")
                 continue
             kind, limits = _type_and_limits(raw, defs)

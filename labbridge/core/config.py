@@ -21,6 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labbridge.core.safe_state_config import SafeStateSettings, SafeStateValues
+
+from labbridge.core.interlocks_config import InterlockSettings
 from labbridge.core.unique_keys import load_unique
 
 DEFAULT_PATH = "config.yml"
@@ -31,7 +33,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
-    | {"invocations", "guide", "runs", "procedures"}
+    | {"invocations", "guide", "runs", "procedures", "interlocks"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.
@@ -275,6 +277,7 @@ class Config(_Strict):
     actions: ActionSettings = ActionSettings()
     procedures: dict[str, ProcedureSettings] = {}  # experiments the queue runs (GET /procedures)
     runs: RunSettings = RunSettings()
+    interlocks: dict[str, InterlockSettings] = {}  # rules across instruments (core/interlocks_config.py)
     data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
     safe_state: SafeStateSettings = SafeStateSettings()  # when modules' safe states are applied (after a crash)
 

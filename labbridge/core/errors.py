@@ -20,6 +20,8 @@ so that one exception handler in main.py renders every error.
     ├── NotAcceptable            406 not_acceptable (only .npy accepted, for a value that is not an array)
     ├── Busy                     409 busy (an action holds what the request would change)
     ├── AlreadyFinished          409 already_finished (cancelling a finished invocation)
+    ├── Interlocked              409 interlocked (an interlock refuses it: names the rule and the values)
+    ├── UnknownInterlock         404 unknown_interlock
     ├── ActionsUnavailable       503 actions_unavailable (data_dir cannot journal invocations)
     ├── AuditUnavailable         503 audit_unavailable (the audit log cannot be written: the write was refused)
     ├── MalformedRequest         422 malformed_request
@@ -291,6 +293,19 @@ class Busy(BridgeError):
 class AlreadyFinished(BridgeError):
     status = 409
     code = "already_finished"
+
+
+class Interlocked(BridgeError):
+    """An interlock (config.yml `interlocks:`) refuses the write, action or run; the message names the rule, its
+    condition and the values that failed it.  Nothing reached the instrument."""
+
+    status = 409
+    code = "interlocked"
+
+
+class UnknownInterlock(BridgeError):
+    status = 404
+    code = "unknown_interlock"
 
 
 class UnknownProcedure(BridgeError):

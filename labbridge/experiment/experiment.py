@@ -47,7 +47,7 @@ from labbridge.core.errors import (
     UNKNOWN_OUTCOME,
 )
 from labbridge.core.history_query import HistoryQuery
-from labbridge.core.protocol import INVOCATION_OPS, RUN_OPS, Request
+from labbridge.core.protocol import INTERLOCK_OPS, INVOCATION_OPS, RUN_OPS, Request
 from labbridge.experiment.action_quota import ActionQuota
 from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.import_path import import_by_path
@@ -57,6 +57,8 @@ from labbridge.experiment.procedure import load_procedures
 from labbridge.experiment.run_queue import RunQueue
 from labbridge.experiment.runs import handle_run_op
 from labbridge.experiment.safety.safe_state import SafeStates
+
+from labbridge.experiment.safety.interlocks import Interlocks
 from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class Experiment:
         self.safe_states = SafeStates(self)  # put modules in their safe state (config.yml's, from_config sets it)
         self._started = False  # modules started: a stop applies their safe states
 
+        self.interlocks = Interlocks(self)  # config.yml's `interlocks:` (from_config sets them)
+
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
         modules: dict[str, BaseModule] = {}
@@ -140,6 +144,8 @@ class Experiment:
         procedures = load_procedures(config.procedures, modules, source)
         experiment.runs = RunQueue.for_experiment(experiment, procedures, data_dir, config.runs, Path(source))
         experiment.safe_states = SafeStates.from_config(experiment, config, source)
+
+        experiment.interlocks = Interlocks.from_config(experiment, config, source)
         return experiment
 
     async def start(self) -> None:
@@ -154,6 +160,7 @@ class Experiment:
                 self._states[module.name].last_error = exc.code
                 log.error("module %s could not start: %s; it answers 502 instrument_unreachable and tries again on "
                           "each request, the other modules serve", module.name, module.start_failure)
+        await self.interlocks.start()
 
     def start_polling(self) -> None:
         """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
@@ -162,6 +169,8 @@ class Experiment:
                 self._pollers.append(asyncio.create_task(self._poll(module, attribute, interval)))
 
     async def _poll(self, module: BaseModule, attribute: str, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             # Polls wait their turn in the module's queue like any client request.
             request = Request.new("get", module.name, attribute, timeout=max(interval, module.settings.timeout))
@@ -169,9 +178,13 @@ class Experiment:
                 self._announce(module, await self.handle(request))
             except BridgeError as exc:
                 self.publish({"module": module.name, "attribute": attribute, "error": exc.code, "message": exc.detail})
-            await asyncio.sleep(interval)
+            # Every `interval` from the last start, not after the read: an interlock's `within` counts on it.
+            # A read that took longer than that is followed by the next at once, never by a burst.
+            due = max(due + interval, loop.time())
+            await asyncio.sleep(due - loop.time())
 
     async def close(self) -> None:
+        await self.interlocks.close()  # no trip starts anything while the rest stops
         if self.runs is not None:  # first: an aborted run's clean-up still needs its instruments and actions
             await self.runs.close()
         await self.invocations.close()  # first: a cancelled action's clean-up still needs its instrument
@@ -228,6 +241,8 @@ class Experiment:
             return self.describe()
         if request.op in INVOCATION_OPS:
             return await self.invocations.handle(request)
+        if request.op in INTERLOCK_OPS:
+            return await self.interlocks.handle(request)
         if request.op in RUN_OPS:
             if self.runs is None:
                 raise RunsUnavailable("this experiment process runs no procedures")
@@ -245,6 +260,7 @@ class Experiment:
                 raise MalformedRequest("put needs a value")
             spec.validate(request.value)
             self.invocations.check_free(module.name, name)
+            self.interlocks.check_write(module.name, name, request.value)
         else:
             if name not in module.actions and name not in RESERVED_NAMES:
                 module.spec(name)  # an unknown attribute is a 404 whatever the client accepts
@@ -290,8 +306,9 @@ class Experiment:
                 remaining = request.deadline - time.time() - REPLY_MARGIN
                 if remaining <= 0:  # the lock came free just before the deadline
                     raise _expired(module, request)
-                if request.op == "put":  # again in its turn: an action may have claimed it while this waited
+                if request.op == "put":  # again in its turn: an action or an interlock may refuse it now
                     self.invocations.check_free(module.name, name)
+                    self.interlocks.check_write(module.name, name, request.value)
                 answer = await self._execute(module, request, queue, remaining, write)
             except BridgeError as exc:
                 if write is not None:  # recorded in the module's turn, so its lines never interleave with the next write's

@@ -26,6 +26,9 @@ current_invocation: ContextVar[Invocation | None] = ContextVar("current_invocati
 # The run of a procedure the current task works for (run_queue.py): its own writes pass the claim it holds,
 # and so do the actions it starts (their tasks inherit the context).
 current_holder: ContextVar[Holder | None] = ContextVar("current_holder", default=None)
+# The interlock whose trip the current task carries out (experiment/safety/interlocks.py): its safe writes and
+# actions pass every claim and interlock, as a hand on the emergency stop would.
+current_trip: ContextVar[str | None] = ContextVar("current_trip", default=None)
 
 
 class Holder(Protocol):

@@ -51,7 +51,7 @@ from labbridge.core.errors import (
 from labbridge.core.protocol import Request
 from labbridge.experiment.action_quota import ActionQuota, client_of
 from labbridge.experiment.base_module import BaseModule
-from labbridge.experiment.invocation import Holder, Invocation, current_holder, current_invocation
+from labbridge.experiment.invocation import Holder, Invocation, current_holder, current_invocation, current_trip
 from labbridge.experiment.invocation_journal import InvocationJournal
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class Invocations:
         self._starting: set[Invocation] = set()  # accepted, their records being written: not running yet
         self._owners: dict[tuple[str, str], Invocation] = {}
         self._held: dict[tuple[str, str], Holder] = {}  # attributes a run of a procedure drives
+        # Refuses an action an interlock forbids now (experiment/safety/interlocks.py sets it).
+        self.check_start: Callable[[str, ActionSpec], None] = _no_check
 
     async def start(self) -> None:
         """Read back the invocations that ended before the process last stopped, and report those that were
@@ -171,6 +173,8 @@ class Invocations:
 
     def check_free(self, module: str, attribute: str, refused: str = "") -> None:
         """Refuse a write to an attribute that a running action owns, naming the invocation to cancel."""
+        if current_trip.get() is not None:  # a trip's safe action goes first (the owner is being cancelled)
+            return
         owner = self._owners.get((module, attribute))
         if owner is not None and owner is not current_invocation.get():
             raise Busy(f"{refused}{module}.{attribute} is driven by {owner.action} (invocation {owner.id}, "
@@ -186,6 +190,14 @@ class Invocations:
             self.check_free(module, attribute, "the run cannot start: ")
         for key in attributes:
             self._held[key] = holder
+
+    def driving(self, modules: set[str]) -> tuple[list[Invocation], list[Holder]]:
+        """The unfinished invocations of `modules` that own attributes, and the holders (runs) of attributes of
+        `modules`: what an interlock's trip cancels."""
+        invocations = [inv for inv in [*self._all.values(), *self._starting]
+                       if inv.module in modules and inv.owns and not inv.is_finished]
+        holders = list(dict.fromkeys(holder for (module, _), holder in self._held.items() if module in modules))
+        return invocations, holders
 
     def release_held(self, holder: Holder) -> None:
         for key in [key for key, held in self._held.items() if held is holder]:
@@ -209,6 +221,7 @@ class Invocations:
             if not isinstance(arguments, dict):
                 raise MalformedRequest(f"the arguments of {name} must be a JSON object, like {{\"to\": 80}}")
             checked = spec.check_arguments(arguments, module.specs)
+            self.check_start(module.name, spec)  # an interlock may refuse it (409 interlocked)
             await self._check_journal()  # the last await before the claim: the checks below and it are one step
             invocation = self._claim(module, spec, checked, identity, client, client_of(request))
             attempt.id, attempt.requested = invocation.id, checked
@@ -393,6 +406,10 @@ class Invocations:
 
     def _publish(self, invocation: Invocation) -> None:
         self.publish({"module": invocation.module, "action": invocation.action, "invocation": invocation.public()})
+
+
+def _no_check(module: str, spec: ActionSpec) -> None:
+    """No interlock refuses any action."""
 
 
 def _check_running(invocation: Invocation) -> None:

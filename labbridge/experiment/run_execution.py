@@ -69,6 +69,7 @@ class RunExecutor:
                                            f"declares the procedure {run.procedure!r}"}, audited)
             return
         try:
+            self.experiment.interlocks.check_drives(spec.drives, f"run {run.id} of {run.procedure}")
             self.experiment.invocations.hold(run, spec.drives)
             if audited is not None:
                 await audited.started()  # AuditUnavailable: the run does not start
