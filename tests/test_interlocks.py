@@ -22,13 +22,14 @@ from tests.processes import running_stack, shipped_procedures, wait_until, write
 POLL = 0.5  # seconds between reads of force and temperature
 MODULES = {
     "module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": POLL, "temperature": POLL}},
-    "psu": {"class": "psu.PowerSupply", "simulate": True},
+    "psu": {"class": "psu.PowerSupply", "simulate": True, "safe_state": {"output": False, "voltage": 0}},
 }
 INTERLOCKS = {
     "supply_only_when_cool": {"guards": ["psu.output = true", "psu.ramp_voltage"],
                               "requires": "module_a.temperature < 40", "within": POLL},
     "overforce": {"trips_when": "module_a.force > 90",
-                  "then": [{"set": "psu.output", "value": False}, {"run": "module_a.stop"}], "within": POLL},
+                  "then": [{"set": "psu.output", "value": False}, {"run": "module_a.stop"}, {"safe_state": "psu"}],
+                  "within": POLL},
 }
 TOKEN = secrets.token_hex(16)
 
@@ -120,6 +121,7 @@ def test_the_client_raises_interlocked_on_a_refused_write(lab: Lab) -> None:
 
 def test_a_trip_switches_the_supply_off_at_once_cancels_the_move_latches_and_waits_for_an_ack(lab: Lab) -> None:
     lab.switch(True)
+    assert lab.http("PUT", "/psu/voltage", json={"value": 5}).status_code == 200
     move = lab.http("POST", "/module_a/move", json={"to": 100, "speed": 1}).json()
     wait_until(lambda: lab.http("GET", move["href"]).json()["status"] == "running", 5, "the move to run")
 
@@ -127,10 +129,14 @@ def test_a_trip_switches_the_supply_off_at_once_cancels_the_move_latches_and_wai
         lab.drive("force", value=95)
         # The crossing: when the simulator answers, it holds the force (it runs in the experiment process, on the
         # same busy machine, so its answer may take a while: the time before it is not the bridge's).
-        crossed = time.monotonic()
+        crossed = time.time()
         wait_until(lambda: lab.output() is False, 5, "the supply to be switched off")
-        took = time.monotonic() - crossed
+        # When the bridge had it written (its audit line), not when this test's next read saw it.
+        off = next(line["time"] for line in lab.audit() if line["op"] == "put" and line["stage"] == "finished"
+                   and line["attribute"] == "output" and line["client"] == "interlock overforce")
+        took = off - crossed
         assert took <= POLL + 0.1, f"the supply went off {took:.3f} s after the crossing"
+        wait_until(lambda: lab.http("GET", "/psu/voltage").json()["value"] == 0, 5, "the supply's safe state")
 
         assert lab.http("GET", move["href"], params={"wait": 5}).json()["status"] == "cancelled"
         tripped = lab.interlock("overforce")

@@ -13,7 +13,7 @@ from tests.processes import write_config
 
 MODULES = {
     "module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": 0.5, "temperature": 2.0}},
-    "psu": {"class": "psu.PowerSupply", "simulate": True},
+    "psu": {"class": "psu.PowerSupply", "simulate": True, "safe_state": {"output": False}},
 }
 TRIP = {"trips_when": "module_a.force > 90", "then": [{"set": "psu.output", "value": False}], "within": 0.5}
 GUARD = {"guards": ["psu.output = true"], "requires": "module_a.force < 40", "within": 1}
@@ -57,6 +57,8 @@ def test_no_interlocks_cost_nothing(tmp_path: Path) -> None:
     ({"x": {**TRIP, "then": [{"set": "psu.measured_voltage", "value": 1}]}},
      "interlocks.x.then.0.set: psu has no writable attribute 'measured_voltage'"),
     ({"x": {**TRIP, "then": [{"run": "module_a.fly"}]}}, "interlocks.x.then.0.run: module_a has no action 'fly'"),
+    ({"x": {**TRIP, "then": [{"safe_state": "module_a"}]}},
+     "interlocks.x.then.0.safe_state: module_a declares no safe state: add modules.module_a.safe_state"),
     ({"x": {**TRIP, "then": [{"run": "module_a.move", "arguments": {"to": 500}}]}}, "interlocks.x.then.0.arguments: "),
     ({"x": {**GUARD, "guards": ["psu.output = maybe"]}}, "interlocks.x.guards.0: 'maybe' is not a number, true or false"),
     ({"x": {**GUARD, "guards": ["psu.idn"]}}, "interlocks.x.guards.0: psu has no writable attribute or action 'idn'"),

@@ -32,6 +32,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from labbridge.core.config import ConfigError
 from labbridge.core.action import ActionSpec
 from labbridge.core.audit import WriteAttempt
 from labbridge.core.config import Config
@@ -82,7 +83,14 @@ class Interlocks:
 
     @classmethod
     def from_config(cls, experiment: Experiment, config: Config, source: str) -> Interlocks:
-        return cls(experiment, build_rules(config, experiment.modules, source))
+        rules = build_rules(config, experiment.modules, source)
+        for rule in rules:  # a trip that asks for a safe state needs one declared, or it would do nothing when it counts
+            for index, step in enumerate(rule.then):
+                for module in step.modules if step.safe_state is not None else ():
+                    if not experiment.safe_states.declares(module):
+                        raise ConfigError(f"{source}: interlocks.{rule.name}.then.{index}.safe_state: {module} declares "
+                                          f"no safe state: add modules.{module}.safe_state (or a safe_state() hook)")
+        return cls(experiment, rules)
 
     async def start(self) -> None:
         """Give every named attribute time for its first read; then one never read counts as unknown."""

@@ -93,16 +93,11 @@ async def _do(experiment: Experiment, rule: Rule, step: TripStep, reason: str) -
             started = await experiment.handle(_request("invoke", module, action, {"arguments": step.arguments},
                                                        client))
             return f"{step.run} started (invocation {started['id']})"
-        safe_states = getattr(experiment, "safe_states", None)
         done = []
         for module in step.modules:
-            if safe_states is None:
-                log.warning("interlock %s: no safe states in this bridge; %s was not put in its safe state",
-                            rule.name, module)
-                done.append(f"{module}: no safe state applied (this bridge has none)")
-                continue
-            await safe_states.apply(module, reason)
-            done.append(f"{module} put in its safe state")
+            applied = await experiment.safe_states.apply(module, reason)
+            failed = ", ".join(applied.get("failed") or {})
+            done.append(f"{module} put in its safe state" + (f" except {failed}" if failed else ""))
         return ", ".join(done)
     except BridgeError as exc:
         log.error("interlock %s: %s failed: %s", rule.name, _step_text(step), exc.detail)
