@@ -1,6 +1,6 @@
 """What a run of a procedure costs: per point through the queue, record() throughput, frames, abort latency.
 
-    python bench/runs.py [--points 1000] [--records 10000] [--frames 20] [--aborts 5]
+    python bench/runs.py [--points 1000] [--records 10000] [--frames 40] [--aborts 5] [--latency-points 300]
 
 Starts the real experiment and frontend processes (tests/processes.py) with the
 in-memory modules of the demo, `setpoint` (labbridge/demo/setpoint.py) and the
@@ -16,8 +16,12 @@ Measures, each from the run's own `started` and `finished` times:
   process's CPU (/proc/<pid>/stat utime + stime, before and after) per frame recorded (goal: at most 2 ms)
   and the sustained rate of frames recorded per second, to disk (a run's `finished` time comes before its
   last points are written, so this one is timed from queueing the run to seeing it completed); both from a
-  run of `frames` frames less one of a single frame, so that the run's own start and end cancel out.  The
-  frame is taken once, by a first run, and kept (the simulator's work is not recording's).
+  run of `frames` frames less one of a single frame, so that the run's own start and end cancel out; medians
+  of `repeats`.  The frame is taken once, by a first run, and kept (the simulator's work is not recording's);
+  recorded as get() gives it (read-only, kept by record() as it is), then as a writable array (copied).
+- latency: a run records a point every 10 ms, `latency-points` of them, while a client does what the
+  dashboard's Runs panel does (bench/point_latency.py): ms from each point's record() to its arrival there
+  (goal: p95 within 250 ms); and again with the panel's 250 ms reads alone, no /ws events.
 - abort: the time from sending DELETE /runs/<id> of a running run (in-memory: nothing to stop) until
   GET /runs/<id> says `aborted` (goal: within 100 ms), median of `aborts` runs.
 
@@ -44,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.point_latency import dashboard_data_ms, percentile, point_latencies  # noqa: E402
 from labbridge.core.config import ModuleSettings  # noqa: E402
 from labbridge.demo.setpoint import Setpoint  # noqa: E402
 from tests.processes import running_stack, wait_until, write_config  # noqa: E402
@@ -75,14 +80,24 @@ FRAME = []  # the camera's frame, taken by the first run and kept for the later 
 
 
 @procedure(axes=["i"])
-async def frames(run: Run, count: Annotated[int, Param(minimum=1, maximum=10000, doc="Frames.")] = 20) -> None:
+async def frames(run: Run, count: Annotated[int, Param(minimum=1, maximum=10000, doc="Frames.")] = 20,
+                 writable: bool = False) -> None:
     """Record the camera's frame `count` times (taken once, by the first run: what is timed is recording,
-    not the simulator)."""
+    not the simulator); as get() gives it (read-only: kept as it is), or a writable copy (copied by record())."""
     if not FRAME:
         FRAME.append(await run.get("camera.frame"))
-    frame = FRAME[0]
+    frame = FRAME[0].copy() if writable else FRAME[0]
     for i in range(count):
         run.record(i=i, frame=frame)
+
+
+@procedure(axes=["i"])
+async def paced(run: Run, points: Annotated[int, Param(minimum=1, maximum=100000, doc="Points.")] = 300,
+                period: Annotated[float, Param(unit="s", minimum=0, maximum=1, doc="Between points.")] = 0.01) -> None:
+    """Record a point every `period` seconds, as a slow instrument would."""
+    for i in range(points):
+        run.record(i=i)
+        await asyncio.sleep(period)
 
 
 @procedure(drives=["setpoint.value"])
@@ -111,7 +126,7 @@ def stack(folder: Path, audit: bool) -> Iterator[tuple[int, httpx.Client]]:
     extra: dict[str, Any] = {"audit_log": str(folder / "audit.jsonl")} if audit else {}
     config = write_config(folder / "config.yml", MODULES, runs={"interval": 0.2}, **extra,
                           procedures={name: {"function": f"bench_procedures.{name}"}
-                                      for name in ("loop", "records", "frames", "hold")})
+                                      for name in ("loop", "records", "frames", "paced", "hold")})
     with running_stack(config, folder) as (backend, _, url), httpx.Client(base_url=url, timeout=60) as client:
         client.post("/runs/queue/start").raise_for_status()
         yield backend.proc.pid, client
@@ -129,9 +144,13 @@ def finished_run(client: httpx.Client, procedure: str, **parameters: Any) -> dic
     to seeing it completed."""
     start = time.perf_counter()
     ident = submit(client, procedure, **parameters)
-    wait_until(lambda: client.get(f"/runs/{ident}").json()["status"] not in ("queued", "running"), 600, ident)
-    wall = time.perf_counter() - start
-    run: dict[str, Any] = {**client.get(f"/runs/{ident}").json(), "wall": wall}
+    # A long poll, answered when the status changes: polling would add its own cost to the experiment's CPU
+    record: dict[str, Any] = {"status": "queued"}
+    while record["status"] in ("queued", "running"):
+        if time.perf_counter() - start > 600:
+            raise RuntimeError(f"run {ident} of {procedure} not finished within 600 s")
+        record = client.get(f"/runs/{ident}", params={"wait": 30}).json()
+    run: dict[str, Any] = {**record, "wall": time.perf_counter() - start}
     if run["status"] != "completed":
         raise RuntimeError(f"run {ident} of {procedure} ended {run['status']}: {run['error']}")
     return run
@@ -162,17 +181,24 @@ def in_process_loop_ms(points: int, repeats: int) -> float:
     return statistics.median(asyncio.run(_in_process(points)) / points * 1000 for _ in range(repeats))
 
 
-def frame_cost(pid: int, client: httpx.Client, frames: int) -> tuple[float, float]:
+def frame_cost(pid: int, client: httpx.Client, frames: int, writable: bool = False) -> tuple[float, float]:
     """Experiment CPU ms per frame recorded and frames recorded per second: a run recording `frames` frames
     less one recording a single frame, so the frame's acquisition and the run's own cost cancel out."""
     finished_run(client, "frames", count=1)  # takes the frame
     cost = []
     for count in (1, frames):
         cpu_before = stat_cpu_seconds(pid)
-        run = finished_run(client, "frames", count=count)
+        run = finished_run(client, "frames", count=count, writable=writable)
         cost.append((stat_cpu_seconds(pid) - cpu_before, run["wall"]))
     (cpu_one, time_one), (cpu_all, time_all) = cost
     return (cpu_all - cpu_one) * 1000 / (frames - 1), (frames - 1) / (time_all - time_one)
+
+
+def median_frame_cost(pid: int, client: httpx.Client, frames: int, repeats: int,
+                      writable: bool = False) -> tuple[float, float]:
+    """frame_cost's two figures, each the median of `repeats` measurements."""
+    costs = [frame_cost(pid, client, frames, writable) for _ in range(repeats)]
+    return statistics.median(c for c, _ in costs), statistics.median(r for _, r in costs)
 
 
 def abort_ms(client: httpx.Client) -> float:
@@ -196,8 +222,10 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=1000, help="points of the set/get/record loop (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the loop per figure; the median (default 3)")
     parser.add_argument("--records", type=int, default=10000, help="points of the record-only run (default 10000)")
-    parser.add_argument("--frames", type=int, default=20, help="8 MiB frames recorded, 2 or more (default 20)")
+    parser.add_argument("--frames", type=int, default=40, help="8 MiB frames recorded, 2 or more (default 40)")
     parser.add_argument("--aborts", type=int, default=5, help="runs aborted; the median (default 5)")
+    parser.add_argument("--latency-points", type=int, default=300,
+                        help="points of the run a dashboard watches, one every 10 ms (default 300)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bridge-bench-runs-") as tmp_name:
         tmp = Path(tmp_name)
@@ -205,8 +233,12 @@ def main() -> int:
             off = bridged_loop_ms(client, args.points, args.repeats)
             finished_run(client, "records", points=min(args.records, 100))
             per_second = args.records / seconds(finished_run(client, "records", points=args.records))
-            cpu_per_frame, frame_rate = frame_cost(pid, client, args.frames)
+            cpu_per_frame, frame_rate = median_frame_cost(pid, client, args.frames, args.repeats)
+            cpu_per_copied, _ = median_frame_cost(pid, client, args.frames, args.repeats, writable=True)
             aborts = [abort_ms(client) for _ in range(args.aborts)]
+            url = str(client.base_url).rstrip("/")
+            watched = point_latencies(url, args.latency_points, 0.01, events=True)
+            polled = point_latencies(url, args.latency_points, 0.01, events=False)
         with stack(tmp / "audit-on", audit=True) as (_, client):
             on = bridged_loop_ms(client, args.points, args.repeats)
     direct = in_process_loop_ms(args.points, args.repeats)
@@ -225,6 +257,13 @@ def main() -> int:
              f"| {verdict(cpu_per_frame <= 2)} |",
              f"| the same: experiment CPU ms/MiB | {cpu_per_frame / FRAME_MB:.2f} |  |  |",
              f"| camera frames recorded, sustained, frames/s | {frame_rate:.1f} |  |  |",
+             f"| the frame as a writable array (copied by record()): CPU ms/frame | {cpu_per_copied:.1f} |  |  |",
+             f"| point from record() to a watching dashboard, ms: median | {statistics.median(watched):.0f} |  |  |",
+             f"| the same, p95 | {percentile(watched, 0.95):.0f} | <= 250 ms "
+             f"| {verdict(percentile(watched, 0.95) <= 250)} |",
+             f"| the same, the dashboard reading every {dashboard_data_ms()} ms only (no /ws): median "
+             f"| {statistics.median(polled):.0f} |  |  |",
+             f"| the same, p95 | {percentile(polled, 0.95):.0f} |  |  |",
              f"| abort: DELETE to status aborted, ms (median of {len(aborts)}) | {abort:.1f} | <= 100 ms "
              f"| {verdict(abort <= 100)} |",
              "", f"audit on / off per point: {on / off:.2f}x; bridged (audit off) / in-process: {off / direct:.0f}x"]

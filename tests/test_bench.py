@@ -54,16 +54,21 @@ def test_trees_compares_two_checkouts_in_one_run(tmp_path: Path) -> None:
 
 def test_runs_bench_prints_every_figure_of_a_run() -> None:
     result = subprocess.run([sys.executable, "bench/runs.py", "--points", "20", "--repeats", "1", "--records", "50",
-                             "--frames", "2", "--aborts", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                             "--frames", "2", "--aborts", "1", "--latency-points", "20"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for row in ("in-process (no bridge), ms/point", "through the queue, audit log off, ms/point",
                 "through the queue, audit log on, ms/point", "record() of scalars, points/s",
-                "experiment CPU ms/frame", "frames recorded, sustained, frames/s", "DELETE to status aborted"):
+                "experiment CPU ms/frame", "frames recorded, sustained, frames/s", "DELETE to status aborted",
+                "writable array (copied by record()): CPU ms/frame", "to a watching dashboard, ms: median",
+                "reading every 250 ms only (no /ws): median"):
         assert out.count(row) == 1, out
-    assert out.count("| PASS |") + out.count("| MISS |") == 3
+    assert out.count("| PASS |") + out.count("| MISS |") == 4
     figures = re.findall(r"^\| [^|]+ \| (-?[\d,.]+) \|", out, re.M)
-    assert len(figures) == 10 and all(float(figure.replace(",", "")) > 0 for figure in figures[:3]), out
+    assert len(figures) == 15 and all(float(figure.replace(",", "")) > 0 for figure in figures[:3]), out
+    latencies = [float(f) for f in figures[10:14]]  # from record() to the watcher: never before it was recorded
+    assert all(0 < latency < 5000 for latency in latencies), out
 
 
 def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:

@@ -6,6 +6,7 @@ with a settle time between steps, so a run lasts long enough to pause, resume an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -159,6 +160,22 @@ def test_a_run_queued_on_the_page_plots_its_points_live_and_is_paused_resumed_an
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
         assert "#   sample: A12" in answer.text and len(answer.text.splitlines()) > points
         assert row.locator("a.hdf5").get_attribute("href") == f"/runs/{ident}/data?format=hdf5"
+
+
+def test_a_run_s_events_on_the_websocket_bring_its_points_to_the_page_without_waiting_for_a_timer(url: str) -> None:
+    with page_without_errors() as page:
+        now = time.time()
+        page.clock.install(time=now)
+        page.clock.pause_at(now + 1)  # the page's timers stand still: its refresh and its 250 ms reads never come
+        page.goto(url + "/")
+        page.wait_for_selector("#procedure-settled_sweep")  # the first refresh, called once at start
+        answer = httpx.post(f"{url}/runs", json={"procedure": "settled_sweep",
+                                                 "parameters": {"stop": 2, "steps": 200, "settle": 0.02}})
+        ident = answer.json()["id"]
+        httpx.post(f"{url}/runs/queue/start")
+        page.wait_for_function(f"Runs.panel.current === '{ident}' && RunPlot.shown() && RunPlot.shown().data "
+                               "&& RunPlot.shown().data[0].length >= 10", timeout=10_000)
+        assert run_of(url, ident)["status"] == "running"  # followed and plotted while it runs, on its events alone
 
 
 def test_past_runs_are_found_by_their_metadata_shown_in_local_time_and_run_again(url: str) -> None:

@@ -7,6 +7,8 @@ One stack for the module: the simulated supply and camera, the shipped voltage_s
 from __future__ import annotations
 
 import io
+import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,21 @@ async def spectra(run: Run) -> None:
 
 
 @procedure(axes=["i"])
+async def buffers(run: Run) -> None:
+    """A camera frame as get() gives it (may it be changed?) and a buffer of its own, refilled after each record."""
+    frame = await run.get("camera.frame")
+    try:
+        frame += 1
+        changed = True
+    except ValueError:
+        changed = False
+    buffer = np.zeros((1024, 1024))
+    for i in range(2):
+        buffer[:] = i + 1
+        run.record(i=i, frame=frame, buffer=buffer, frame_changed=changed)
+
+
+@procedure(axes=["i"])
 async def ticks(run: Run) -> None:
     for i in range(100000):
         await run.checkpoint()
@@ -50,7 +67,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         "psu": {"class": "psu.PowerSupply", "simulate": True}, "camera": {"class": "camera.Camera"}},
         procedures={"voltage_sweep": {"function": "labbridge.demo.procedures.voltage_sweep"},
                     "exposure_series": {"function": "labbridge.demo.procedures.exposure_series"},
-                    "spectra": {"function": "shapes.spectra"}, "ticks": {"function": "shapes.ticks"}},
+                    "spectra": {"function": "shapes.spectra"}, "ticks": {"function": "shapes.ticks"},
+                    "buffers": {"function": "shapes.buffers"}},
         runs={"interval": 0.2}, data_dir="data")
     with running_stack(config, folder) as (_, _, base):
         yield base, folder / "data"
@@ -118,6 +136,25 @@ def test_camera_frames_are_stacked_along_the_points_and_arrays_of_varying_shape_
         assert [list(data[f"spectrum/{n}"][:]) for n in "012"] == [[0, 1], [0, 1, 2], [0, 1, 2, 3]]
         assert data["background"].shape == (3, 4) and list(data["background"][:, 0]) == [0, 1, 2]
         assert data.attrs["signal"] == "background"  # the first column that is one dataset
+
+
+def test_a_frame_from_get_is_read_only_and_recorded_as_np_save_writes_it_and_a_refilled_buffer_keeps_each_value(
+        stack: tuple[str, Path]) -> None:
+    url, data_dir = stack
+    ident = _run(url, "buffers")
+    with sqlite3.connect(data_dir / "runs.sqlite3") as db:
+        points = [json.loads(data) for data, in db.execute("SELECT data FROM points WHERE run = ? ORDER BY n", (ident,))]
+    assert [p["frame_changed"] for p in points] == [False, False]  # the camera's own array, not the procedure's
+    assert [p["frame"] for p in points] == [{"npy": f"runs/{ident}/{n}-frame.npy", "dtype": "uint16",
+                                             "shape": [2048, 2048]} for n in range(2)]
+    frame = np.load(data_dir / points[0]["frame"]["npy"])
+    assert frame.shape == (2048, 2048) and frame.any()
+    expected = io.BytesIO()
+    np.save(expected, frame, allow_pickle=False)
+    assert all((data_dir / p["frame"]["npy"]).read_bytes() == expected.getvalue() for p in points)
+    for n, value in enumerate((1.0, 2.0)):  # recorded, then the buffer refilled: each point keeps its own
+        buffer = np.load(data_dir / points[n]["buffer"]["npy"])
+        assert buffer.shape == (1024, 1024) and (buffer == value).all()
 
 
 def test_an_unknown_run_is_a_404_naming_it(stack: tuple[str, Path]) -> None:

@@ -12,7 +12,9 @@ run's id as the client and the identity that queued the run, so the audit log
 says which run wrote what for whom.  A read takes the module's turn as an
 action's does.  `get` and `set` return a `Quantity`: a float that carries its
 attribute's unit, so `record(voltage=await run.set(...))` files the column
-with its unit.  The run's own writes pass the claim it holds on its `drives`
+with its unit; an array comes read-only (a module must not change an array it
+has returned, and nor may the procedure), which `record` keeps as it is where
+it copies a writable one.  The run's own writes pass the claim it holds on its `drives`
 (`current_holder`), and so do the actions it starts.
 """
 
@@ -111,7 +113,9 @@ class Run:
         checked: dict[str, Any] = {}
         for key, value in values.items():
             if isinstance(value, np.ndarray):
-                checked[key] = np.array(value, copy=True)  # the procedure may reuse its buffer
+                # Kept as it is if read-only (as get() returns them): an 8 MiB copy costs more than writing it.
+                # A writable one is copied: the procedure may reuse its buffer.
+                checked[key] = np.array(value, copy=True) if value.flags.writeable else value
             elif isinstance(value, _SCALARS):
                 checked[key] = value.item() if isinstance(value, np.generic) else value
                 if isinstance(value, Quantity):
@@ -145,6 +149,9 @@ def _split(name: str) -> tuple[str, str]:
 def _reading(value: Any, unit: str | None) -> Any:
     if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
         return Quantity(value, unit)
-    if isinstance(value, list):
-        return np.asarray(value)
+    if isinstance(value, (list, np.ndarray)):
+        # Read-only: the module may hand the same array out again and record() keeps it without a copy
+        array = np.asarray(value).view()
+        array.flags.writeable = False
+        return array
     return value

@@ -7,7 +7,8 @@ progress, error, the config.yml in force, the bridge's version, the snapshot
 of every module's scalar attributes at start and end, the recorded columns
 with their units) and `points`, one row per recorded point (run, number,
 time, the values as JSON).  An array is not put in the database: it is
-written to `runs/<run id>/<point>-<column>.npy` beside it, and the point
+written to `runs/<run id>/<point>-<column>.npy` beside it (npy_file.py: the
+bytes of `np.save`, a large array past the page cache), and the point
 holds `{"npy": path, "dtype": ..., "shape": [...]}` in its place.
 
 Writes come from the run queue, batched (points at most every
@@ -36,6 +37,7 @@ import numpy as np
 import orjson
 
 from labbridge.core.store_version import migrate_sqlite
+from labbridge.experiment.npy_file import write_npy
 from labbridge.experiment.run_state import FINISHED
 
 FILE_NAME = "runs.sqlite3"
@@ -158,7 +160,9 @@ class RunStore:
 
     def add_points(self, run_id: str, batch: list[tuple[int, float, dict[str, Any]]], **fields: Any) -> None:
         """Append points (number, time, values; arrays written to .npy files first) and update the run, at once."""
-        rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values)).decode()) for n, t, values in batch]
+        folders: set[str] = set()
+        rows = [(run_id, n, t, orjson.dumps(self._stored(run_id, n, values, folders)).decode())
+                for n, t, values in batch]
         assignments = "".join(f", {name} = ?" for name in fields)
         with self._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO points (run, n, t, data) VALUES (?, ?, ?, ?)", rows)
@@ -200,13 +204,16 @@ class RunStore:
         """Where a run's files are (its arrays, its exports); it may not exist."""
         return self.folder / ARRAY_FOLDER / run_id
 
-    def _stored(self, run_id: str, n: int, values: dict[str, Any]) -> dict[str, Any]:
+    def _stored(self, run_id: str, n: int, values: dict[str, Any], folders: set[str]) -> dict[str, Any]:
+        """The values as the point's row holds them, each array written to its file (`folders`: those made)."""
         stored: dict[str, Any] = {}
         for name, value in values.items():
             if isinstance(value, np.ndarray):
                 relative = f"{ARRAY_FOLDER}/{run_id}/{n}-{name}.npy"
-                (self.folder / relative).parent.mkdir(parents=True, exist_ok=True)
-                np.save(self.folder / relative, value, allow_pickle=False)
+                if run_id not in folders:
+                    self.run_folder(run_id).mkdir(parents=True, exist_ok=True)
+                    folders.add(run_id)
+                write_npy(self.folder / relative, value)
                 value = {"npy": relative, "dtype": str(value.dtype), "shape": list(value.shape)}
             stored[name] = value
         return stored

@@ -231,6 +231,7 @@ function connectLive() {
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
     if (event.invocation) { showInvocation(event.invocation); return; }  // actions.js
+    if (event.module === "runs") { Runs.live(event); return; }  // runs.js
     Plots.live(event);
     if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);

@@ -1,7 +1,8 @@
 // The Runs panel: a form per procedure (GET /procedures) to queue a run with its parameters and metadata; the
 // queue (GET /runs/queue) with start, stop after the current run and, where the server has it, move up or down;
 // the current run with pause, resume, stop, abort, its progress, message and a live plot of its points
-// (runplot.js, fed by GET /runs/<id>/data?since=N every 250 ms); past runs, searchable by their metadata, with
+// (runplot.js, fed by GET /runs/<id>/data?since=N as soon as a run event on /ws says there are new points, and
+// every 250 ms besides); past runs, searchable by their metadata, with
 // their parameters, CSV and HDF5 downloads and "run again". Uses el, format, localTime, headers, getJSON and
 // $ (app.js), parameterInput and argumentsOf (actions.js).
 "use strict";
@@ -9,7 +10,8 @@
 const Runs = (() => {
   const ACTIVE = new Set(["running", "paused"]);
   const REFRESH_MS = 1000, DATA_MS = 250, PAST = 50;
-  const panel = { procedures: null, canMove: false, current: null, run: null, query: "", busy: false, reading: false };
+  const panel = { procedures: null, canMove: false, current: null, run: null, query: "", busy: false, reading: false,
+    readAgain: false };
 
   async function send(method, url, body) {
     const response = await fetch(url, { method, headers: headers(body !== undefined),
@@ -259,12 +261,31 @@ const Runs = (() => {
     $("#run-points").textContent = "";
   }
 
+  // A run's event on /ws (app.js; at most every 100 ms while it records): its new points are read at once, not
+  // at the next 250 ms tick (bench/runs.py: p95 from record() to the page 100 ms, not 250); a run just started
+  // is followed at once, not at the next refresh.
+  function live(event) {
+    const run = event.run;
+    if (!run) return;
+    if (run.id !== panel.current) {
+      if (ACTIVE.has(run.status)) refresh();
+      return;
+    }
+    if (panel.run && panel.run.id === run.id) Object.assign(panel.run, { status: run.status, points: run.points });
+    if (run.points > RunPlot.next()) readPoints();
+  }
+
   // The current run's new points, while it runs (and once more after, up to its last point).
   async function readPoints() {
     const run = panel.run;
-    if (panel.reading || !run || run.id !== panel.current) return;
+    if (!run || run.id !== panel.current) return;
+    if (panel.reading) {  // one more read after this one: points may have come since it was sent
+      panel.readAgain = true;
+      return;
+    }
     if (!ACTIVE.has(run.status) && RunPlot.next() >= run.points) return;
     panel.reading = true;
+    panel.readAgain = false;
     try {
       const page = await getJSON(`/runs/${run.id}/data?since=${RunPlot.next()}&limit=10000`);
       if (RunPlot.add(page)) $("#run-points").textContent = `${page.next} point${page.next === 1 ? "" : "s"}`;
@@ -273,6 +294,7 @@ const Runs = (() => {
     } finally {
       panel.reading = false;
     }
+    if (panel.readAgain) readPoints();
   }
 
   function start() {
@@ -281,7 +303,7 @@ const Runs = (() => {
     setInterval(readPoints, DATA_MS);
   }
 
-  return { start, refresh, metadataOf, panel };
+  return { start, refresh, live, metadataOf, panel };
 })();
 
 Runs.start();
