@@ -9,7 +9,12 @@ is set.
 
 The queue starts stopped whenever the process starts (`queue_start`), so a
 lab PC that reboots never drives hardware by itself; the run that a crash
-cut short is `interrupted` (run_store.py).  Pause and stop are requests the
+cut short is `interrupted` (run_store.py).  A store that cannot be opened at
+start (a data_dir read-only, full, or not a folder) refuses every run
+request with 503 `runs_unavailable`, and a run request tries to open it
+again, at most once every RETRY_INTERVAL so a flood does not hammer the
+disk: once it opens, its queued runs are loaded as at start (the queue
+stopped), without restarting the process.  Pause and stop are requests the
 procedure sees at its next `checkpoint()`.
 
 A queued run can be moved to another place in the queue (`move`), and any
@@ -60,6 +65,8 @@ log = logging.getLogger(__name__)
 ABORT_WAIT = 2.0
 # How long a clean stop of the process gives an aborted run's clean-up.
 STOP_GRACE = 3.0
+# The least time between two tries to open a run store that could not be opened.
+RETRY_INTERVAL = 1.0
 
 
 class RunQueue:
@@ -75,6 +82,9 @@ class RunQueue:
         self.started = False  # the worker takes queued runs
         self.stop_after_current = False
         self.problem: str | None = None  # why the store cannot be used
+        self.retry_interval = RETRY_INTERVAL
+        self._tried = 0.0  # time.monotonic() of the last failed try to open the store
+        self._opening = asyncio.Lock()  # one try at a time, however many requests arrive meanwhile
         self._queued: list[QueuedRun] = []
         self._current: QueuedRun | None = None
         self._wake = asyncio.Event()
@@ -94,12 +104,36 @@ class RunQueue:
 
     async def start(self) -> None:
         """Open the store (ending what a crash cut short); the queued runs wait for `queue_start`."""
+        async with self._opening:
+            await self._open()
+        if self.problem is not None:
+            log.error("runs cannot be queued: %s; each run request tries again (at most once every %g s)",
+                      self.problem, self.retry_interval)
+
+    async def ensure_usable(self) -> None:
+        """Nothing if the store is open; else try to open it again (at most once every `retry_interval`), and
+        RunsUnavailable naming what is wrong if it still cannot be."""
+        if self.problem is None:
+            return
+        async with self._opening:
+            if self.problem is not None and time.monotonic() >= self._tried + self.retry_interval:
+                await self._open()
+                if self.problem is None:
+                    log.info("the run store opened at last: %s; runs can be queued", self.store.path)
+                    self._publish_queue()  # the dashboard sees the runs still queued
+        if self.problem is not None:
+            raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}; fix it: it is tried again on the "
+                                  f"next run request (at most once every {self.retry_interval:g} s), no restart needed")
+
+    async def _open(self) -> None:
+        """One try to open the store; on success the queued runs are loaded and the worker starts."""
         try:
             records = await asyncio.to_thread(self.store.open)
         except (OSError, sqlite3.Error) as exc:  # a data_dir that cannot be written stops the runs, nothing else
-            self.problem = f"{self.store.path} cannot be used ({exc}); fix it and restart the experiment process"
-            log.error("runs cannot be queued: %s", self.problem)
+            self.problem = f"{self.store.path} cannot be used ({exc})"
+            self._tried = time.monotonic()
             return
+        self.problem = None
         for record in records:
             self._queued.append(QueuedRun(record["id"], record["procedure"], record["parameters"],
                                           record["metadata"], record["created"], record["queued_by"],
@@ -128,7 +162,7 @@ class RunQueue:
     # Queueing -----------------------------------------------------------------------------------------------
 
     async def submit(self, payload: dict[str, Any], request: Request) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         unknown = sorted(set(payload) - {"procedure", "parameters", "metadata"})
         if unknown:  # a misspelt "parameters" must not queue a run with the defaults
             raise MalformedRequest(f'a run is {{"procedure", "parameters", "metadata"}}; unknown: {", ".join(unknown)}')
@@ -184,7 +218,7 @@ class RunQueue:
         return {**{key: record.get(key) for key in (*SUMMARY, *PROVENANCE)}, "href": f"/runs/{record['id']}"}
 
     async def list(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         status, procedure, text = payload.get("status"), payload.get("procedure"), payload.get("q")
         if status is not None and status not in STATUSES:
             raise InvalidValue(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
@@ -232,8 +266,8 @@ class RunQueue:
 
     # Control ------------------------------------------------------------------------------------------------
 
-    def queue_start(self) -> dict[str, Any]:
-        self._check_usable()
+    async def queue_start(self) -> dict[str, Any]:
+        await self.ensure_usable()
         self.started, self.stop_after_current = True, False
         self._wake.set()
         log.info("the run queue is started")
@@ -361,15 +395,11 @@ class RunQueue:
         return next((run for run in self._queued if run.id == ident), None)
 
     async def _record(self, ident: Any) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         record = await asyncio.to_thread(self.store.get, ident) if isinstance(ident, str) else None
         if record is None:
             raise UnknownRun(f"no run {ident!r}")
         return record
-
-    def _check_usable(self) -> None:
-        if self.problem is not None:
-            raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}")
 
 
 def _whole(number: Any) -> Any:
