@@ -54,7 +54,7 @@ from labbridge.experiment.procedure import ProcedureSpec
 from labbridge.experiment.run_execution import RunExecutor
 from labbridge.experiment.run_retention import keep_within
 from labbridge.experiment.run_state import FINISHED, STATUSES, QueuedRun
-from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore
+from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore, within_page
 
 if TYPE_CHECKING:
     from labbridge.experiment.experiment import Experiment
@@ -234,7 +234,8 @@ class RunQueue:
         return {"runs": rows}
 
     async def data(self, ident: Any, since: Any, limit: Any) -> dict[str, Any]:
-        """Points `since` and after (at most `limit`), columnar: time, and each column's values, with units."""
+        """Points `since` and after (at most `limit`; fewer if their arrays are large: `next` is where the next
+        page starts), columnar: time, and each column's values, with units."""
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise InvalidValue(f"since must be a point number, 0 or more; got {since!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
@@ -242,10 +243,12 @@ class RunQueue:
         record = await self._record(ident)
         live = self._live(ident)
         columns = dict(live.columns) if live is not None else (record.get("columns") or {})
-        points = await asyncio.to_thread(self.store.points, record["id"], since, limit)
+        points = await asyncio.to_thread(self.store.stored_points, record["id"], since, limit)
         if live is not None:  # the points recorded since the last write to disk
             seen = {n for n, _, _ in points}
             points += [p for p in list(live.unwritten) if p[0] >= since and p[0] not in seen][:limit - len(points)]
+        # A shorter page when arrays are large (`next` says where the next one starts); only its arrays are read.
+        points = await asyncio.to_thread(self.store.loaded, points[:within_page(points)])
         total = live.points if live is not None else record["points"]
         status = live.status if live is not None else record["status"]
         return {"id": record["id"], "procedure": record["procedure"], "status": status, "parameters": record["parameters"], "metadata": record["metadata"],
