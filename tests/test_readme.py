@@ -12,6 +12,7 @@ order of mkdocs.yml's nav on another (the tutorials' water bath on a third).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -32,6 +33,9 @@ DOCS = ROOT / "docs"
 # The tutorials' pages run against their own module (the water bath), written from their Python block.
 TUTORIALS = ("tutorials/first-module.md", "tutorials/first-action.md")
 TUTORIAL_MODULE = "# bath.py"
+# Pages whose examples run in page order, Python and curl blocks in turn, on a bridge of their own: the first
+# experiment queues its runs from Python, then finds them with curl.
+IN_ORDER = ("tutorials/first-experiment.md",)
 # Readings of simulated sensors and recorded points: their digits vary, their presence and type do not.
 VARYING = {"force", "temperature", "points"}
 # What the bridge makes anew on every run, an invocation's id and times: compared by type (a null stays null).
@@ -158,6 +162,12 @@ def docs_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def experiment_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shipped demo, for the pages run in order (nothing else has queued runs on it)."""
+    yield from shipped_stack(tmp_path_factory, "experiment")
+
+
+@pytest.fixture(scope="module")
 def tutorial_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A bridge serving the tutorials' water bath, as its last page declares it."""
     tmp = tmp_path_factory.mktemp("tutorial")
@@ -189,7 +199,7 @@ def test_curl_examples_print_what_the_readme_shows(readme_url: str, tmp_path: Pa
 @needs_curl
 def test_curl_examples_print_what_the_manual_shows(docs_url: str, tmp_path: Path) -> None:
     for name in nav_pages():
-        if name not in TUTORIALS:
+        if name not in TUTORIALS + IN_ORDER:
             run_console(curl_examples(page(name)), docs_url, tmp_path, name)
 
 
@@ -266,10 +276,35 @@ def test_python_examples_print_what_the_manual_shows(docs_url: str) -> None:
 
     total = 0
     for name in nav_pages():
-        if name in TUTORIALS:
+        if name in TUTORIALS + IN_ORDER:
             continue
         for fence in ("pycon", "pycon numpy"):
             failed, attempted, report = run_examples(page(name), f"http://{docs_url}", fence, name)
             assert failed == 0, report
             total += attempted
     assert total >= 20
+
+
+@needs_curl
+def test_the_pages_run_in_order_print_what_they_show(experiment_url: str, tmp_path: Path) -> None:
+    from tests.readme_python import run_examples
+
+    shipped = (ROOT / "labbridge" / "demo" / "procedures.py").read_text(encoding="utf-8")
+    for name in IN_ORDER:
+        text = page(name)
+        for source in blocks("python", text):  # the procedure it shows is the one the demo runs
+            assert source[source.index("@procedure"):] in shipped, f"{name}: not the shipped procedure"
+        examples = re.findall(r"^```(pycon|console)\n(.*?)^```", text, flags=re.S | re.M)
+        fences = [fence for fence, _ in examples]
+        assert fences.count("pycon") >= 3 and "console" in fences, name
+        # Consecutive curl blocks run as one, so a variable one sets ($id) is there for the next.
+        for fence, group in itertools.groupby(examples, key=lambda example: example[0]):
+            bodies = [body for _, body in group]
+            if fence == "console":
+                run_console(curl_examples("".join(f"```console\n{body}```\n" for body in bodies)), experiment_url,
+                            tmp_path, name)
+                continue
+            for body in bodies:
+                failed, attempted, report = run_examples(f"```pycon\n{body}```", f"http://{experiment_url}",
+                                                         "pycon", name)
+                assert attempted and not failed, report

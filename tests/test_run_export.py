@@ -178,3 +178,24 @@ def test_a_running_run_downloads_with_the_points_on_disk_and_its_file_is_removed
         wait_until(lambda: not list(folder.glob("*.h5")), 5, "the running run's file removed")
     finally:
         httpx.delete(f"{url}/runs/{ident}")
+
+
+def test_a_run_of_camera_frames_reads_as_json_and_csv_a_few_frames_per_page(stack: tuple[str, Path]) -> None:
+    # 8 frames of 8 MB: all in one JSON page they were 150 MB, built for seconds holding the experiment
+    # process's event loop, then refused as over max_reply_bytes (502).
+    url, _ = stack
+    ident = _run(url, "exposure_series", steps=8)
+    first = httpx.get(f"{url}/runs/{ident}/data", timeout=60)
+    assert first.status_code == 200, first.text[:300]
+    page = first.json()
+    assert 1 <= len(page["point"]) < 8 and page["next"] == len(page["point"]) and page["total"] == 8
+    frames: list[Any] = []
+    means: list[float] = []
+    while page["point"]:  # as the client and the dashboard read a run: page after page from `next`
+        frames += [np.asarray(frame) for frame in page["values"]["frame"]]
+        means += page["values"]["mean_counts"]
+        page = httpx.get(f"{url}/runs/{ident}/data", params={"since": page["next"]}, timeout=60).json()
+    assert len(frames) == 8 and [frame.shape for frame in frames] == [(2048, 2048)] * 8
+    assert [float(frame.mean()) for frame in frames] == pytest.approx(means)
+    csv = httpx.get(f"{url}/runs/{ident}/data", params={"format": "csv"}, timeout=60)
+    assert csv.status_code == 200 and len([line for line in csv.text.splitlines() if line[:1].isdigit()]) == 8

@@ -7,8 +7,11 @@ records a point every 50 ms for as long as a test needs it to run.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import sqlite3
+from types import SimpleNamespace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from labbridge.core.errors import RunsUnavailable
+from labbridge.experiment.run_queue import RunQueue
+from labbridge.experiment.run_store import RunStore
 from tests.processes import running_stack, start_backend, wait_until, write_config
 
 SLOW_PY = '''
@@ -49,7 +55,7 @@ async def broken(run: Run) -> None:
 '''
 
 
-def _config(folder: Path) -> Path:
+def _config(folder: Path, **top_level: Any) -> Path:
     (folder / "slow.py").write_text(SLOW_PY, encoding="utf-8")
     return write_config(folder / "config.yml", {
         "psu": {"class": "psu.PowerSupply", "simulate": True},
@@ -57,7 +63,7 @@ def _config(folder: Path) -> Path:
         procedures={"voltage_sweep": {"function": "labbridge.demo.procedures.voltage_sweep"},
                     "force_curve": {"function": "labbridge.demo.procedures.force_curve"},
                     "hold": {"function": "slow.hold"}, "broken": {"function": "slow.broken"}},
-        runs={"interval": 0.2})
+        runs={"interval": 0.2}, **top_level)
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +257,60 @@ def test_a_kill_mid_run_leaves_it_interrupted_with_its_points_and_the_queue_stop
                 "started": False, "stop_after_current": False, "current": None, "queued": [waiting]}
         finally:
             again.stop()
+
+
+def test_a_run_store_that_could_not_open_opens_on_a_later_request_without_a_restart(tmp_path: Path) -> None:
+    config = _config(tmp_path, data_dir="lab/data")
+    lab, kept = tmp_path / "lab", tmp_path / "kept"
+    with running_stack(config, tmp_path) as (_, _, url):  # a run queued before, on record
+        waiting = submit(url, "voltage_sweep", stop=1, steps=2, metadata={"sample": "B7"})
+    lab.rename(kept)
+    lab.write_text("a file where a folder should be")  # as a full disk or a read-only folder would
+    with running_stack(config, tmp_path) as (backend, _, url):
+        for _ in range(20):  # a flood is refused at once, naming the folder and saying it will be retried
+            refused = httpx.post(f"{url}/runs", json={"procedure": "voltage_sweep"})
+            assert refused.status_code == 503 and refused.json()["error"] == "runs_unavailable", refused.text
+        message = refused.json()["message"]
+        assert str(lab / "data") in message and "Not a directory" in message and "tried again" in message, message
+        assert httpx.get(f"{url}/runs").status_code == 503 and httpx.post(f"{url}/runs/queue/start").status_code == 503
+        lab.unlink()  # fixed (nothing else writes in lab/ meanwhile: no action is started)
+        kept.rename(lab)
+        wait_until(lambda: httpx.get(f"{url}/runs").status_code == 200, 10, "the run store opened again")
+        assert run_of(url, waiting)["status"] == "queued"  # loaded as at start: queued, the queue stopped
+        queue = httpx.get(f"{url}/runs/queue").json()
+        assert queue["queued"] == [waiting] and queue["started"] is False
+        later = submit(url, "voltage_sweep", stop=2, steps=2)
+        assert httpx.post(f"{url}/runs/queue/start").json()["started"] is True
+        assert wait_status(url, later, "completed")["points"] == 2 and run_of(url, waiting)["status"] == "completed"
+        assert "the run store opened at last" in backend.output
+
+
+class _CountedStore(RunStore):
+    """A run store that counts its opens (how often the disk is tried)."""
+
+    opens = 0
+
+    def open(self) -> list[dict[str, Any]]:
+        self.opens += 1
+        return super().open()
+
+
+def test_a_flood_of_requests_tries_the_run_store_at_most_once_per_interval(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    store = _CountedStore(tmp_path / "blocked" / "data")
+    queue = RunQueue(SimpleNamespace(publish=lambda event: None), {}, store)  # type: ignore[arg-type]
+    queue.retry_interval = 3600.0  # the flood below is all within one interval, however slow the machine
+
+    async def scenario() -> None:
+        await queue.start()
+        for _ in range(50):
+            with pytest.raises(RunsUnavailable, match="tried again"):
+                await queue.list({})
+        assert store.opens == 1  # the start's: every request within the interval is refused without a try
+        (tmp_path / "blocked").unlink()
+        queue.retry_interval = 0.0
+        await asyncio.gather(*(queue.list({}) for _ in range(10)))  # one open for all of them
+        assert store.opens == 2
+        await queue.close()
+
+    asyncio.run(scenario())

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labbridge.core.arrays import NpyAnswer, npy_parts
-from labbridge.core.errors import InvalidValue, MalformedRequest, RunsUnavailable, UnknownRun
+from labbridge.core.errors import InvalidValue, MalformedRequest, UnknownRun
 from labbridge.experiment.run_export_hdf5 import write_run
 from labbridge.experiment.run_state import FINISHED
 from labbridge.experiment.run_store import ARRAY_FOLDER, RunStore
@@ -51,8 +51,7 @@ _writing = threading.Lock()
 
 
 async def handle_run_file(queue: RunQueue, payload: dict[str, Any]) -> Any:
-    if queue.problem is not None:
-        raise RunsUnavailable(f"runs cannot be read: {queue.problem}")
+    await queue.ensure_usable()
     store, what = queue.store, payload.get("do")
     record = await asyncio.to_thread(store.get, payload["id"]) if isinstance(payload.get("id"), str) else None
     if record is None:

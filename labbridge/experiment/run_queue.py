@@ -9,7 +9,12 @@ is set.
 
 The queue starts stopped whenever the process starts (`queue_start`), so a
 lab PC that reboots never drives hardware by itself; the run that a crash
-cut short is `interrupted` (run_store.py).  Pause and stop are requests the
+cut short is `interrupted` (run_store.py).  A store that cannot be opened at
+start (a data_dir read-only, full, or not a folder) refuses every run
+request with 503 `runs_unavailable`, and a run request tries to open it
+again, at most once every RETRY_INTERVAL so a flood does not hammer the
+disk: once it opens, its queued runs are loaded as at start (the queue
+stopped), without restarting the process.  Pause and stop are requests the
 procedure sees at its next `checkpoint()`.
 
 A queued run can be moved to another place in the queue (`move`), and any
@@ -49,7 +54,7 @@ from labbridge.experiment.procedure import ProcedureSpec
 from labbridge.experiment.run_execution import RunExecutor
 from labbridge.experiment.run_retention import keep_within
 from labbridge.experiment.run_state import FINISHED, STATUSES, QueuedRun
-from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore
+from labbridge.experiment.run_store import PROVENANCE, SUMMARY, RunStore, within_page
 
 if TYPE_CHECKING:
     from labbridge.experiment.experiment import Experiment
@@ -60,6 +65,8 @@ log = logging.getLogger(__name__)
 ABORT_WAIT = 2.0
 # How long a clean stop of the process gives an aborted run's clean-up.
 STOP_GRACE = 3.0
+# The least time between two tries to open a run store that could not be opened.
+RETRY_INTERVAL = 1.0
 
 
 class RunQueue:
@@ -75,6 +82,9 @@ class RunQueue:
         self.started = False  # the worker takes queued runs
         self.stop_after_current = False
         self.problem: str | None = None  # why the store cannot be used
+        self.retry_interval = RETRY_INTERVAL
+        self._tried = 0.0  # time.monotonic() of the last failed try to open the store
+        self._opening = asyncio.Lock()  # one try at a time, however many requests arrive meanwhile
         self._queued: list[QueuedRun] = []
         self._current: QueuedRun | None = None
         self._wake = asyncio.Event()
@@ -94,12 +104,36 @@ class RunQueue:
 
     async def start(self) -> None:
         """Open the store (ending what a crash cut short); the queued runs wait for `queue_start`."""
+        async with self._opening:
+            await self._open()
+        if self.problem is not None:
+            log.error("runs cannot be queued: %s; each run request tries again (at most once every %g s)",
+                      self.problem, self.retry_interval)
+
+    async def ensure_usable(self) -> None:
+        """Nothing if the store is open; else try to open it again (at most once every `retry_interval`), and
+        RunsUnavailable naming what is wrong if it still cannot be."""
+        if self.problem is None:
+            return
+        async with self._opening:
+            if self.problem is not None and time.monotonic() >= self._tried + self.retry_interval:
+                await self._open()
+                if self.problem is None:
+                    log.info("the run store opened at last: %s; runs can be queued", self.store.path)
+                    self._publish_queue()  # the dashboard sees the runs still queued
+        if self.problem is not None:
+            raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}; fix it: it is tried again on the "
+                                  f"next run request (at most once every {self.retry_interval:g} s), no restart needed")
+
+    async def _open(self) -> None:
+        """One try to open the store; on success the queued runs are loaded and the worker starts."""
         try:
             records = await asyncio.to_thread(self.store.open)
         except (OSError, sqlite3.Error) as exc:  # a data_dir that cannot be written stops the runs, nothing else
-            self.problem = f"{self.store.path} cannot be used ({exc}); fix it and restart the experiment process"
-            log.error("runs cannot be queued: %s", self.problem)
+            self.problem = f"{self.store.path} cannot be used ({exc})"
+            self._tried = time.monotonic()
             return
+        self.problem = None
         for record in records:
             self._queued.append(QueuedRun(record["id"], record["procedure"], record["parameters"],
                                           record["metadata"], record["created"], record["queued_by"],
@@ -128,7 +162,7 @@ class RunQueue:
     # Queueing -----------------------------------------------------------------------------------------------
 
     async def submit(self, payload: dict[str, Any], request: Request) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         unknown = sorted(set(payload) - {"procedure", "parameters", "metadata"})
         if unknown:  # a misspelt "parameters" must not queue a run with the defaults
             raise MalformedRequest(f'a run is {{"procedure", "parameters", "metadata"}}; unknown: {", ".join(unknown)}')
@@ -184,7 +218,7 @@ class RunQueue:
         return {**{key: record.get(key) for key in (*SUMMARY, *PROVENANCE)}, "href": f"/runs/{record['id']}"}
 
     async def list(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         status, procedure, text = payload.get("status"), payload.get("procedure"), payload.get("q")
         if status is not None and status not in STATUSES:
             raise InvalidValue(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
@@ -200,7 +234,8 @@ class RunQueue:
         return {"runs": rows}
 
     async def data(self, ident: Any, since: Any, limit: Any) -> dict[str, Any]:
-        """Points `since` and after (at most `limit`), columnar: time, and each column's values, with units."""
+        """Points `since` and after (at most `limit`; fewer if their arrays are large: `next` is where the next
+        page starts), columnar: time, and each column's values, with units."""
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise InvalidValue(f"since must be a point number, 0 or more; got {since!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
@@ -208,10 +243,12 @@ class RunQueue:
         record = await self._record(ident)
         live = self._live(ident)
         columns = dict(live.columns) if live is not None else (record.get("columns") or {})
-        points = await asyncio.to_thread(self.store.points, record["id"], since, limit)
+        points = await asyncio.to_thread(self.store.stored_points, record["id"], since, limit)
         if live is not None:  # the points recorded since the last write to disk
             seen = {n for n, _, _ in points}
             points += [p for p in list(live.unwritten) if p[0] >= since and p[0] not in seen][:limit - len(points)]
+        # A shorter page when arrays are large (`next` says where the next one starts); only its arrays are read.
+        points = await asyncio.to_thread(self.store.loaded, points[:within_page(points)])
         total = live.points if live is not None else record["points"]
         status = live.status if live is not None else record["status"]
         return {"id": record["id"], "procedure": record["procedure"], "status": status, "parameters": record["parameters"], "metadata": record["metadata"],
@@ -232,8 +269,8 @@ class RunQueue:
 
     # Control ------------------------------------------------------------------------------------------------
 
-    def queue_start(self) -> dict[str, Any]:
-        self._check_usable()
+    async def queue_start(self) -> dict[str, Any]:
+        await self.ensure_usable()
         self.started, self.stop_after_current = True, False
         self._wake.set()
         log.info("the run queue is started")
@@ -361,15 +398,11 @@ class RunQueue:
         return next((run for run in self._queued if run.id == ident), None)
 
     async def _record(self, ident: Any) -> dict[str, Any]:
-        self._check_usable()
+        await self.ensure_usable()
         record = await asyncio.to_thread(self.store.get, ident) if isinstance(ident, str) else None
         if record is None:
             raise UnknownRun(f"no run {ident!r}")
         return record
-
-    def _check_usable(self) -> None:
-        if self.problem is not None:
-            raise RunsUnavailable(f"runs cannot be queued or read: {self.problem}")
 
 
 def _whole(number: Any) -> Any:

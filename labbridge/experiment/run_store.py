@@ -46,6 +46,10 @@ _JSON_FIELDS = ("parameters", "metadata", "error", "columns", "axes", "snapshot_
 # The fields every listing shows; the detail adds the provenance.
 SUMMARY = ("id", "procedure", "parameters", "metadata", "status", "progress", "message", "queued_by", "created",
            "started", "finished", "points", "error")
+# What one page of points (GET /runs/<id>/data) may cost as JSON, estimated from its arrays' sizes: a run of
+# camera frames is read a frame or two per page.  All at once, 49 frames of 8 MB were 900 MB of JSON that the
+# experiment process built for seconds, holding its event loop, only to refuse it as over max_reply_bytes.
+PAGE_BYTES = 16 * 1024 * 1024
 PROVENANCE = ("axes", "columns", "source", "source_hash", "version", "config", "snapshot_start", "snapshot_end")
 
 
@@ -186,9 +190,9 @@ class RunStore:
                "ORDER BY seq DESC LIMIT ?")
         return [_row(r) for r in self._query(sql, (*args, limit))]
 
-    def points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
-        """Points numbered `since` and after, at most `limit`; arrays come back as NumPy arrays."""
-        return [(n, t, self._loaded(values)) for n, t, values in self.stored_points(run_id, since, limit)]
+    def loaded(self, points: list[tuple[int, float, dict[str, Any]]]) -> list[tuple[int, float, dict[str, Any]]]:
+        """Points as stored (`stored_points`), their arrays read back as NumPy arrays."""
+        return [(n, t, self._loaded(values)) for n, t, values in points]
 
     def stored_points(self, run_id: str, since: int, limit: int) -> list[tuple[int, float, dict[str, Any]]]:
         """Points as stored: an array is its reference `{"npy", "dtype", "shape"}` (`load_array` reads it)."""
@@ -244,3 +248,29 @@ def _cell(name: str, value: Any) -> Any:
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     return {key: (orjson.loads(row[key]) if key in _JSON_FIELDS and row[key] is not None else row[key])
             for key in row.keys()}
+
+
+def json_size(values: dict[str, Any]) -> int:
+    """About the most bytes a point's values take as JSON: an array (or its stored reference) by its element
+    count and item size; anything else a few dozen bytes."""
+    size = 0
+    for value in values.values():
+        if isinstance(value, np.ndarray):
+            count, itemsize = value.size, value.itemsize
+        elif isinstance(value, dict):  # {"npy", "dtype", "shape"}
+            count, itemsize = int(np.prod(value["shape"])), np.dtype(value["dtype"]).itemsize
+        else:
+            size += 32 + (len(value) * 2 if isinstance(value, str) else 0)
+            continue
+        size += count * (8 if itemsize <= 2 else 3 * itemsize + 4)  # "65535," or "-1.2345678901234567e-300,"
+    return size
+
+
+def within_page(points: list[tuple[int, float, dict[str, Any]]], budget: int = PAGE_BYTES) -> int:
+    """How many of the first `points` a page holds: those whose JSON fits in `budget`, and always the first."""
+    total = 0
+    for count, (_, _, values) in enumerate(points):
+        total += json_size(values)
+        if total > budget and count > 0:
+            return count
+    return len(points)

@@ -72,7 +72,7 @@ async def _answer(queue: RunQueue, request: Request, payload: dict[str, Any]) ->
         return await handle_run_file(queue, payload)
     what = payload.get("do", "status")
     if what == "start":
-        return queue.queue_start()
+        return await queue.queue_start()
     if what == "stop":
         return queue.queue_stop()
     if what == "status":
