@@ -41,7 +41,8 @@ VERSION = 1
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations",
-             "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue", "run_file"]
+             "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue", "run_file",
+             "alarms"]
 # What a `get` answer may be sent as: JSON, or (arrays) a NumPy .npy file.
 Format = Literal["json", "npy"]
 FORMATS: frozenset[str] = frozenset({"json", "npy"})
@@ -56,7 +57,8 @@ INVOCATION_OPS: frozenset[str] = frozenset({"invoke", "cancel", "invocation", "i
 # Runs of procedures (experiment/runs.py describes each op's payload).
 RUN_OPS: frozenset[str] = frozenset({"procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue",
                                      "run_file"})
-OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS | RUN_OPS
+# Safety: `alarms` ({}): every attribute with alarm limits and its severity (experiment/safety/alarms.py).
+OPS: frozenset[str] = frozenset({"get", "put", "describe", "ping", "history", "alarms"}) | INVOCATION_OPS | RUN_OPS
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 # Live values: on the events socket a frontend sends this after each handshake, then
 # receives [module, event JSON] frames (experiment/events.py, frontend/live.py).

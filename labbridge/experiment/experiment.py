@@ -56,6 +56,8 @@ from labbridge.experiment.invocations import Invocations
 from labbridge.experiment.procedure import load_procedures
 from labbridge.experiment.run_queue import RunQueue
 from labbridge.experiment.runs import handle_run_op
+from labbridge.experiment.safety.alarms import Alarms
+from labbridge.experiment.safety.notices import Notices
 from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,8 @@ class Experiment:
         self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
         self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
+        self.alarms: Alarms | None = None  # alarm limits (config.yml `alarms:`, safety/alarms.py; from_config sets it)
+        self.notices: Notices | None = None  # tell() to the audit log, the dashboards and webhooks (safety/notices.py)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -136,6 +140,9 @@ class Experiment:
                          journal=InvocationJournal(data_dir))
         procedures = load_procedures(config.procedures, modules, source)
         experiment.runs = RunQueue.for_experiment(experiment, procedures, data_dir, config.runs, Path(source))
+        experiment.alarms = Alarms.from_config(config, modules, experiment, source)
+        experiment.observers.append(experiment.alarms.observe)
+        experiment.notices = Notices.install(experiment, config.notify)
         return experiment
 
     async def start(self) -> None:
@@ -185,6 +192,8 @@ class Experiment:
             except Exception:  # one module failing to close must not keep the others open
                 log.exception("closing module %s failed", module.name)
             module.worker.close()
+        if self.notices is not None:  # before the audit log: what is still to be told is sent or logged
+            await self.notices.close()
         if self.audit is not None:
             self.audit.close()
 
@@ -219,6 +228,8 @@ class Experiment:
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
             return self.describe()
+        if request.op == "alarms":
+            return self.alarms.describe() if self.alarms is not None else {"alarms": []}
         if request.op in INVOCATION_OPS:
             return await self.invocations.handle(request)
         if request.op in RUN_OPS:

@@ -9,7 +9,9 @@
 - from a ping of the experiment process at scrape time: `bridge_backend_up`,
   `bridge_backend_rtt_seconds`, per module `bridge_module_queue_length`,
   `bridge_module_last_contact_timestamp_seconds` and `bridge_module_up` (0
-  after a failed instrument call), and `bridge_history_recording`.
+  after a failed instrument call), and `bridge_history_recording`;
+- from `GET /alarms` at scrape time: `bridge_alarm_severity{module, attribute}`
+  of every attribute with alarm limits (0 ok, 1 minor, 2 major, 3 invalid).
 
 Labels come from config.yml's names and the route templates, never from raw
 request paths, so a client probing random URLs cannot grow the series without bound.
@@ -27,6 +29,8 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from labbridge.frontend.live import LiveFeed
+
+SEVERITIES = ("ok", "minor", "major", "invalid")  # an alarm's severity, exported as its index
 
 # Seconds; the bridge answers in about a millisecond, a slow instrument in seconds.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -83,11 +87,12 @@ class BridgeMetrics:
                 self._series[key] = series
         series.observe(seconds)
 
-    def render(self, ping: dict[str, Any] | None) -> bytes:
-        """The text exposition, with the backend's state as `ping` found it (None: not reachable)."""
+    def render(self, ping: dict[str, Any] | None, alarms: list[dict[str, Any]] | None = None) -> bytes:
+        """The text exposition, with the backend's state as `ping` found it (None: not reachable) and its
+        alarms (GET /alarms)."""
         if ping is not None:
             self.known_modules.update(ping["modules"])
-        self._lab.ping = ping
+        self._lab.ping, self._lab.alarms = ping, alarms or []
         return generate_latest(self.registry)
 
 
@@ -98,6 +103,7 @@ class _LabCollector:
         self.feed = feed
         self.latencies = latencies
         self.ping: dict[str, Any] | None = None
+        self.alarms: list[dict[str, Any]] = []
 
     def collect(self) -> Iterator[Metric]:
         requests = HistogramMetricFamily("bridge_http_request_duration_seconds", "HTTP requests served, by route template",
@@ -119,6 +125,8 @@ class _LabCollector:
                     updated.add_metric([module, attribute], event["time"])
         yield value
         yield updated
+        if self.alarms:
+            yield _alarm_metric(self.alarms)
         yield GaugeMetricFamily("bridge_backend_up", "1 when the experiment process answers", float(self.ping is not None))
         if self.ping is None:
             return
@@ -131,6 +139,14 @@ class _LabCollector:
                                     float(history["recording"]))
             yield CounterMetricFamily("bridge_history_dropped_values", "Values lost because recording failed too long",
                                       history["dropped"])
+
+
+def _alarm_metric(alarms: list[dict[str, Any]]) -> Metric:
+    severity = GaugeMetricFamily("bridge_alarm_severity", "Alarm severity of an attribute with limits: "
+                                 "0 ok, 1 minor, 2 major, 3 invalid (its read failed)", labels=["module", "attribute"])
+    for alarm in alarms:
+        severity.add_metric([alarm["module"], alarm["attribute"]], float(SEVERITIES.index(alarm["severity"])))
+    return severity
 
 
 def _module_metrics(modules: dict[str, Any]) -> Iterator[Metric]:
