@@ -168,8 +168,8 @@ def test_temperature_over_high_and_hihi_and_back_through_the_hysteresis_band(
         ("ok", None), ("minor", "high"), ("major", "hihi"), ("minor", "high"), ("ok", None), ("invalid", None),
         ("ok", None)]
     assert [p[0] for p in points] == sorted(p[0] for p in points)
-    expected = [30, 36, 41, 39.8, 39.2, 34.7, 34.2, None, 20]  # the polled values, a failed read a gap
-    wait_until(lambda: value_changes(f"{url}/module_a/temperature/history")[-9:] == expected, 10,
+    read = [30, 36, 41, 39.8, 39.2, 34.7, 34.2, None, 20]  # the polled values, a failed read a gap
+    wait_until(lambda: value_changes(f"{url}/module_a/temperature/history")[-9:] == read, 10,
                f"the values ({value_changes(f'{url}/module_a/temperature/history')})")
 
 

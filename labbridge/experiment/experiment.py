@@ -228,8 +228,9 @@ class Experiment:
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
             return self.describe()
-        if request.op == "alarms":
-            return self.alarms.describe() if self.alarms is not None else {"alarms": []}
+        if request.op == "alarms":  # and what became of the notices sent to webhooks
+            return {**(self.alarms.describe() if self.alarms else {"alarms": []}),
+                    "webhooks": self.notices.describe() if self.notices else None}
         if request.op in INVOCATION_OPS:
             return await self.invocations.handle(request)
         if request.op in RUN_OPS:

@@ -11,7 +11,8 @@
   `bridge_module_last_contact_timestamp_seconds` and `bridge_module_up` (0
   after a failed instrument call), and `bridge_history_recording`;
 - from `GET /alarms` at scrape time: `bridge_alarm_severity{module, attribute}`
-  of every attribute with alarm limits (0 ok, 1 minor, 2 major, 3 invalid).
+  of every attribute with alarm limits (0 ok, 1 minor, 2 major, 3 invalid),
+  and, with webhooks, `bridge_webhook_messages_total{outcome}`.
 
 Labels come from config.yml's names and the route templates, never from raw
 request paths, so a client probing random URLs cannot grow the series without bound.
@@ -87,12 +88,12 @@ class BridgeMetrics:
                 self._series[key] = series
         series.observe(seconds)
 
-    def render(self, ping: dict[str, Any] | None, alarms: list[dict[str, Any]] | None = None) -> bytes:
+    def render(self, ping: dict[str, Any] | None, alarms: dict[str, Any] | None = None) -> bytes:
         """The text exposition, with the backend's state as `ping` found it (None: not reachable) and its
-        alarms (GET /alarms)."""
+        alarms and webhooks (the answer to GET /alarms)."""
         if ping is not None:
             self.known_modules.update(ping["modules"])
-        self._lab.ping, self._lab.alarms = ping, alarms or []
+        self._lab.ping, self._lab.alarms = ping, alarms or {}
         return generate_latest(self.registry)
 
 
@@ -103,7 +104,7 @@ class _LabCollector:
         self.feed = feed
         self.latencies = latencies
         self.ping: dict[str, Any] | None = None
-        self.alarms: list[dict[str, Any]] = []
+        self.alarms: dict[str, Any] = {}  # the answer to GET /alarms
 
     def collect(self) -> Iterator[Metric]:
         requests = HistogramMetricFamily("bridge_http_request_duration_seconds", "HTTP requests served, by route template",
@@ -125,8 +126,10 @@ class _LabCollector:
                     updated.add_metric([module, attribute], event["time"])
         yield value
         yield updated
-        if self.alarms:
-            yield _alarm_metric(self.alarms)
+        if self.alarms.get("alarms"):
+            yield _alarm_metric(self.alarms["alarms"])
+        if self.alarms.get("webhooks", {}).get("urls"):
+            yield _webhook_metric(self.alarms["webhooks"])
         yield GaugeMetricFamily("bridge_backend_up", "1 when the experiment process answers", float(self.ping is not None))
         if self.ping is None:
             return
@@ -147,6 +150,15 @@ def _alarm_metric(alarms: list[dict[str, Any]]) -> Metric:
     for alarm in alarms:
         severity.add_metric([alarm["module"], alarm["attribute"]], float(SEVERITIES.index(alarm["severity"])))
     return severity
+
+
+def _webhook_metric(counts: dict[str, int]) -> Metric:
+    messages = CounterMetricFamily("bridge_webhook_messages", "Safety notices for webhooks, by what became of "
+                                   "them: sent, rate_limited, dropped (queue full), failed (a URL never took it)",
+                                   labels=["outcome"])
+    for outcome in ("sent", "rate_limited", "dropped", "failed"):
+        messages.add_metric([outcome], counts[outcome])
+    return messages
 
 
 def _module_metrics(modules: dict[str, Any]) -> Iterator[Metric]:

@@ -57,6 +57,10 @@ class Notices:
         except Exception:  # a bug here must not break the poll or the request that saw the value
             log.exception("could not tell %r", notice)
 
+    def describe(self) -> dict[str, int]:
+        """The webhooks' counts: messages sent, rate-limited, dropped (queue full), failed, queued."""
+        return self.webhooks.stats()
+
     async def close(self) -> None:
         await self.webhooks.close()
 

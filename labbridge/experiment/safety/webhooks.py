@@ -39,6 +39,8 @@ class Webhooks:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.suppressed = 0  # rate-limited since the last message sent: summarised in the next one
+        self.sent = 0  # messages that left (a summary counts as one), to every URL
+        self.held_back = 0  # notices the rate limit kept from leaving (in all)
         self.dropped = 0  # lost because the queue was full
         self.failed = 0  # messages a URL never took, all tries done
 
@@ -54,6 +56,11 @@ class Webhooks:
             return
         if self._task is None:  # started on the first notice: that needs the running loop
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stats(self) -> dict[str, int]:
+        """What became of the notices handed to `send` (for GET /alarms and /metrics)."""
+        return {"urls": len(self.urls), "sent": self.sent, "rate_limited": self.held_back, "dropped": self.dropped,
+                "failed": self.failed, "queued": self._queue.qsize()}
 
     async def close(self, grace: float = 1.0) -> None:
         """Send what is queued for up to `grace` seconds, then stop."""
@@ -77,6 +84,7 @@ class Webhooks:
             try:
                 text = await self._next()
             except TimeoutError:  # quiet again: what the limit held back is summarised once the minute allows
+                self._allowed()  # forgets the messages now out of the window
                 await self._post(f"{self.suppressed} more notices were not sent (at most "
                                  f"{self.settings.max_per_minute} a minute); see the audit log")
                 self.suppressed = 0
@@ -89,6 +97,7 @@ class Webhooks:
                     await self._post(text)
                 else:
                     self.suppressed += 1
+                    self.held_back += 1
             finally:
                 self._queue.task_done()
 
@@ -108,6 +117,7 @@ class Webhooks:
 
     async def _post(self, text: str) -> None:
         self._sent.append(time.monotonic())
+        self.sent += 1
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
         await asyncio.gather(*(self._post_to(self._session, url, text) for url in self.urls))

@@ -29,10 +29,10 @@ async def metrics(request: Request) -> Response:
     bridge = bridge_of(request)
     allow(request, "read")
     ping: dict[str, Any] | None
-    alarms: list[dict[str, Any]] | None
+    alarms: dict[str, Any] | None
     try:
         ping = await bridge.backend.ping_modules()
-        alarms = orjson.loads(await bridge.backend.request("alarms", value={}))["alarms"]
+        alarms = orjson.loads(await bridge.backend.request("alarms", value={}))
     except BridgeError:
         ping = alarms = None
     return Response(bridge.metrics.render(ping, alarms), media_type=CONTENT_TYPE_LATEST)
