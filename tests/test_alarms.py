@@ -122,7 +122,8 @@ def test_temperature_over_high_and_hihi_and_back_through_the_hysteresis_band(
         alarmed: tuple[str, Path, str]) -> None:
     url, folder, simulator = alarmed
     (alarm,) = httpx.get(f"{url}/alarms").json()["alarms"]
-    assert set(alarm) == {"module", "attribute", "severity", "limit", "value", "since"}
+    assert set(alarm) == {"module", "attribute", "severity", "limit", "value", "since", "unit", "limits"}
+    assert alarm["limits"] == {**TEMPERATURE, "hysteresis": 0.5} and alarm["unit"] == "degC"
     live = LiveEvents(url)
     try:
         steps = [(30, ("ok", None)), (36, ("minor", "high")), (41, ("major", "hihi")),

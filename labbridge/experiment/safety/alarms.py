@@ -76,8 +76,9 @@ class AlarmState:
         return (self.severity, self.limit) if still else worst
 
     def as_dict(self) -> dict[str, Any]:
+        limits = self.limits.model_dump(exclude_none=True)
         return {"module": self.module, "attribute": self.attribute, "severity": self.severity, "limit": self.limit,
-                "value": self.value, "since": self.since}
+                "value": self.value, "since": self.since, "unit": self.unit, "limits": limits}
 
 
 class Alarms:
