@@ -177,3 +177,29 @@ def test_temperature_over_high_and_hihi_and_back_through_the_hysteresis_band(
 def value_changes(history: str) -> list[Any]:
     values = [p[1] for p in httpx.get(history).json()["points"]]
     return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
+
+
+def test_the_python_client_lists_the_alarms_sync_and_async(alarmed: tuple[str, Path, str]) -> None:
+    import asyncio
+
+    from bridge_client import AsyncBridge, connect
+    from bridge_client.watch import _event
+
+    url, _, simulator = alarmed
+    httpx.put(f"{simulator}/sim/temperature", json={"value": 41})
+    wait_until(lambda: severity(url) == ("major", "hihi"), 10, "the poll's alarm")
+    with connect(url) as lab:
+        (alarm,) = lab.alarms()
+    assert (alarm["module"], alarm["attribute"], alarm["severity"], alarm["limit"], alarm["value"]) == (
+        "module_a", "temperature", "major", "hihi", 41)
+    assert alarm["limits"]["hihi"] == 40 and isinstance(alarm["since"], float)
+
+    async def listed() -> list[dict[str, Any]]:
+        async with AsyncBridge(url) as lab:
+            return await lab.alarms()
+
+    assert asyncio.run(listed()) == [alarm]
+    # lab.watch() yields values only: an alarm's live event is not one
+    event = {"module": "module_a", "attribute": "temperature.alarm", "alarm": "temperature", "severity": "major",
+             "limit": "hihi", "value": {"severity": "major", "limit": "hihi", "value": 41}}
+    assert _event(orjson.dumps(event)) is None
