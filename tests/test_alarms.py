@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from labbridge.core.safety_config import AlarmLimits
 from labbridge.experiment.experiment import Experiment
 from labbridge.experiment.safety.alarms import AlarmState
 from tests.processes import running_stack, wait_until, write_config
-from tests.test_audit import audit_lines
+from tests.test_audit import audit_lines, shown_as
 
 TEMPERATURE = {"high": 35, "hihi": 40, "hysteresis": 0.5}
 
@@ -72,6 +73,17 @@ def test_the_process_refuses_to_start_on_bad_limits(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "start_experiment.py", "--config", str(config)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "alarms.module_a.temperature.hihi: 40 is below high (41)" in done.stderr
+
+
+def documented_notices(op: str) -> list[dict[str, Any]]:
+    """The notice lines docs/reference/audit-log.md shows (its block titled "notice lines") of one `op`."""
+    from tests.processes import ROOT
+
+    page = (ROOT / "docs" / "reference" / "audit-log.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r'```json title="notice lines"\n(.*?)```', page, flags=re.S)
+    shown = [orjson.loads(line) for line in block.splitlines()]
+    assert shown and all(line["stage"] == "notice" for line in shown)
+    return [line for line in shown if line["op"] == op]
 
 
 class LiveEvents:
@@ -161,6 +173,8 @@ def test_temperature_over_high_and_hihi_and_back_through_the_hysteresis_band(
     assert [(line["op"], line["module"], line["attribute"], line["before"], line["outcome"]) for line in lines] == [
         ("alarm", "module_a", "temperature", before, after) for before, after in zip(transitions, transitions[1:])]
     assert lines[1]["after"]["limit"] == "hihi" and lines[1]["after"]["value"] == 41
+    for shown in documented_notices("alarm"):  # the manual's notice lines are what the process writes
+        assert any(shown_as(shown, line) for line in lines), shown
     # History: the values in the attribute's channel, the transitions in <attribute>.alarm.
     wait_until(lambda: len(httpx.get(f"{url}/module_a/temperature.alarm/history").json().get("points", []))
                == len(transitions), 10, "the transitions in history")

@@ -20,7 +20,8 @@ from labbridge.core.safety_config import NotifySettings
 from labbridge.experiment.safety import webhooks
 from labbridge.experiment.safety.webhooks import Webhooks
 from tests.processes import running_stack, wait_until, write_config
-from tests.test_audit import audit_lines
+from tests.test_alarms import documented_notices
+from tests.test_audit import audit_lines, shown_as
 
 BROKEN_PY = '''
 """A procedure that fails at once."""
@@ -119,6 +120,8 @@ def test_a_failed_run_and_alarms_reach_the_webhook_and_a_flapping_alarm_sends_at
     notices = [line for line in audit_lines(tmp_path) if line["stage"] == "notice"]
     assert len(notices) == 101 and notices[0]["op"] == "run_failed" and notices[0]["attribute"] is None
     assert notices[0]["after"]["run"] == run["id"] and notices[0]["after"]["procedure"] == "broken"
+    (shown,) = documented_notices("run_failed")  # as the manual shows it, but for the run's id and who queued it
+    assert shown_as({**shown, "identity": None}, notices[0])
 
 
 def test_a_webhook_that_fails_is_retried_with_backoff(tmp_path: Path, receiver: Receiver) -> None:
