@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection, connect
 from labbridge.core.config import ConfigError, load_config
 from labbridge.core.safety_config import AlarmLimits
 from labbridge.experiment.experiment import Experiment
-from labbridge.experiment.safety.alarms import AlarmState
+from labbridge.experiment.safety.alarms import Alarms, AlarmState
 from tests.processes import running_stack, wait_until, write_config
 from tests.test_audit import audit_lines, shown_as
 
@@ -35,6 +35,45 @@ def test_a_severity_rises_at_once_and_drops_only_past_the_limit_by_the_hysteresi
                     (39.4, "minor", "high"), (34.6, "minor", "high"), (34.4, "ok", None), (4.9, "minor", "low"),
                     (5.3, "minor", "low"), (5.6, "ok", None), (-1, "major", "lolo"), (45, "major", "hihi"),
                     (20, "ok", None)]
+
+
+class Host:
+    """What Alarms needs of its experiment: where events and notices go."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def tell(self, notice: dict[str, Any]) -> None:
+        self.notices.append(notice)
+
+
+def test_what_is_not_a_number_is_not_judged_and_a_failed_read_is_invalid() -> None:
+    host = Host()
+    alarms = Alarms(host, [AlarmState("m", "t", None, AlarmLimits(high=35))])  # type: ignore[arg-type]
+    alarms.observe("m", "t", {"value": 20.0})
+    for reading in ({"value": None}, {"value": float("nan")}, {"value": True}, {"value": "hot"}, {}):
+        alarms.observe("m", "t", reading)
+    alarms.observe("m", "other", {"value": 99.0})  # no limits
+    assert [e["severity"] for e in host.events] == ["ok"] and host.notices == []
+    alarms.observe("m", "t", {"error": "instrument_error", "message": "sensor unplugged"})
+    assert [(n["severity"], n["previous"], n["message"]) for n in host.notices] == [
+        ("invalid", "ok", "m.t is INVALID: its read failed (sensor unplugged)")]
+    assert alarms.describe()["alarms"][0]["value"] is None
+
+
+def test_the_benchmark_runs_and_prints_each_case() -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    done = subprocess.run([sys.executable, "bench/alarms.py", "--calls", "1000", "--limits", "50"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert "with 50 alarm limits" in done.stdout and done.stdout.count(" ns\n") == 5
 
 
 @pytest.mark.parametrize(("alarms", "message"), [

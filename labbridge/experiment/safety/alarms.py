@@ -38,10 +38,11 @@ SEVERITIES = ("ok", "minor", "major", "invalid")  # the index is the severity's 
 RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 CHANNEL = ".alarm"  # the history channel of an attribute's severity: "<attribute>.alarm"
 _ORDER = ("lolo", "low", "high", "hihi")
+_NUMBERS = frozenset({int, float})  # exactly (a bool is not a number here); subclasses take the longer way
 _WORDS = {"lolo": "at or below", "low": "at or below", "high": "at or above", "hihi": "at or above"}
 
 
-@dataclass
+@dataclass(slots=True)
 class AlarmState:
     """One attribute's limits and its current severity."""
 
@@ -54,24 +55,37 @@ class AlarmState:
     value: Any = None  # the last value judged (None: none yet, or the read failed)
     since: float | None = None  # Unix time of the last transition (None: nothing seen yet)
     seen: bool = False
+    # The limits as plain floats (an absent one: infinitely far), and the band strictly inside them that is ok.
+    lolo: float = -math.inf
+    low: float = -math.inf
+    high: float = math.inf
+    hihi: float = math.inf
+    ok_above: float = -math.inf
+    ok_below: float = math.inf
+
+    def __post_init__(self) -> None:
+        for name in _ORDER:
+            bound = getattr(self.limits, name)
+            if bound is not None:
+                setattr(self, name, float(bound))
+        self.ok_above, self.ok_below = max(self.lolo, self.low), min(self.high, self.hihi)
 
     def judge(self, value: float) -> tuple[str, str | None]:
         """The severity and limit crossed for `value`, hysteresis applied to the limit crossed now."""
-        limits = self.limits
-        if limits.hihi is not None and value >= limits.hihi:
+        if value >= self.hihi:
             worst: tuple[str, str | None] = ("major", "hihi")
-        elif limits.lolo is not None and value <= limits.lolo:
+        elif value <= self.lolo:
             worst = ("major", "lolo")
-        elif limits.high is not None and value >= limits.high:
+        elif value >= self.high:
             worst = ("minor", "high")
-        elif limits.low is not None and value <= limits.low:
+        elif value <= self.low:
             worst = ("minor", "low")
         else:
             worst = ("ok", None)
         if self.limit is None or RANK[worst[0]] >= RANK[self.severity]:
             return worst
         # Less severe than now: kept until the value is back past the limit crossed by the hysteresis.
-        bound, band = getattr(limits, self.limit), limits.hysteresis
+        bound, band = getattr(self, self.limit), self.limits.hysteresis
         still = value > bound - band if self.limit in ("high", "hihi") else value < bound + band
         return (self.severity, self.limit) if still else worst
 
@@ -122,10 +136,14 @@ class Alarms:
         state = watched.get(attribute)
         if state is None:
             return
+        value: Any = reading.get("value")
+        if (type(value) in _NUMBERS and state.ok_above < value < state.ok_below and state.seen
+                and state.severity == "ok"):
+            state.value = value  # the common case, a number that is ok and stays ok (NaN is not)
+            return
         if "error" in reading:
             severity, limit, value = "invalid", None, None
         else:
-            value = reading.get("value")
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 return  # nothing read yet (None): nothing to judge
             severity, limit = state.judge(value)

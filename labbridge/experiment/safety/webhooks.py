@@ -62,7 +62,7 @@ class Webhooks:
         return {"urls": len(self.urls), "sent": self.sent, "rate_limited": self.held_back, "dropped": self.dropped,
                 "failed": self.failed, "queued": self._queue.qsize()}
 
-    async def close(self, grace: float = 1.0) -> None:
+    async def close(self, grace: float = 0.5) -> None:
         """Send what is queued for up to `grace` seconds, then stop."""
         if self._task is None:
             return
@@ -92,7 +92,8 @@ class Webhooks:
             try:
                 if self._allowed():
                     if self.suppressed:
-                        text += f" (and {self.suppressed} more, not sent: at most {self.settings.max_per_minute} a minute)"
+                        limit = self.settings.max_per_minute
+                        text += f" (and {self.suppressed} more, not sent: at most {limit} a minute)"
                         self.suppressed = 0
                     await self._post(text)
                 else:
