@@ -18,6 +18,11 @@ fsynced before the code goes on:
   the request's `id`.  A `started` line of that `id` means it reached the
   driver (outcome unknown); none means it never did.
 
+- Safety notices (an alarm's change, a failed run, a trip, an acknowledgement,
+  a safe state applied; experiment/safety/notices.py): one `notice` line
+  each, `op` the notice's kind, its own fields in `after`, never awaited
+  (`record_notice`).
+
 Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
 `identity`, `role` (the token's, see frontend/auth.py), `module`,
 `attribute`, `requested`, `before`, `after`, `outcome`).
