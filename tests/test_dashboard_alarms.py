@@ -61,3 +61,52 @@ def test_an_attribute_in_alarm_is_coloured_with_its_limit_and_listed_in_the_bann
         page.reload()
         page.wait_for_selector(f'{value}[data-severity="minor"]')
         assert page.locator(banner).is_visible()
+
+
+def test_latched_interlocks_show_with_acknowledge_and_a_safe_state_on_its_card(stack: tuple[str, str]) -> None:
+    # The interlocks' routes and /health's safe_state are another part's (issue 21): answered here as their
+    # contract says, by the browser's own routing, to drive this page's side of them.
+    import orjson
+    from playwright.sync_api import Route
+
+    url, _ = stack
+    latched = {"supply_hot": {"kind": "trip", "condition": "module_a.temperature > 40", "state": "latched",
+                              "since": 1764151234.5, "values": {"module_a.temperature": 41.0},
+                              "acknowledged_by": None}}
+    acks: list[str] = []
+
+    def interlocks(route: Route) -> None:
+        route.fulfill(status=200, content_type="application/json", body=orjson.dumps({"interlocks": latched}))
+
+    def ack(route: Route) -> None:
+        acks.append(route.request.method)
+        if len(acks) == 1:
+            route.fulfill(status=409, content_type="application/json",
+                          body=orjson.dumps({"error": "interlocked", "message": "supply_hot: the condition holds"}))
+            return
+        latched["supply_hot"]["state"] = "ok"
+        route.fulfill(status=200, content_type="application/json", body=b"{}")
+
+    def health(route: Route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        body["modules"]["module_a"]["safe_state"] = {"applied_at": 1764151240.0, "reason": "trip supply_hot"}
+        route.fulfill(response=answer, body=orjson.dumps(body))
+
+    with page_without_errors() as page:
+        page.route("**/interlocks", interlocks)
+        page.route("**/interlocks/supply_hot/ack", ack)
+        page.route("**/health", health)
+        page.goto(url + "/")
+        item = page.locator('#alarm-banner li[data-interlock="supply_hot"]')
+        item.wait_for()
+        assert "interlock supply_hot latched since" in item.inner_text()
+        assert "module_a.temperature > 40" in item.inner_text()
+        page.wait_for_selector("#safe-state-module_a")
+        assert "trip supply_hot" in page.locator("#safe-state-module_a").inner_text()
+        item.get_by_role("button", name="acknowledge supply_hot").click()
+        page.wait_for_selector('#alarm-banner li[data-interlock="supply_hot"] .field-error')
+        assert "the condition holds" in item.inner_text()  # refused: the message shows, the interlock stays
+        item.get_by_role("button", name="acknowledge supply_hot").click()
+        page.wait_for_selector("#alarm-banner", state="hidden")
+        assert acks == ["POST", "POST"]
