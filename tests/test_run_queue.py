@@ -233,7 +233,7 @@ def test_every_control_request_and_a_run_s_failure_are_in_the_audit_log_with_ide
     failed = wait_status(url, broken, "failed")
     lines = audit_lines(folder)[seen:]
     control = [(r["op"], r["module"], r["attribute"], r["stage"], r["identity"], r["role"], r["outcome"])
-               for r in lines if r["op"] != "run" and r["stage"] != "started"]
+               for r in lines if r["op"] != "run" and r["stage"] not in ("started", "notice")]
     assert control == [
         ("submit_run", "runs", "count", "finished", "alice", "operate", "ok"),
         ("submit_run", "runs", "count", "finished", "alice", "operate", "ok"),
@@ -253,6 +253,10 @@ def test_every_control_request_and_a_run_s_failure_are_in_the_audit_log_with_ide
     assert run == [("started", "alice", "operate", None), ("finished", "alice", "operate", "procedure_failed")]
     ended = next(r for r in lines if r["op"] == "run" and r["stage"] == "finished")
     assert ended["after"]["error"]["message"] == failed["error"]["message"] == "RuntimeError: the sample holder is empty"
+    # People are told (experiment/safety/notices.py): a notice line, written just after the run's end.
+    wait_until(lambda: any(r["op"] == "run_failed" for r in audit_lines(folder)[seen:]), 10, "the notice")
+    notice = next(r for r in audit_lines(folder)[seen:] if r["op"] == "run_failed")
+    assert (notice["stage"], notice["identity"], notice["after"]["run"]) == ("notice", "alice", broken)
 
 
 def test_a_moved_queue_keeps_its_order_after_a_restart(tmp_path: Path) -> None:

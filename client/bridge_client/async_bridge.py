@@ -130,6 +130,13 @@ class AsyncBridge:
         ident = ident.removeprefix("/invocations/")
         return AsyncInvocation(await self._http.read(f"/invocations/{quote(ident, safe='')}"), self._http)
 
+    async def alarms(self) -> list[dict[str, Any]]:
+        """Every attribute with alarm limits and its severity now (GET /alarms): dicts with module, attribute,
+        severity ("ok", "minor", "major", "invalid"), limit (the one crossed, e.g. "high"), value, since, unit
+        and limits."""
+        answer = await self._http.read("/alarms")
+        return list(answer["alarms"])
+
     def watch(self, *names: str, reconnect: bool = True) -> AsyncGenerator[Event, None]:
         """Live values of `names` ("module_a.force", or "module_a" for all of a module; none: everything)."""
         wanted = check_names(names, {n: set(m.info.attributes) for n, m in self._modules.items()})

@@ -123,6 +123,12 @@ class Bridge:
         """An invocation by its id (or href), whoever started it (this client, another, the dashboard)."""
         return Invocation(self._portal.call(self._async.invocation(ident)), self._portal)
 
+    def alarms(self) -> list[dict[str, Any]]:
+        """Every attribute with alarm limits and its severity now (GET /alarms): dicts with module, attribute,
+        severity ("ok", "minor", "major", "invalid"), limit (the one crossed, e.g. "high"), value, since, unit
+        and limits.  `[a for a in lab.alarms() if a["severity"] != "ok"]`: what is in alarm."""
+        return self._portal.call(self._async.alarms())
+
     def watch(self, *names: str, reconnect: bool = True) -> Iterator[Event]:
         """Live values of `names` ("module_a.force", or "module_a" for all of a module; none: everything),
         forever, reconnecting by itself; leave the loop to stop.  Needs `bridge-client[watch]`."""

@@ -103,6 +103,8 @@ def _event(message: str | bytes) -> Event | None:
     """An Event from one message; None for messages that are not about an attribute's value."""
     try:
         data = json.loads(message)
+        if "alarm" in data:  # an alarm's severity (its channel "<attribute>.alarm"), not a value: see Bridge.alarms()
+            return None
         return Event(module=data["module"], attribute=data["attribute"], value=data.get("value"),
                      unit=data.get("unit"), error=data.get("error"), message=data.get("message"))
     except (ValueError, KeyError, TypeError):

@@ -18,6 +18,11 @@ fsynced before the code goes on:
   the request's `id`.  A `started` line of that `id` means it reached the
   driver (outcome unknown); none means it never did.
 
+- Safety notices (an alarm's change, a failed run, a trip, an acknowledgement,
+  a safe state applied; experiment/safety/notices.py): one `notice` line
+  each, `op` the notice's kind, its own fields in `after`, never awaited
+  (`record_notice`).
+
 Every line has the same keys (`time`, `id`, `op`, `stage`, `client`,
 `identity`, `role` (the token's, see frontend/auth.py), `module`,
 `attribute`, `requested`, `before`, `after`, `outcome`).
@@ -59,6 +64,7 @@ import reprlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +81,8 @@ MAX_VALUE_BYTES = 4096
 MAX_NAME_CHARS = 200
 # Identical refusals written in full per second; the rest of the second are counted in one line.
 REFUSALS_PER_SECOND = 10
+# A notice's fields that have a key of their own in its line; the others go in `after`.
+NOTICE_LINE_KEYS = frozenset({"kind", "module", "attribute", "identity", "previous", "time"})
 
 
 @dataclass
@@ -136,6 +144,17 @@ class AuditLog:
         """A `finished` line for a write whose `started` line an earlier run of the process wrote (an
         invocation lost when it died: outcome "lost")."""
         await self._append_or_log(self._line(attempt, "finished", outcome=outcome))
+
+    def record_notice(self, notice: dict[str, Any]) -> None:
+        """A safety notice (an alarm's change, a trip, an acknowledgement, a safe state, a failed run): one
+        `notice` line with `op` its kind, queued for the writer thread (never awaited: a notice must not hold up
+        the experiment); a line the disk does not take goes to the process's log."""
+        attempt = WriteAttempt(str(notice.get("kind")), notice.get("module"),
+                               notice.get("attribute", notice.get("rule")), identity=notice.get("identity"))
+        details = {k: v for k, v in notice.items() if k not in NOTICE_LINE_KEYS}
+        line = self._line(attempt, "notice", before=notice.get("previous"), after=details,
+                          outcome=notice.get("severity", notice.get("state")))
+        self._submit(line).add_done_callback(partial(_logged_if_failed, self.path, line))
 
     def record_write(self, attempt: WriteAttempt) -> AuditedWrite:
         """The lines of one write that may reach the instrument: await `started`, then `finished`."""
@@ -244,6 +263,13 @@ class AuditedWrite:
         if not self.is_started:
             return self._log._line(self.attempt, "refused", outcome=outcome)
         return self._log._line(self.attempt, "finished", before=self._before, after=after, outcome=outcome)
+
+
+def _logged_if_failed(path: Path, line: bytes, done: Future[None]) -> None:
+    failure = done.exception()
+    if failure is not None:
+        log.error("the audit log %s cannot be written (%s); this line is not in it: %s", path, failure,
+                  line.decode().rstrip())
 
 
 def recordable(value: Any) -> Any:

@@ -20,9 +20,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labbridge.core.safe_state_config import SafeStateSettings, SafeStateValues
-
 from labbridge.core.interlocks_config import InterlockSettings
+from labbridge.core.safe_state_config import SafeStateSettings, SafeStateValues
+from labbridge.core.safety_config import AlarmLimits, NotifySettings
 from labbridge.core.unique_keys import load_unique
 
 DEFAULT_PATH = "config.yml"
@@ -33,7 +33,7 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 # Paths the frontend serves itself; a module with one of these names would be unreachable.
 RESERVED_MODULE_NAMES = frozenset(
     {"modules", "health", "docs", "redoc", "openapi.json", "static", "ws", "events", "favicon.ico", "metrics"}
-    | {"invocations", "guide", "runs", "procedures", "interlocks"}
+    | {"invocations", "guide", "runs", "procedures", "interlocks", "alarms"}
 )
 _MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # Keys that moved: the old place gets a message naming the new one.
@@ -280,6 +280,8 @@ class Config(_Strict):
     interlocks: dict[str, InterlockSettings] = {}  # rules across instruments (core/interlocks_config.py)
     data_dir: str = "data"  # the experiment process's state (invocations.jsonl), relative to config.yml's folder
     safe_state: SafeStateSettings = SafeStateSettings()  # when modules' safe states are applied (after a crash)
+    alarms: dict[str, AlarmLimits] = {}  # "module.attribute" -> limits (core/safety_config.py)
+    notify: NotifySettings = NotifySettings()  # where safety notices go (webhooks)
 
     @model_validator(mode="after")
     def _check_names_and_ports(self) -> Config:

@@ -42,7 +42,7 @@ VERSION = 1
 Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations",
              "procedures", "submit_run", "runs", "run", "run_control", "run_data", "run_queue", "run_file",
-             "interlocks", "interlock_ack"]
+             "interlocks", "interlock_ack", "alarms"]
 # What a `get` answer may be sent as: JSON, or (arrays) a NumPy .npy file.
 Format = Literal["json", "npy"]
 FORMATS: frozenset[str] = frozenset({"json", "npy"})
@@ -60,7 +60,8 @@ RUN_OPS: frozenset[str] = frozenset({"procedures", "submit_run", "runs", "run", 
 # Interlocks (experiment/safety/interlocks.py): `interlocks` {} lists them; `interlock_ack` (attribute = the rule)
 # acknowledges a latched trip.
 INTERLOCK_OPS: frozenset[str] = frozenset({"interlocks", "interlock_ack"})
-OPS: frozenset[str] = (frozenset({"get", "put", "describe", "ping", "history"}) | INVOCATION_OPS | RUN_OPS
+# Safety: `alarms` ({}): every attribute with alarm limits and its severity (experiment/safety/alarms.py).
+OPS: frozenset[str] = (frozenset({"get", "put", "describe", "ping", "history", "alarms"}) | INVOCATION_OPS | RUN_OPS
                        | INTERLOCK_OPS)
 MISSING: Any = object()  # marks "no value given" (None is a valid value)
 # Live values: on the events socket a frontend sends this after each handshake, then

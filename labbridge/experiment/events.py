@@ -62,7 +62,8 @@ class EventPublisher:
     def publish(self, event: dict[str, Any]) -> None:
         """Send `event` to every subscriber, never waiting: one that cannot keep up misses it."""
         frames = [str(event["module"]).encode(), orjson.dumps(event)]
-        self._latest[(str(event["module"]), str(event.get("attribute") or f"{event.get('action')}()"))] = frames
+        if "notice" not in event:  # a safety notice is news, not state: a new subscriber is not sent old ones
+            self._latest[(str(event["module"]), str(event.get("attribute") or f"{event.get('action')}()"))] = frames
         for subscriber in list(self._subscribers):
             self._send(subscriber, frames)
 

@@ -56,9 +56,10 @@ from labbridge.experiment.invocations import Invocations
 from labbridge.experiment.procedure import load_procedures
 from labbridge.experiment.run_queue import RunQueue
 from labbridge.experiment.runs import handle_run_op
-from labbridge.experiment.safety.safe_state import SafeStates
-
 from labbridge.experiment.safety.interlocks import Interlocks
+from labbridge.experiment.safety.safe_state import SafeStates
+from labbridge.experiment.safety.alarms import Alarms
+from labbridge.experiment.safety.notices import Notices
 from labbridge.experiment.turns import Turns
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,9 @@ class Experiment:
         self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
         self.safe_states = SafeStates(self)  # put modules in their safe state (config.yml's, from_config sets it)
         self._started = False  # modules started: a stop applies their safe states
-
         self.interlocks = Interlocks(self)  # config.yml's `interlocks:` (from_config sets them)
+        self.alarms: Alarms | None = None  # alarm limits (config.yml `alarms:`, safety/alarms.py; from_config sets it)
+        self.notices: Notices | None = None  # tell() to the audit log, the dashboards and webhooks (safety/notices.py)
 
     @classmethod
     def from_config(cls, config: Config, source: str = "config.yml") -> Experiment:
@@ -144,8 +146,11 @@ class Experiment:
         procedures = load_procedures(config.procedures, modules, source)
         experiment.runs = RunQueue.for_experiment(experiment, procedures, data_dir, config.runs, Path(source))
         experiment.safe_states = SafeStates.from_config(experiment, config, source)
-
         experiment.interlocks = Interlocks.from_config(experiment, config, source)
+        experiment.alarms = Alarms.from_config(config, modules, experiment, source)
+        if config.alarms:  # a value no rule or limit watches costs nothing
+            experiment.observers.append(experiment.alarms.observe)
+        experiment.notices = Notices.install(experiment, config.notify)
         return experiment
 
     async def start(self) -> None:
@@ -205,6 +210,8 @@ class Experiment:
             except Exception:  # one module failing to close must not keep the others open
                 log.exception("closing module %s failed", module.name)
             module.worker.close()
+        if self.notices is not None:  # before the audit log: what is still to be told is sent or logged
+            await self.notices.close()
         if self.audit is not None:
             self.audit.close()
 
@@ -239,6 +246,9 @@ class Experiment:
                 "history": self.history.status() if self.history else {"enabled": False, "recording": False}}
         if request.op == "describe":
             return self.describe()
+        if request.op == "alarms":  # and what became of the notices sent to webhooks
+            return {**(self.alarms.describe() if self.alarms else {"alarms": []}),
+                    "webhooks": self.notices.describe() if self.notices else None}
         if request.op in INVOCATION_OPS:
             return await self.invocations.handle(request)
         if request.op in INTERLOCK_OPS:

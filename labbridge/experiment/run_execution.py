@@ -145,6 +145,11 @@ class RunExecutor:
         run.ended.set()
         self.run_ended.set()
         log.info("run %s (%s) %s%s", run.id, run.procedure, status, f": {error['message']}" if error else "")
+        if status == "failed":  # people are told (safety/notices.py: audit log, dashboards, webhooks)
+            self.experiment.tell({"kind": "run_failed", "run": run.id, "procedure": run.procedure,
+                                  "identity": run.queued_by, "error": error,
+                                  "message": f"run {run.id} ({run.procedure}) failed"
+                                             + (f": {error['message']}" if error else "")})
 
     def _audited(self, run: QueuedRun) -> AuditedWrite | None:
         """The run's lines in the audit log, if there is one: it writes to instruments for whoever queued it."""

@@ -21,8 +21,8 @@ from labbridge.frontend.hot_path import BridgeApp
 from labbridge.frontend.log_filter import redact_tokens_in_logs
 from labbridge.frontend.page_headers import PageFiles
 from labbridge.frontend.responses import add_error_handlers
-from labbridge.frontend.routes import (actions, dashboard, docs, health, history, instruments, interlocks, invocations,
-                                       metrics, modules, runs)
+from labbridge.frontend.routes import (actions, alarms, dashboard, docs, health, history, instruments, interlocks,
+                                       invocations, metrics, modules, runs)
 from labbridge.frontend.state import FrontendState
 
 DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribute>` reads, '
@@ -51,7 +51,8 @@ def create_app(config: Config, config_file: Path) -> FastAPI:
     app.mount(guide.PREFIX, guide.guide_files(), name="guide")  # the manual, once built into site/ (guide.py)
     # Fixed paths first: `/{module}` and `/{module}/{attribute}` would match them too.
     for router in (guide.router, docs.router, dashboard.router, modules.router, health.router, metrics.router, invocations.router,
-                   runs.router, interlocks.router, modules.module_router, actions.router, instruments.router, history.router):
+                   runs.router, interlocks.router, alarms.router, modules.module_router, actions.router, instruments.router,
+                   history.router):
         app.include_router(router)
     add_error_handlers(app)
     app.add_exception_handler(405, instruments.method_not_allowed)  # Allow: as the attribute allows

@@ -103,7 +103,8 @@ class LiveFeed:
 
     def _deliver(self, event: dict[str, Any]) -> None:
         # A value is kept per attribute; an invocation's change per action, so a new page sees the latest run.
-        self.latest[(event["module"], event.get("attribute") or f"{event.get('action')}()")] = event
+        if "notice" not in event:  # a safety notice is news, not state: a new page is not shown old ones
+            self.latest[(event["module"], event.get("attribute") or f"{event.get('action')}()")] = event
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()  # drop the oldest for this slow subscriber only

@@ -9,7 +9,10 @@
 - from a ping of the experiment process at scrape time: `bridge_backend_up`,
   `bridge_backend_rtt_seconds`, per module `bridge_module_queue_length`,
   `bridge_module_last_contact_timestamp_seconds` and `bridge_module_up` (0
-  after a failed instrument call), and `bridge_history_recording`.
+  after a failed instrument call), and `bridge_history_recording`;
+- from `GET /alarms` at scrape time: `bridge_alarm_severity{module, attribute}`
+  of every attribute with alarm limits (0 ok, 1 minor, 2 major, 3 invalid),
+  and, with webhooks, `bridge_webhook_messages_total{outcome}`.
 
 Labels come from config.yml's names and the route templates, never from raw
 request paths, so a client probing random URLs cannot grow the series without bound.
@@ -27,6 +30,8 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from labbridge.frontend.live import LiveFeed
+
+SEVERITIES = ("ok", "minor", "major", "invalid")  # an alarm's severity, exported as its index
 
 # Seconds; the bridge answers in about a millisecond, a slow instrument in seconds.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -83,11 +88,12 @@ class BridgeMetrics:
                 self._series[key] = series
         series.observe(seconds)
 
-    def render(self, ping: dict[str, Any] | None) -> bytes:
-        """The text exposition, with the backend's state as `ping` found it (None: not reachable)."""
+    def render(self, ping: dict[str, Any] | None, alarms: dict[str, Any] | None = None) -> bytes:
+        """The text exposition, with the backend's state as `ping` found it (None: not reachable) and its
+        alarms and webhooks (the answer to GET /alarms)."""
         if ping is not None:
             self.known_modules.update(ping["modules"])
-        self._lab.ping = ping
+        self._lab.ping, self._lab.alarms = ping, alarms or {}
         return generate_latest(self.registry)
 
 
@@ -98,6 +104,7 @@ class _LabCollector:
         self.feed = feed
         self.latencies = latencies
         self.ping: dict[str, Any] | None = None
+        self.alarms: dict[str, Any] = {}  # the answer to GET /alarms
 
     def collect(self) -> Iterator[Metric]:
         requests = HistogramMetricFamily("bridge_http_request_duration_seconds", "HTTP requests served, by route template",
@@ -119,6 +126,10 @@ class _LabCollector:
                     updated.add_metric([module, attribute], event["time"])
         yield value
         yield updated
+        if self.alarms.get("alarms"):
+            yield _alarm_metric(self.alarms["alarms"])
+        if self.alarms.get("webhooks", {}).get("urls"):
+            yield _webhook_metric(self.alarms["webhooks"])
         yield GaugeMetricFamily("bridge_backend_up", "1 when the experiment process answers", float(self.ping is not None))
         if self.ping is None:
             return
@@ -131,6 +142,23 @@ class _LabCollector:
                                     float(history["recording"]))
             yield CounterMetricFamily("bridge_history_dropped_values", "Values lost because recording failed too long",
                                       history["dropped"])
+
+
+def _alarm_metric(alarms: list[dict[str, Any]]) -> Metric:
+    severity = GaugeMetricFamily("bridge_alarm_severity", "Alarm severity of an attribute with limits: "
+                                 "0 ok, 1 minor, 2 major, 3 invalid (its read failed)", labels=["module", "attribute"])
+    for alarm in alarms:
+        severity.add_metric([alarm["module"], alarm["attribute"]], float(SEVERITIES.index(alarm["severity"])))
+    return severity
+
+
+def _webhook_metric(counts: dict[str, int]) -> Metric:
+    messages = CounterMetricFamily("bridge_webhook_messages", "Safety notices for webhooks, by what became of "
+                                   "them: sent, rate_limited, dropped (queue full), failed (a URL never took it)",
+                                   labels=["outcome"])
+    for outcome in ("sent", "rate_limited", "dropped", "failed"):
+        messages.add_metric([outcome], counts[outcome])
+    return messages
 
 
 def _module_metrics(modules: dict[str, Any]) -> Iterator[Metric]:

@@ -8,6 +8,9 @@ With `auth_reads`, a scrape needs a token like any read.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -25,11 +28,14 @@ router = APIRouter(include_in_schema=False)
 async def metrics(request: Request) -> Response:
     bridge = bridge_of(request)
     allow(request, "read")
+    ping: dict[str, Any] | None
+    alarms: dict[str, Any] | None
     try:
         ping = await bridge.backend.ping_modules()
+        alarms = orjson.loads(await bridge.backend.request("alarms", value={}))
     except BridgeError:
-        ping = None
-    return Response(bridge.metrics.render(ping), media_type=CONTENT_TYPE_LATEST)
+        ping = alarms = None
+    return Response(bridge.metrics.render(ping, alarms), media_type=CONTENT_TYPE_LATEST)
 
 
 answer_head(router)

@@ -210,6 +210,7 @@ async function checkHealth() {
     const response = await fetch("/health", { headers: headers(false) });
     const body = await response.json();
     setBackend(response.ok, body.backend?.message || "no answer");
+    Alarms.showSafeStates(body.modules);  // alarms.js
   } catch (failure) {
     setBackend(false, "the web frontend does not answer");
   }
@@ -232,6 +233,7 @@ function connectLive() {
     const event = JSON.parse(message.data);
     if (event.invocation) { showInvocation(event.invocation); return; }  // actions.js
     if (event.module === "runs") { Runs.live(event); return; }  // runs.js
+    if (Alarms.live(event)) return;  // an alarm's severity, or a notice (alarms.js)
     Plots.live(event);
     if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);
@@ -245,6 +247,7 @@ async function start() {
     render(state.modules);
     await refreshValues();
     await refreshInvocations();  // actions.js
+    await Alarms.refresh();  // alarms.js
   } catch (failure) {
     if (failure.status === 401 || failure.status === 403) {  // reads need a token (auth_reads)
       $("#token-box").hidden = false;
