@@ -63,50 +63,35 @@ def test_an_attribute_in_alarm_is_coloured_with_its_limit_and_listed_in_the_bann
         assert page.locator(banner).is_visible()
 
 
-def test_latched_interlocks_show_with_acknowledge_and_a_safe_state_on_its_card(stack: tuple[str, str]) -> None:
-    # The interlocks' routes and /health's safe_state are another part's (issue 21): answered here as their
-    # contract says, by the browser's own routing, to drive this page's side of them.
-    import orjson
-    from playwright.sync_api import Route
+@pytest.fixture()
+def interlocked(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A lab whose supply goes to its safe state when the drive passes 40 degC (a trip that latches)."""
+    modules = {"module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"temperature": 0.1}},
+               "psu": {"class": "psu.PowerSupply", "simulate": True, "safe_state": {"output": False, "voltage": 0}}}
+    trip = {"trips_when": "module_a.temperature > 40", "then": [{"safe_state": "psu"}], "within": 0.5}
+    config = write_config(tmp_path / "config.yml", modules, interlocks={"supply_hot": trip})
+    port = yaml.safe_load(config.read_text())["modules"]["module_a"]["port"]
+    with running_stack(config, tmp_path) as (_, _, url):
+        yield url, f"http://127.0.0.1:{port}/sim/temperature"
 
-    url, _ = stack
-    latched = {"supply_hot": {"kind": "trip", "condition": "module_a.temperature > 40", "state": "latched",
-                              "since": 1764151234.5, "values": {"module_a.temperature": 41.0},
-                              "acknowledged_by": None}}
-    acks: list[str] = []
 
-    def interlocks(route: Route) -> None:
-        route.fulfill(status=200, content_type="application/json", body=orjson.dumps({"interlocks": latched}))
-
-    def ack(route: Route) -> None:
-        acks.append(route.request.method)
-        if len(acks) == 1:
-            route.fulfill(status=409, content_type="application/json",
-                          body=orjson.dumps({"error": "interlocked", "message": "supply_hot: the condition holds"}))
-            return
-        latched["supply_hot"]["state"] = "ok"
-        route.fulfill(status=200, content_type="application/json", body=b"{}")
-
-    def health(route: Route) -> None:
-        answer = route.fetch()
-        body = answer.json()
-        body["modules"]["module_a"]["safe_state"] = {"applied_at": 1764151240.0, "reason": "trip supply_hot"}
-        route.fulfill(response=answer, body=orjson.dumps(body))
-
+def test_a_latched_trip_shows_with_acknowledge_and_the_safe_state_on_its_card(interlocked: tuple[str, str]) -> None:
+    url, temperature = interlocked
+    item = '#alarm-banner li[data-interlock="supply_hot"]'
     with page_without_errors() as page:
-        page.route("**/interlocks", interlocks)
-        page.route("**/interlocks/supply_hot/ack", ack)
-        page.route("**/health", health)
         page.goto(url + "/")
-        item = page.locator('#alarm-banner li[data-interlock="supply_hot"]')
-        item.wait_for()
-        assert "interlock supply_hot latched since" in item.inner_text()
-        assert "module_a.temperature > 40" in item.inner_text()
-        page.wait_for_selector("#safe-state-module_a")
-        assert "trip supply_hot" in page.locator("#safe-state-module_a").inner_text()
-        item.get_by_role("button", name="acknowledge supply_hot").click()
-        page.wait_for_selector('#alarm-banner li[data-interlock="supply_hot"] .field-error')
-        assert "the condition holds" in item.inner_text()  # refused: the message shows, the interlock stays
-        item.get_by_role("button", name="acknowledge supply_hot").click()
+        page.wait_for_selector("#value-module_a-temperature:not(.stale)")
+        assert page.locator("#alarm-banner").is_hidden()
+        httpx.put(temperature, json={"value": 41})
+        page.wait_for_selector(f'{item}[data-state="tripped"]')
+        assert "module_a.temperature > 40" in page.locator(item).inner_text()
+        page.wait_for_selector("#safe-state-psu")
+        assert "interlock supply_hot tripped" in page.locator("#safe-state-psu").inner_text()
+        page.get_by_role("button", name="acknowledge supply_hot").click()  # still 41 degC: refused, it stays
+        page.wait_for_selector(f"{item} .field-error")
+        assert "its condition still holds" in page.locator(item).inner_text()
+        httpx.put(temperature, json={"value": None})  # back to about 22.5 degC: latched until acknowledged
+        page.wait_for_selector(f'{item}[data-state="latched"]')
+        page.get_by_role("button", name="acknowledge supply_hot").click()
         page.wait_for_selector("#alarm-banner", state="hidden")
-        assert acks == ["POST", "POST"]
+    assert httpx.get(url + "/interlocks").json()["interlocks"]["supply_hot"]["state"] == "ok"

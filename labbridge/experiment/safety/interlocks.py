@@ -131,7 +131,9 @@ class Interlocks:
             self._trip(rule)
         elif not active and rule.state == "tripped":
             rule.state, rule.since = "latched", time.time()
-            log.warning("interlock %s: its condition is clear; latched until acknowledged", rule.name)
+            self.experiment.tell({"kind": "clear", "rule": rule.name, "time": rule.since,
+                                  "message": f"interlock {rule.name}: its condition is clear ({rule.condition.source} "
+                                             f"no longer holds); latched until acknowledged"})
 
     def _trip(self, rule: Rule) -> None:
         now = time.time()

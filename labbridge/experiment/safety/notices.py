@@ -1,6 +1,6 @@
 """Notices: how the experiment process tells people about safety (`Experiment.tell`).
 
-A notice is a dict with "kind" ("alarm", "trip", "ack", "safe_state",
+A notice is a dict with "kind" ("alarm", "trip", "clear", "ack", "safe_state",
 "run_failed"), "message" (one line for people) and fields of its own (module,
 attribute, rule, severity, value, identity, time).  Each one goes, at once and
 without waiting for anything:

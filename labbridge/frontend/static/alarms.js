@@ -116,7 +116,7 @@ const Alarms = (() => {
       return true;
     }
     if (event.notice) {
-      if (event.notice.kind === "trip" || event.notice.kind === "ack") refreshInterlocks();
+      if (["trip", "clear", "ack"].includes(event.notice.kind)) refreshInterlocks();
       return true;
     }
     return false;
@@ -138,6 +138,10 @@ const Alarms = (() => {
       note.hidden = false;
     }
   }
+
+  // Notices on /ws say when an interlock changes; a page that missed one (its socket was reconnecting) catches up
+  // within a few seconds, and only where interlocks are configured.
+  setInterval(() => { if (Object.keys(interlocks).length) refreshInterlocks(); }, 5000);
 
   return { refresh, live, showSafeStates };
 })();
