@@ -39,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -204,7 +205,14 @@ def _make(index: int) -> LabPC:
 
 
 def _delete(name: str, host_veth: str | None) -> None:
-    """Delete a namespace (its veth end goes with it, and so does the peer) and the root end if still there."""
+    """Delete a namespace (its veth end goes with it, and so does the peer) and the root end if still there.
+
+    Processes still inside (a test that did not stop one, or a killed run's) are killed first: a namespace
+    lives on, nameless, as long as a process is in it."""
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False).stdout
+    for pid in pids.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
     subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     if host_veth and host_veth in _links():
         subprocess.run(["ip", "link", "del", host_veth], capture_output=True, check=False)
