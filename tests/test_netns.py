@@ -41,10 +41,12 @@ class RemoteLab:
     frontend: Process
     url: str
 
-    def start_backend(self) -> None:
-        """(Re)start the experiment process on the lab PC, as a lab PC's service manager would."""
-        self.backend = self.pc.run([sys.executable, "start_experiment.py", "--config", str(self.config)],
-                                   self.config.parent / "backend.log")
+    def restart_backend(self) -> None:
+        """Start the experiment process on the lab PC again, as a lab PC's service manager would."""
+        self.backend = start_remote_backend(self.pc, self.config)
+
+    def stop_backend(self) -> None:
+        self.backend.stop()
 
     def get(self) -> tuple[httpx.Response, float]:
         """GET module_a's position: the answer and the seconds it took."""
@@ -69,16 +71,21 @@ def remote_config(folder: Path, pc: LabPC) -> Path:
     return config
 
 
+def start_remote_backend(pc: LabPC, config: Path) -> Process:
+    return pc.run([sys.executable, "start_experiment.py", "--config", str(config)], config.parent / "backend.log")
+
+
 @contextmanager
 def remote_lab(pc: LabPC, folder: Path) -> Iterator[RemoteLab]:
     """Both processes running and serving module_a; both stopped afterwards."""
     config = remote_config(folder, pc)
     with ExitStack() as stopping:
-        lab = RemoteLab(pc, config, None, None, "")  # type: ignore[arg-type]  # filled in just below
-        lab.start_backend()
-        stopping.callback(lambda: lab.backend.stop())  # the one running at the end (a test may restart it)
-        lab.frontend, lab.url = start_frontend(config, folder / "frontend.log")
-        stopping.callback(lab.frontend.stop)
+        backend = start_remote_backend(pc, config)
+        stopping.callback(backend.stop)
+        frontend, url = start_frontend(config, folder / "frontend.log")
+        stopping.callback(frontend.stop)
+        lab = RemoteLab(pc, config, backend, frontend, url)
+        stopping.callback(lab.stop_backend)  # the one running at the end (a test may restart it)
         wait_until(lambda: not lab.backend.alive() or lab.served(), 20, "module_a served across the link")
         assert lab.backend.alive(), lab.backend.output
         yield lab
@@ -177,7 +184,7 @@ def test_kill_9_answers_503_quickly_and_a_restarted_process_is_served_again(netn
         assert down.status_code == 503 and "error" in down.json(), down.text
         assert took < CONNECT_TIMEOUT + 1.0
         print(f"kill -9: {down.status_code} {down.json()['error']} in {took:.3f} s")
-        lab.start_backend()
+        lab.restart_backend()
         start = time.monotonic()
         wait_until(lab.served, 20, "served again after a restart")
         print(f"kill -9: served {time.monotonic() - start:.3f} s after the restart")
