@@ -65,17 +65,6 @@ def test_what_is_not_a_number_is_not_judged_and_a_failed_read_is_invalid() -> No
     assert alarms.describe()["alarms"][0]["value"] is None
 
 
-def test_the_benchmark_runs_and_prints_each_case() -> None:
-    import subprocess
-    import sys
-
-    from tests.processes import ROOT
-
-    done = subprocess.run([sys.executable, "bench/alarms.py", "--calls", "1000", "--limits", "50"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=True)
-    assert "with 50 alarm limits" in done.stdout and done.stdout.count(" ns\n") == 5
-
-
 @pytest.mark.parametrize(("alarms", "message"), [
     ({"module_b.temperature": {"high": 1}}, "alarms.module_b.temperature: name an attribute as module.attribute"),
     ({"module_a": {"high": 1}}, "alarms.module_a: name an attribute as module.attribute"),

@@ -75,9 +75,10 @@ def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:
     result = subprocess.run([sys.executable, "bench/safety.py", "--values", "2000", "--repeats", "1"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = re.findall(r"^\| (unreferenced|referenced by 1 trip|referenced by 10 trips) \| ([\d.]+) \|", result.stdout,
-                      re.M)
-    assert [label for label, _ in rows] == ["unreferenced", "referenced by 1 trip", "referenced by 10 trips"]
+    rows = re.findall(r"^\| ([a-z0-9, ]+) \| ([\d.]+) \|", result.stdout, re.M)
+    assert [label for label, _ in rows] == [
+        "unreferenced", "alarm limits only, ok", "alarm limits only, in alarm", "referenced by 1 trip, with limits",
+        "referenced by 10 trips", "alarm changing at every value"]
     assert all(float(us) > 0 for _, us in rows)
-    assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 2
+    assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 4
     assert "tripped" not in result.stdout + result.stderr  # thresholds are never crossed: judging, not tripping
