@@ -32,6 +32,26 @@ INTERLOCKS = {
                   "within": POLL},
 }
 TOKEN = secrets.token_hex(16)
+# A procedure that switches the supply on and off until stopped: a guard that starts to fail mid-run refuses the
+# step that would switch it on, and the run ends failed naming the rule.
+BLINK_PY = '''
+import asyncio
+
+from labbridge import Run, procedure
+
+
+@procedure(drives=["psu.output"])
+async def blink(run: Run) -> None:
+    """Switch the output on and off every 50 ms, a point each time, until stopped; off in the end."""
+    try:
+        for i in range(100000):
+            await run.checkpoint()
+            await run.set("psu.output", i % 2 == 0)
+            run.record(i=i)
+            await asyncio.sleep(0.05)
+    finally:
+        await run.set("psu.output", False)
+'''
 
 
 @dataclass
@@ -70,8 +90,10 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("interlocks")
     (tmp / "tokens.yml").write_text(f"alice: {{token: {TOKEN}, role: admin}}\n")  # admin: starts the run queue
+    (tmp / "blink.py").write_text(BLINK_PY, encoding="utf-8")
     config = write_config(tmp / "config.yml", MODULES, frontend={"token_file": "tokens.yml"}, audit_log="audit.jsonl",
-                          interlocks=INTERLOCKS, procedures=shipped_procedures("voltage_sweep"))
+                          interlocks=INTERLOCKS,
+                          procedures={**shipped_procedures("voltage_sweep"), "blink": {"function": "blink.blink"}})
     sim = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['modules']['module_a']['port']}"
     with running_stack(config, tmp) as (_, _, url):
         lab = Lab(url, sim, tmp)
@@ -102,6 +124,23 @@ def test_a_guard_refuses_a_put_an_action_and_a_run_naming_the_rule_until_its_con
     wait_until(lambda: lab.interlock("supply_only_when_cool")["state"] == "ok", 5, "the guard to allow")
     lab.switch(True)
     lab.switch(False)
+
+
+def test_a_guard_that_fails_mid_run_refuses_the_procedure_s_next_step_and_the_run_fails_naming_it(lab: Lab) -> None:
+    run = lab.http("POST", "/runs", json={"procedure": "blink"}).json()
+    lab.http("POST", "/runs/queue/start").raise_for_status()
+    wait_until(lambda: lab.http("GET", f"/runs/{run['id']}").json()["points"] >= 3, 10, "the run to switch a few times")
+    try:
+        lab.drive("temperature", value=45)
+        ended = lab.http("GET", f"/runs/{run['id']}", params={"wait": 10}).json()
+    finally:
+        lab.drive("temperature", value=None)
+    assert ended["status"] == "failed" and ended["error"]["error"] == "interlocked", ended
+    assert ended["error"]["message"] == (
+        "psu.output = True refused by interlock supply_only_when_cool: it requires module_a.temperature < 40; "
+        "module_a.temperature is 45.0")
+    assert lab.output() is False  # its clean-up switched it off: the safe way is never refused
+    wait_until(lambda: lab.interlock("supply_only_when_cool")["state"] == "ok", 5, "the guard to allow")
 
 
 def test_the_client_raises_interlocked_on_a_refused_write(lab: Lab) -> None:
