@@ -1,5 +1,9 @@
 """A lab of several experiment processes behind one frontend, for tests: each process on its own TCP ports
-with its own config.yml and data folder, and one frontend whose config lists them under `experiments:`."""
+with its own config.yml and data folder, and one frontend whose config lists them under `experiments:`.
+
+Over loopback by default; with a LabNetwork (tests/netns.py), each process runs in its own network namespace,
+a separate lab PC reached over a veth with CurveZMQ, as between machines.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.processes import Process, free_port, shipped_modules, shipped_procedures, start_frontend, wait_until, \
-    write_config
+from labbridge.core.curve import generate
+from tests.netns import LabNetwork, LabPC
+from tests.processes import ROOT, Process, backend_answers, free_port, shipped_modules, shipped_procedures, \
+    start_frontend, wait_until, write_config
 
 # Each lab PC's modules (named differently across the lab) and procedures.
 PCS: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = {
@@ -27,15 +33,16 @@ class Pc:
 
     name: str
     config: Path
-    socket: dict[str, Any]
+    socket: dict[str, Any]  # its experiment_socket, as the frontend's config names it
+    host: LabPC | None = None  # its network namespace, if not loopback
     process: Process | None = None
 
     def start(self, log: Path) -> None:
-        from tests.processes import ROOT, backend_answers
-
-        self.process = Process([sys.executable, "start_experiment.py", "--config", str(self.config)], log, cwd=ROOT)
-        endpoint = f"tcp://127.0.0.1:{self.socket['port']}"
-        wait_until(lambda: not self.process.alive() or backend_answers(endpoint), 20, f"{self.name} up")  # type: ignore[union-attr]
+        argv = [sys.executable, "start_experiment.py", "--config", str(self.config)]
+        self.process = self.host.run(argv, log) if self.host else Process(argv, log, cwd=ROOT)
+        if self.host is None:  # over CurveZMQ a plain ping is refused: the frontend's /health tells instead
+            endpoint = f"tcp://127.0.0.1:{self.socket['port']}"
+            wait_until(lambda: not self.process.alive() or backend_answers(endpoint), 20, f"{self.name} up")  # type: ignore[union-attr]
         assert self.process.alive(), self.process.output
 
 
@@ -74,16 +81,26 @@ class Lab:
 
 
 def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = PCS,
-             frontend: dict[str, Any] | None = None) -> Lab:
-    """Config files for each PC and the frontend (nothing started)."""
+             frontend: dict[str, Any] | None = None, network: LabNetwork | None = None) -> Lab:
+    """Config files for each PC and the frontend (nothing started); each PC in a namespace of `network`."""
     made: dict[str, Pc] = {}
-    for name, (modules, procedures) in pcs.items():
+    hosts = network(len(pcs)) if network is not None else [None] * len(pcs)
+    for (name, (modules, procedures)), host in zip(pcs.items(), hosts):
         folder = tmp / name
         folder.mkdir()
-        socket = {"host": "127.0.0.1", "port": free_port(), "events_port": free_port()}
-        config = write_config(folder / "config.yml", modules, experiment_socket=socket,
+        socket: dict[str, Any] = {"host": host.address if host else "127.0.0.1", "port": free_port(),
+                                  "events_port": free_port()}
+        theirs = dict(socket)
+        if host is not None:  # between machines: CurveZMQ, each PC with its own keys
+            generate(folder / "keys")
+            keys = folder / "keys"
+            theirs["curve"] = {"server_key": str(keys / "server.key_secret"),
+                               "authorized_clients": str(keys / "authorized")}
+            socket["curve"] = {"server_public_key": str(keys / "server.key"),
+                               "client_key": str(keys / "frontend.key_secret")}
+        config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
                               procedures=shipped_procedures(*procedures) if procedures else {})
-        made[name] = Pc(name, config, socket)
+        made[name] = Pc(name, config, socket, host)
     front = tmp / "frontend.yml"
     front.write_text(yaml.safe_dump({
         "experiments": {name: pc.socket for name, pc in made.items()},
@@ -94,6 +111,7 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
 
 
 def start_lab(tmp: Path, **options: Any) -> Lab:
+    """make_lab, every process started, the frontend serving them all."""
     lab = make_lab(tmp, **options)
     try:
         for pc in lab.pcs.values():
