@@ -12,11 +12,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import zmq
+from bridge_client import Bridge, ExperimentUnavailable
 
 from labbridge.core.protocol import VERSION
 from tests.lab_of_pcs import Lab, start_lab
@@ -80,7 +82,7 @@ def test_live_values_come_from_every_process(lab: Lab) -> None:
 
 def test_an_experiment_process_of_another_protocol_version_is_refused(lab: Lab) -> None:
     # This release's experiment process, asked in another version, names both.
-    ctx = zmq.Context.instance()
+    ctx: Any = zmq.Context.instance()
     with ctx.socket(zmq.REQ) as sock:
         sock.linger = 0
         sock.connect(f"tcp://127.0.0.1:{lab.pcs['bench'].socket['port']}")
@@ -93,7 +95,7 @@ def test_an_experiment_process_of_another_protocol_version_is_refused(lab: Lab) 
 
 def _fake_old_pc(port: int, stop: threading.Event) -> None:
     """An experiment process of another release: it answers pings saying protocol version 0."""
-    ctx = zmq.Context.instance()
+    ctx: Any = zmq.Context.instance()
     with ctx.socket(zmq.ROUTER) as sock:
         sock.linger = 0
         sock.bind(f"tcp://127.0.0.1:{port}")
@@ -199,6 +201,8 @@ def test_one_pc_down_is_one_pc_down(faulty_lab: Lab, tmp_path: Path) -> None:
         # slowest); a down PC that held the others up would cost them its timeouts: 500 ms and more.
         assert _p99(after) <= 1.2 * _p99(before) + 5.0
         assert statistics.median(after) <= 1.2 * statistics.median(before) + 2.0
+        with Bridge(lab.url) as bridge, pytest.raises(ExperimentUnavailable, match="'bench'"):
+            bridge["module_a"].get("speed")  # a notebook gets the client's class for it
         described = http.get("/modules").json()["modules"]["module_a"]
         assert "bench" in described["unavailable"] and "attributes" in described  # greyed, still described
 
@@ -255,9 +259,10 @@ def test_one_pc_down_is_one_pc_down(faulty_lab: Lab, tmp_path: Path) -> None:
 
 
 def test_the_client_sees_one_lab(lab: Lab) -> None:
-    from bridge_client import Bridge
-
     with Bridge(lab.url) as bridge:
-        bridge.setpoint.value = 4.0
-        assert bridge.setpoint.value == 4.0
-        assert bridge.module_a.speed > 0
+        assert {"module_a", "setpoint"} <= set(bridge.modules)
+        bridge["setpoint"].set("value", 4.0)  # a module of one PC
+        assert bridge["setpoint"].get("value") == 4.0
+        assert bridge["module_a"].get("speed") > 0  # and of the other, through the same address
+        moved = bridge["module_a"].invoke("home")
+        assert bridge.invocation(moved.id).module == "module_a"
