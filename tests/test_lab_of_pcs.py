@@ -42,6 +42,7 @@ def test_every_route_reaches_the_process_that_holds_it(lab: Lab) -> None:
         assert http.get("/setpoint/value").json()["value"] == 12.5
         assert http.get("/module_a/speed").status_code == 200
         assert http.get("/nothing/value").json()["error"] == "unknown_module"
+        assert http.get("/setpoint/value/history").json()["error"] == "history_off"  # cryo's answer: it records none
         # An action and its invocation: routed by module, then by id.
         started = http.post("/module_a/home", json={})
         assert started.status_code == 201, started.text

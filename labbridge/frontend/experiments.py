@@ -30,7 +30,7 @@ import orjson
 
 from labbridge.core.config import Config, SocketSettings
 from labbridge.core.curve import client_keys
-from labbridge.core.errors import BackendWentAway, BridgeError, ExperimentUnavailable
+from labbridge.core.errors import BackendTimeout, BackendWentAway, BridgeError, ExperimentUnavailable
 from labbridge.core.message_limits import max_request_bytes
 from labbridge.core.protocol import VERSION, version_mismatch
 from labbridge.core.store_version import replace_file
@@ -112,17 +112,22 @@ class ExperimentLink:
                 ping = await self._ping()
                 raw_version = ping.pop("protocol", 1)  # releases before this one said nothing and spoke version 1
             except BridgeError as exc:
-                if self.up and time.monotonic() - self._last_ok > DOWN_AFTER:
-                    self.mark_down(f"the experiment process {self.name!r} does not answer ({exc.detail})")
-                elif not self.up and not self.described and time.monotonic() - self._last_ok > DOWN_AFTER:
-                    self.reason = f"the experiment process {self.name!r} does not answer ({exc.detail})"
+                silent = time.monotonic() - self._last_ok
+                if silent > DOWN_AFTER:
+                    why = (f"the experiment process {self.name!r} has not answered its heartbeat for {silent:.1f} s"
+                           if isinstance(exc, BackendTimeout) else f"the experiment process {self.name!r}: {exc.detail}")
+                    if self.up:
+                        self.mark_down(why)
+                    elif not self.described:
+                        self.reason = why
             else:
                 self._last_ok = time.monotonic()
+                restarted = self.last_ping is not None and ping["pid"] != self.last_ping["pid"]
                 self.last_ping = ping
                 if raw_version != VERSION:
                     self._refuse(version_mismatch(raw_version, f"the experiment process {self.name!r}", VERSION,
                                                   "this frontend"))
-                elif not self.up:
+                elif not self.up or restarted:  # restarted between two pings: its modules may have changed
                     await self._come_up(on_described)
             await asyncio.sleep(max(0.0, HEARTBEAT_INTERVAL - (time.monotonic() - started)))
 
@@ -156,8 +161,8 @@ class ExperimentLink:
         self.up, self.since, self.reason, self.refused = False, time.time(), reason, None
         log.warning("%s: its modules answer 503 until it is back", reason)
         # What it was holding will not be answered: said now, not at each request's timeout; never resent.
-        self.client.abandon(BackendWentAway(f"{reason} before answering; if this was a write, its outcome is "
-                                            "unknown: read the value back"))
+        self.client.abandon(BackendWentAway(f"{reason}; it held this request, so if this was a write, its outcome "
+                                            "is unknown: read the value back"))
 
     def _refuse(self, why: str) -> None:
         if self.refused != why:

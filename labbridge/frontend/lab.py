@@ -138,7 +138,8 @@ class Lab:
                                         f"are already served by experiment process {name!r}: module names must be "
                                         f"unique across the lab, so {arriving.name!r} is refused")
                     log.error("%s", arriving.refused)
-        for name, link in self.links.items():
+        # Those serving first: a process that is down keeps the names no one else serves.
+        for name, link in sorted(self.links.items(), key=lambda item: not item[1].serving):
             if link.refused is not None and link.up:
                 continue
             for module in link.modules:
