@@ -63,6 +63,7 @@ def test_every_route_reaches_the_process_that_holds_it(lab: Lab) -> None:
         assert http.get("/").status_code == 200
         metrics = http.get("/metrics").text
         assert 'module="module_a"' in metrics and 'module="setpoint"' in metrics
+        assert 'bridge_experiment_up{experiment="bench"} 1.0' in metrics
         health = http.get("/health").json()
         assert health["status"] == "ok", health
         assert {name: state["up"] for name, state in health["experiments"].items()} == {"bench": True, "cryo": True}
@@ -267,3 +268,26 @@ def test_the_client_sees_one_lab(lab: Lab) -> None:
         assert bridge["module_a"].get("speed") > 0  # and of the other, through the same address
         moved = bridge["module_a"].invoke("home")
         assert bridge.invocation(moved.id).module == "module_a"
+
+
+def test_the_dashboard_greys_the_modules_of_a_down_pc(tmp_path: Path) -> None:
+    from tests.browser import chromium
+
+    lab = start_lab(tmp_path)
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(lab.url + "/")
+            page.wait_for_selector("#module-module_a")
+            assert "down" not in (page.get_attribute("#module-module_a", "class") or "")
+            bench = lab.pcs["bench"].process
+            assert bench is not None
+            bench.signal(signal.SIGKILL)
+            page.wait_for_selector("#module-module_a.down", timeout=10_000)
+            assert "bench" in (page.get_attribute("#module-module_a", "title") or "")
+            assert page.locator("#module-module_a tr[data-attribute=position]").count() == 1  # still described
+            assert "down" not in (page.get_attribute("#module-setpoint", "class") or "")
+            lab.pcs["bench"].start(tmp_path / "bench-2.log")
+            page.wait_for_selector("#module-module_a:not(.down)", timeout=10_000)
+    finally:
+        lab.stop()
