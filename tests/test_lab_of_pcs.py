@@ -291,3 +291,21 @@ def test_the_dashboard_greys_the_modules_of_a_down_pc(tmp_path: Path) -> None:
             page.wait_for_selector("#module-module_a:not(.down)", timeout=10_000)
     finally:
         lab.stop()
+
+
+def test_the_frontend_config_of_a_lab(tmp_path: Path) -> None:
+    from labbridge.core.config import ConfigError, load_config
+    from labbridge.frontend.app import create_app
+
+    config = tmp_path / "config.yml"
+    config.write_text("experiments:\n  bench: {host: 127.0.0.1, port: 5601}\n  cryo: {host: 127.0.0.1, port: 5611}\n")
+    loaded = load_config(config)  # a frontend of a lab needs no modules
+    assert list(loaded.experiment_sockets) == ["bench", "cryo"] and loaded.is_lab
+    config.write_text("experiments:\n  Bench: {port: 5601}\n")
+    with pytest.raises(ConfigError, match="experiments.Bench: .* lower_snake_case"):
+        load_config(config)
+    config.write_text("experiments:\n  bench: {host: 192.0.2.7, port: 5601}\n")
+    with pytest.raises(ConfigError, match=r"experiments\.bench\.host: 192\.0\.2\.7 .* experiments\.bench\.curve"):
+        create_app(load_config(config), config)
+    config.write_text("modules: {}\n")
+    assert list(load_config(config).experiment_sockets) == ["default"]  # experiment_socket alone: one, "default"

@@ -49,7 +49,7 @@ class ExperimentLink:
     def __init__(self, name: str, socket: SocketSettings, config: Config, config_file: Path,
                  cache_dir: Path | None) -> None:
         self.name = name
-        endpoints = connect_endpoints(socket, config_file)
+        endpoints = connect_endpoints(socket, config_file, f"experiments.{name}" if config.is_lab else "experiment_socket")
         self.curve = client_keys(socket.curve, config_file)
         self.events_endpoint = endpoints.events
         self.max_reply_bytes = socket.max_reply_bytes

@@ -64,10 +64,6 @@ class Lab:
 
     # What the routes use, as on BackendClient ---------------------------------------------------------------
 
-    @property
-    def timeout(self) -> float:
-        return self._first.client.timeout
-
     def start(self) -> None:
         """Start each process's heartbeat (a lab only; needs the running event loop)."""
         if self.is_lab:
