@@ -43,7 +43,9 @@ NotAuthenticated or Forbidden, so `except Forbidden` catches every refusal.
     ├── InstrumentError              502 instrument_error
     │   └── InstrumentUnreachable    502 instrument_unreachable
     ├── BackendUnavailable           503 backend_unavailable
-    │   └── BackendBusy              503 backend_busy
+    │   ├── BackendBusy              503 backend_busy
+    │   └── ExperimentUnavailable    503 experiment_unavailable: the lab PC that holds this module is down (or
+    │                                    runs another release); the message names it
     ├── ActionsUnavailable           503 actions_unavailable: no action starts (the bridge cannot record it)
     ├── AuditUnavailable             503 audit_unavailable: the write was refused (its audit line cannot be written)
     ├── HistoryUnavailable           503 history_unavailable
@@ -233,6 +235,12 @@ class BackendUnavailable(BridgeError):
 
 class BackendBusy(BackendUnavailable):
     default_code = "backend_busy"
+
+
+class ExperimentUnavailable(BackendUnavailable):
+    """One experiment process of the lab is down: its modules are unavailable, the others' are not."""
+
+    default_code = "experiment_unavailable"
 
 
 class ActionsUnavailable(BridgeError):

@@ -27,6 +27,7 @@ from labbridge.core.unique_keys import load_unique
 
 DEFAULT_PATH = "config.yml"
 ENV_VAR = "EXPERIMENT_CONFIG"
+DEFAULT_EXPERIMENT = "default"  # the name of experiment_socket's process, when `experiments:` is absent
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -270,8 +271,11 @@ class Config(_Strict):
     """The whole of config.yml."""
 
     experiment_socket: SocketSettings = SocketSettings()
+    # A lab of several PCs: the frontend serves the modules of each of these experiment processes (name -> where
+    # it listens, as experiment_socket); absent, the frontend serves the one at experiment_socket.
+    experiments: dict[str, SocketSettings] = {}
     frontend: FrontendSettings = FrontendSettings()
-    modules: dict[str, ModuleSettings]
+    modules: dict[str, ModuleSettings] = {}  # a frontend of a lab (`experiments:`) needs none
     history: HistorySettings | None = None  # absent: nothing is recorded
     audit_log: str | None = None  # JSON Lines file both processes append every write to (core/audit.py)
     actions: ActionSettings = ActionSettings()
@@ -309,7 +313,22 @@ class Config(_Strict):
         for name in self.procedures:
             if not _MODULE_NAME.match(name):
                 raise ValueError(f"procedures.{name}: a procedure name must be lower_snake_case (letters, digits, _)")
+        for name in self.experiments:
+            if not _MODULE_NAME.match(name):
+                raise ValueError(f"experiments.{name}: an experiment process's name must be lower_snake_case "
+                                 "(letters, digits, _)")
         return self
+
+    @property
+    def experiment_sockets(self) -> dict[str, SocketSettings]:
+        """The experiment processes the frontend serves, by name: `experiments`, else experiment_socket as
+        "default"."""
+        return dict(self.experiments) or {DEFAULT_EXPERIMENT: self.experiment_socket}
+
+    @property
+    def is_lab(self) -> bool:
+        """config.yml lists its experiment processes (`experiments:`), even if only one."""
+        return bool(self.experiments)
 
 
 def _same_host(a: str, b: str) -> bool:

@@ -36,6 +36,8 @@ so that one exception handler in main.py renders every error.
     ├── InstrumentTimeout        504 instrument_timeout
     ├── BackendUnavailable       503 backend_unavailable
     │   ├── BackendNotReached    503 backend_unavailable (nothing was sent)
+    │   │   └── ExperimentUnavailable 503 experiment_unavailable (one experiment process of a lab is down, or
+    │   │                             speaks another protocol version: names it; nothing was sent)
     │   └── BackendBusy          503 backend_busy
     ├── HistoryUnavailable       503 history_unavailable
     ├── TooManyConnections       503 too_many_connections
@@ -192,6 +194,13 @@ class BackendWentAway(BackendUnavailable):
 
 class BackendBusy(BackendUnavailable):
     code = "backend_busy"
+
+
+class ExperimentUnavailable(BackendNotReached):
+    """One experiment process of a lab (config `experiments:`) does not answer its heartbeat, or was refused for
+    its protocol version: its modules answer this, naming it, while the others' keep answering (nothing was sent)."""
+
+    code = "experiment_unavailable"
 
 
 class HistoryOff(BridgeError):

@@ -37,7 +37,7 @@ import orjson
 
 from labbridge.core.errors import BridgeError, MalformedRequest, error_from_name
 
-VERSION = 1
+VERSION = 1  # said in every request ("v") and in every `ping` answer ("protocol"); a mismatch is refused
 # A received frame: bytes, or a zero-copy view of a large ZeroMQ message.
 Chunk = bytes | memoryview
 Op = Literal["get", "put", "describe", "ping", "history", "invoke", "cancel", "invocation", "invocations",
@@ -124,8 +124,10 @@ class Request:
             msg = orjson.loads(frame)
         except orjson.JSONDecodeError:
             raise MalformedRequest("request is not valid JSON") from None
-        if not isinstance(msg, dict) or msg.get("v") != VERSION:
+        if not isinstance(msg, dict) or "v" not in msg:
             raise MalformedRequest(f"request is not a version {VERSION} envelope")
+        if msg["v"] != VERSION:  # a frontend of another release: said plainly, never served wrongly
+            raise MalformedRequest(version_mismatch(msg["v"], "the frontend", VERSION, "this experiment process"))
         op, ident, deadline = msg.get("op"), msg.get("id"), msg.get("deadline")
         module, attribute = msg.get("module"), msg.get("attribute")
         if op not in OPS or not isinstance(ident, str) or not isinstance(deadline, (int, float)):
@@ -139,6 +141,12 @@ class Request:
             raise MalformedRequest(f"'accept' must list formats among {sorted(FORMATS)}")
         return cls(op, module, attribute, msg.get("value", MISSING), float(deadline), ident, client, identity,
                    tuple(accept), role, connection)
+
+
+def version_mismatch(theirs: Any, who: str, ours: int, we: str) -> str:
+    """The one message for two processes that speak different protocol versions, naming both versions."""
+    return (f"{who} speaks protocol version {theirs!r} and {we} version {ours}: run the same labbridge release "
+            "on both (upgrade the older one)")
 
 
 def request_id_of(frame: bytes) -> str:

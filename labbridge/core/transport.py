@@ -57,19 +57,19 @@ def bind_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
     return _ipc_endpoints(settings, config_file)
 
 
-def connect_endpoints(settings: SocketSettings, config_file: Path) -> Endpoints:
-    """Where the frontend connects."""
+def connect_endpoints(settings: SocketSettings, config_file: Path, key: str = "experiment_socket") -> Endpoints:
+    """Where the frontend connects (`key`: where config.yml has these settings, for messages)."""
     if settings.uses_tcp:
-        _check_tcp(settings, config_file)
+        _check_tcp(settings, config_file, key)
         return Endpoints(settings.connect_endpoint, settings.events_connect_endpoint)
     return _ipc_endpoints(settings, config_file)
 
 
-def _check_tcp(settings: SocketSettings, config_file: Path) -> None:
+def _check_tcp(settings: SocketSettings, config_file: Path, key: str = "experiment_socket") -> None:
     """Beyond loopback, only CurveZMQ keeps other machines from sending requests."""
     if settings.curve is None and not is_loopback(settings.tcp_host):
-        raise ConfigError(f"{config_file}: experiment_socket.host: {settings.tcp_host} lets other machines send "
-                          "requests that skip tokens and the audit log; configure experiment_socket.curve "
+        raise ConfigError(f"{config_file}: {key}.host: {settings.tcp_host} lets other machines send "
+                          f"requests that skip tokens and the audit log; configure {key}.curve "
                           "(python -m labbridge keys keys/), or remove host to use the private local socket")
 
 

@@ -48,6 +48,7 @@ from labbridge.core.errors import (
 )
 from labbridge.core.history_query import HistoryQuery
 from labbridge.core.protocol import INTERLOCK_OPS, INVOCATION_OPS, RUN_OPS, Request
+from labbridge.core.protocol import VERSION as PROTOCOL_VERSION
 from labbridge.experiment.action_quota import ActionQuota
 from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.import_path import import_by_path
@@ -239,7 +240,7 @@ class Experiment:
 
     async def _dispatch(self, request: Request, write: AuditedWrite | None = None) -> Any:
         if request.op == "ping":  # `pid` tells a launcher that its own experiment process answers
-            return {"time": time.time(), "pid": os.getpid(), "modules": {
+            return {"time": time.time(), "pid": os.getpid(), "protocol": PROTOCOL_VERSION, "modules": {
                 name: {"last_contact": q.last_contact, "last_error": q.last_error, "queued": q.pending,
                        "start_error": self.modules[name].start_failure, "safe_state": self.safe_states.status(name)}
                 for name, q in self._states.items()},

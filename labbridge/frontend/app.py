@@ -33,6 +33,7 @@ DESCRIPTION = ('Read and set lab instruments over HTTP. `GET /<module>/<attribut
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bridge: FrontendState = app.state.bridge
     bridge.feed.start()  # from the start, so the latest values are there for the first browser
+    bridge.backend.start()  # the heartbeat of each experiment process of a lab
     yield
     bridge.close()
 

@@ -154,6 +154,12 @@ class BackendClient:
         return {"rtt_ms": round(1000 * (time.perf_counter() - start), 3), "pid": reply.get("pid"),
                 "modules": reply["modules"], "history": reply.get("history")}
 
+    def abandon(self, error: BridgeError) -> None:
+        """Fail every request waiting for its reply with `error` (the heartbeat found the process gone)."""
+        for waiter in list(self._pending.values()):
+            if not waiter.done():
+                waiter.set_exception(error)
+
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()

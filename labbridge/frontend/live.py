@@ -43,6 +43,12 @@ class LiveFeed:
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._sources: list[tuple[str, tuple[bytes, bytes, bytes] | None, int]] = []  # other experiment processes
+        self._other_readers: list[asyncio.Task[None]] = []
+
+    def add_source(self, endpoint: str, curve: tuple[bytes, bytes, bytes] | None, max_event_bytes: int) -> None:
+        """Also take the live values of another experiment process of the lab (before `start`)."""
+        self._sources.append((endpoint, curve, max_event_bytes))
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
@@ -61,22 +67,27 @@ class LiveFeed:
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
+        for reader in self._other_readers:
+            reader.cancel()
+        self._other_readers = []
 
     def start(self) -> None:
         """Subscribe to the backend (idempotent; needs the running event loop)."""
         if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+            loop = asyncio.get_running_loop()
+            self._reader = loop.create_task(self._read(self.endpoint, self._curve, self.max_event_bytes))
+            self._other_readers = [loop.create_task(self._read(*source)) for source in self._sources]
 
-    async def _read(self) -> None:
+    async def _read(self, endpoint: str, curve: tuple[bytes, bytes, bytes] | None, max_event_bytes: int) -> None:
         sock = self._context.socket(zmq.DEALER)
         sock.linger = 0
-        limit_incoming(sock, self.max_event_bytes)
-        if self._curve is not None:
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve
+        limit_incoming(sock, max_event_bytes)
+        if curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
         # Watched from before connecting: the first handshake may come (or be refused) at once.
         events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-        watching = asyncio.create_task(self._subscribe_on_handshake(sock, sock.get_monitor_socket(events)))
-        sock.connect(self.endpoint)
+        watching = asyncio.create_task(self._subscribe_on_handshake(sock, sock.get_monitor_socket(events), endpoint))
+        sock.connect(endpoint)
         try:
             while True:
                 _, payload = await sock.recv_multipart()
@@ -85,7 +96,8 @@ class LiveFeed:
             watching.cancel()
             sock.close(linger=0)
 
-    async def _subscribe_on_handshake(self, sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:
+    async def _subscribe_on_handshake(self, sock: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket,
+                                      endpoint: str) -> None:
         # The backend knows a subscriber by its connection: subscribe again on each one.
         try:
             while True:
@@ -97,7 +109,7 @@ class LiveFeed:
                         log.warning("could not subscribe to live values: %s", exc)
                 else:  # libzmq never retries a refused CurveZMQ key by itself; it may be authorized later
                     await asyncio.sleep(REFUSED_KEY_RETRY)
-                    reconnect(sock, self.endpoint)
+                    reconnect(sock, endpoint)
         finally:
             monitor.close(linger=0)
 

@@ -136,6 +136,12 @@ class _LabCollector:
         yield GaugeMetricFamily("bridge_backend_rtt_seconds", "Round trip of a ping to the experiment process",
                                 self.ping["rtt_ms"] / 1000)
         yield from _module_metrics(self.ping["modules"])
+        if self.ping.get("experiments"):  # a lab of several PCs (config `experiments:`)
+            up = GaugeMetricFamily("bridge_experiment_up", "1 while the experiment process (a lab PC) is served",
+                                   labels=["experiment"])
+            for name, state in self.ping["experiments"].items():
+                up.add_metric([name], float(state["up"]))
+            yield up
         history = self.ping.get("history") or {}
         if history.get("enabled"):
             yield GaugeMetricFamily("bridge_history_recording", "1 while values are being recorded",

@@ -1,7 +1,7 @@
 """FrontendState: what the frontend's routes share, kept on `app.state.bridge`.
 
-One object per app holds the settings, the ZeroMQ client to the experiment
-process, token checks, the audit log, the live-value feed, the metrics and the
+One object per app holds the settings, the ZeroMQ clients to the experiment
+process(es) (lab.py), token checks, the audit log, the live-value feed, the metrics and the
 budget of large answers.  Routes reach it with `bridge_of(request)`, never
 through globals, so two apps in one process (as in tests) never share state.
 """
@@ -15,10 +15,8 @@ from starlette.requests import HTTPConnection
 from labbridge.core.audit import AuditLog
 from labbridge.core.config import Config, FrontendSettings
 from labbridge.core.errors import OpenNetworkRefused
-from labbridge.core.message_limits import max_reply_bytes
-from labbridge.core.transport import connect_endpoints
 from labbridge.frontend.auth import TokenAuth, may_serve
-from labbridge.frontend.backend_client import BackendClient
+from labbridge.frontend.lab import Lab
 from labbridge.frontend.large_answers import AnswerBudget
 from labbridge.frontend.live import LiveFeed
 from labbridge.frontend.metrics import BridgeMetrics
@@ -30,7 +28,7 @@ class FrontendState:
     """The frontend's long-lived parts, built once from config.yml."""
 
     settings: FrontendSettings
-    backend: BackendClient
+    backend: Lab  # the experiment process(es): requests routed to the one they concern (lab.py)
     auth: TokenAuth
     audit: AuditLog | None
     feed: LiveFeed
@@ -43,9 +41,11 @@ class FrontendState:
     @classmethod
     def from_config(cls, config: Config, config_file: Path) -> FrontendState:
         settings = config.frontend
-        backend = BackendClient.from_config(config, config_file)
-        feed = LiveFeed(connect_endpoints(config.experiment_socket, config_file).events, backend.curve,
-                        max_event_bytes=max_reply_bytes(config))
+        backend = Lab.from_config(config, config_file)
+        links = list(backend.links.values())
+        feed = LiveFeed(links[0].events_endpoint, links[0].curve, max_event_bytes=links[0].max_reply_bytes)
+        for link in links[1:]:  # one subscription per experiment process, into the same fan-out
+            feed.add_source(link.events_endpoint, link.curve, link.max_reply_bytes)
         answers = AnswerBudget(settings.max_answer_bytes, settings.max_answer_bytes_per_client,
                                patience=settings.request_timeout)
         metrics = BridgeMetrics(feed)

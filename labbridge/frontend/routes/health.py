@@ -1,5 +1,6 @@
 """`GET /health`: frontend up, backend reachable (with its round trip), each module's last contact and queue,
-and whether history is being recorded (degraded when it should be and is not).
+and whether history is being recorded (degraded when it should be and is not); in a lab (`experiments:`), each
+experiment process up or down, since when (degraded while one is down).
 
 Anyone gets the status (200 "ok"/"degraded", 503 "down"), so supervisors and
 probes need no token; with `auth_reads` the details need one, like any read.
@@ -27,19 +28,23 @@ async def health(request: Request) -> Response:
         details = True
     except BridgeError:  # reads need a token: a probe still gets the status, nothing about the lab
         details = False
+    lab = {"experiments": bridge.backend.experiments()} if bridge.backend.is_lab else {}  # each PC up or down
     try:
         rtt = await bridge.backend.ping_modules()
     except BridgeError as exc:
-        down = {"frontend": "up", "backend": {"reachable": False, "error": exc.code, "message": exc.detail}}
+        down = {"frontend": "up", "backend": {"reachable": False, "error": exc.code, "message": exc.detail}, **lab}
         return json_response({"status": "down", **(down if details else {})}, 503)
     modules, history = rtt.pop("modules"), rtt.pop("history")
+    rtt.pop("experiments", None)
     status = "ok" if all(m["last_error"] is None for m in modules.values()) else "degraded"
     if history and history["enabled"] and not history["recording"]:
         status = "degraded"
+    if not all(state["up"] for state in lab.get("experiments", {}).values()):
+        status = "degraded"  # one PC of the lab down: the others still serve
     if not details:
         return json_response({"status": status})
     return json_response({"status": status, "frontend": "up", "backend": {"reachable": True, **rtt}, "modules": modules,
-                          "history": history})
+                          "history": history, **lab})
 
 
 answer_head(router)

@@ -211,8 +211,21 @@ async function checkHealth() {
     const body = await response.json();
     setBackend(response.ok, body.backend?.message || "no answer");
     Alarms.showSafeStates(body.modules);  // alarms.js
+
+    showExperiments(body.experiments);
   } catch (failure) {
     setBackend(false, "the web frontend does not answer");
+  }
+}
+
+function showExperiments(experiments) {  // a lab of several PCs: a down one's modules greyed, still described
+  for (const [name, pc] of Object.entries(experiments || {})) {
+    for (const module of pc.modules) {
+      const section = document.getElementById(`module-${module}`);
+      if (!section) continue;
+      section.classList.toggle("down", !pc.up);
+      section.title = pc.up ? "" : `${name}: ${pc.message}`;
+    }
   }
 }
 
