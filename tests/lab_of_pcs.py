@@ -25,6 +25,8 @@ PCS: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = {
     "bench": ({"module_a": shipped_modules()["module_a"]}, ("force_curve",)),
     "cryo": ({"setpoint": shipped_modules()["setpoint"]}, ()),
 }
+# Alarm limits of each PC (its own attributes): the lab's GET /alarms lists them all.
+ALARMS: dict[str, dict[str, Any]] = {"bench": {"module_a.speed": {"high": 45}}, "cryo": {"setpoint.value": {"high": 900}}}
 
 
 @dataclass
@@ -99,7 +101,8 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
             socket["curve"] = {"server_public_key": str(keys / "server.key"),
                                "client_key": str(keys / "frontend.key_secret")}
         config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
-                              procedures=shipped_procedures(*procedures) if procedures else {})
+                              procedures=shipped_procedures(*procedures) if procedures else {},
+                              alarms=ALARMS.get(name, {}))
         made[name] = Pc(name, config, socket, host)
     front = tmp / "frontend.yml"
     front.write_text(yaml.safe_dump({

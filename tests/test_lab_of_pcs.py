@@ -57,6 +57,12 @@ def test_every_route_reaches_the_process_that_holds_it(lab: Lab) -> None:
         assert http.get(f"/runs/{run.json()['id']}").json()["procedure"] == "force_curve"
         assert run.json()["id"] in [r["id"] for r in http.get("/runs").json()["runs"]]
         assert http.get("/runs/queue").status_code == 200
+        # Safety lists: every PC's alarm limits, and interlocks (none here).
+        alarms = http.get("/alarms").json()
+        assert sorted((a["module"], a["attribute"]) for a in alarms["alarms"]) == [
+            ("module_a", "speed"), ("setpoint", "value")]
+        assert set(alarms["webhooks"]) == {"bench", "cryo"}
+        assert http.get("/interlocks").json() == {"interlocks": {}}
         # The schema, the dashboard, the metrics and the health see the whole lab.
         paths = http.get("/openapi.json").json()["paths"]
         assert "/module_a/position" in paths and "/setpoint/value" in paths

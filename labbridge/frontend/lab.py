@@ -7,7 +7,7 @@ sends each request to the process that holds what it names:
 - an invocation or a run by id: the process that made it (ids are random, unique across the lab; learnt from
   the answers, else asked of each process up);
 - a procedure (submit_run): the process that declares it; an interlock (interlock_ack): the one that has it;
-- lists (describe, procedures, invocations, runs, interlocks, the run queue): merged from every process.
+- lists (describe, procedures, invocations, runs, interlocks, alarms, the run queue): merged from every process.
 
 Descriptions come from the links (experiments.py), taken when each process connects, so that a request to one
 process never waits for another.  A process that is down or refused makes its modules answer 503
@@ -37,7 +37,7 @@ CACHE_FOLDER = "experiments"  # in the frontend's data folder: each process's la
 KNOWN_IDS = 10_000  # invocation and run ids whose process is remembered
 INVOCATION_ID_OPS = frozenset({"invocation", "cancel"})
 RUN_ID_OPS = frozenset({"run", "run_control", "run_data", "run_file"})
-MERGED_OPS = frozenset({"describe", "procedures", "runs", "run_queue", "interlocks", "ping"})
+MERGED_OPS = frozenset({"describe", "procedures", "runs", "run_queue", "interlocks", "alarms", "ping"})
 
 
 class ModuleClash(Exception):
@@ -313,6 +313,9 @@ def _combine(op: str, bodies: dict[str, Any], value: Any) -> dict[str, Any]:
         return {"runs": runs[:limit] if isinstance(limit, int) else runs}
     if op == "interlocks":
         return {"interlocks": {name: rule for body in bodies.values() for name, rule in body["interlocks"].items()}}
+    if op == "alarms":  # each process's webhooks are its own: told apart by process
+        return {"alarms": [alarm for body in bodies.values() for alarm in body["alarms"]],
+                "webhooks": {name: body.get("webhooks") for name, body in bodies.items()}}
     # run_queue: each process has its own queue; the lab's is started when all are
     queues = list(bodies.values())
     return {"started": bool(queues) and all(q.get("started") for q in queues),
