@@ -83,7 +83,8 @@ class Lab:
 
 
 def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = PCS,
-             frontend: dict[str, Any] | None = None, network: LabNetwork | None = None) -> Lab:
+             frontend: dict[str, Any] | None = None, network: LabNetwork | None = None,
+             alarms: dict[str, dict[str, Any]] | None = None) -> Lab:
     """Config files for each PC and the frontend (nothing started); each PC in a namespace of `network`."""
     made: dict[str, Pc] = {}
     hosts = network(len(pcs)) if network is not None else [None] * len(pcs)
@@ -102,7 +103,7 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
                                "client_key": str(keys / "frontend.key_secret")}
         config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
                               procedures=shipped_procedures(*procedures) if procedures else {},
-                              alarms=ALARMS.get(name, {}))
+                              alarms=(ALARMS if alarms is None else alarms).get(name, {}))
         made[name] = Pc(name, config, socket, host)
     front = tmp / "frontend.yml"
     front.write_text(yaml.safe_dump({

@@ -82,3 +82,13 @@ def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:
     assert all(float(us) > 0 for _, us in rows)
     assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 4
     assert "tripped" not in result.stdout + result.stderr  # thresholds are never crossed: judging, not tripping
+
+
+def test_lab_throughput_bench_compares_three_processes_with_one_pair() -> None:
+    result = subprocess.run([sys.executable, "bench/lab_throughput.py", "--duration", "1", "--repeats", "1",
+                             "--connections", "8"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = dict(re.findall(r"^\| (one process pair|three experiment processes, one frontend) \| ([\d,]+) \|",
+                           result.stdout, re.M))
+    assert len(rows) == 2 and all(int(rps.replace(",", "")) > 0 for rps in rows.values()), result.stdout
+    assert re.search(r"^\| lab / pair, requests/s \| [\d.]+ \| >= 0.8 \| (PASS|MISS) \|$", result.stdout, re.M)
