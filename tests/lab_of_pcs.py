@@ -82,10 +82,24 @@ class Lab:
                 pc.process.stop()
 
 
+def p99(times: list[float]) -> float:
+    """The 99th percentile of request times (of a few hundred: one of the slowest few)."""
+    return sorted(times)[max(0, int(0.99 * len(times)) - 1)]
+
+
+def unavailable(http: httpx.Client, path: str, name: str) -> bool:
+    """Whether GET `path` answers 503 experiment_unavailable naming the experiment process `name`."""
+    answer = http.get(path)
+    return answer.status_code == 503 and answer.json()["error"] == "experiment_unavailable" \
+        and repr(name) in answer.json()["message"]
+
+
 def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = PCS,
              frontend: dict[str, Any] | None = None, network: LabNetwork | None = None,
-             alarms: dict[str, dict[str, Any]] | None = None) -> Lab:
-    """Config files for each PC and the frontend (nothing started); each PC in a namespace of `network`."""
+             alarms: dict[str, dict[str, Any]] | None = None,
+             history: dict[str, dict[str, Any]] | None = None) -> Lab:
+    """Config files for each PC and the frontend (nothing started); each PC in a namespace of `network`, and
+    with its `history:` section from `history` (by PC name; none records by default)."""
     made: dict[str, Pc] = {}
     hosts = network(len(pcs)) if network is not None else [None] * len(pcs)
     for (name, (modules, procedures)), host in zip(pcs.items(), hosts):
@@ -101,9 +115,11 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
                                "authorized_clients": str(keys / "authorized")}
             socket["curve"] = {"server_public_key": str(keys / "server.key"),
                                "client_key": str(keys / "frontend.key_secret")}
+        more: dict[str, Any] = {"history": history[name]} if history and name in history else {}
         config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
                               procedures=shipped_procedures(*procedures) if procedures else {},
-                              alarms=(ALARMS if alarms is None else alarms).get(name, {}))
+                              alarms=(ALARMS if alarms is None else alarms).get(name, {}),
+                              **more)
         made[name] = Pc(name, config, socket, host)
     front = tmp / "frontend.yml"
     front.write_text(yaml.safe_dump({

@@ -21,7 +21,7 @@ import zmq
 from bridge_client import Bridge, ExperimentUnavailable
 
 from labbridge.core.protocol import VERSION
-from tests.lab_of_pcs import Lab, start_lab
+from tests.lab_of_pcs import Lab, p99, start_lab, unavailable
 from tests.netns import netns  # noqa: F401 - the fixture of the namespace form
 from tests.processes import shipped_modules, wait_until
 
@@ -162,22 +162,12 @@ def _latencies(http: httpx.Client, healthy: str, other: str, count: int) -> list
     return times
 
 
-def _p99(times: list[float]) -> float:
-    return sorted(times)[int(0.99 * len(times)) - 1]
-
-
-def _unavailable(http: httpx.Client, path: str, name: str) -> bool:
-    answer = http.get(path)
-    return answer.status_code == 503 and answer.json()["error"] == "experiment_unavailable" \
-        and repr(name) in answer.json()["message"]
-
-
 def _down_within(lab: Lab, http: httpx.Client, how: int) -> float:
     bench = lab.pcs["bench"].process
     assert bench is not None
     start = time.monotonic()
     bench.signal(how)
-    wait_until(lambda: _unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
+    wait_until(lambda: unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
     return time.monotonic() - start
 
 
@@ -203,11 +193,11 @@ def test_one_pc_down_is_one_pc_down(faulty_lab: Lab, tmp_path: Path) -> None:
         assert health["experiments"]["cryo"]["up"] is True and health["experiments"]["bench"]["since"] > 0
         after = _latencies(http, "/setpoint/value", "/module_a/speed", 400)
         print(f"kill -9: 503 after {took:.2f} s; GET of the other PC's module, median {statistics.median(before):.2f}"
-              f" -> {statistics.median(after):.2f} ms, p99 {_p99(before):.2f} -> {_p99(after):.2f} ms")
+              f" -> {statistics.median(after):.2f} ms, p99 {p99(before):.2f} -> {p99(after):.2f} ms")
         assert took < 2.0
         # Within 20%, plus the scheduling noise of a loaded 2-core machine (p99 of 400 samples is their 4th
         # slowest); a down PC that held the others up would cost them its timeouts: 500 ms and more.
-        assert _p99(after) <= 1.2 * _p99(before) + 5.0
+        assert p99(after) <= 1.2 * p99(before) + 5.0
         assert statistics.median(after) <= 1.2 * statistics.median(before) + 2.0
         with Bridge(lab.url) as bridge, pytest.raises(ExperimentUnavailable, match="'bench'"):
             bridge["module_a"].get("speed")  # a notebook gets the client's class for it
@@ -226,7 +216,7 @@ def test_one_pc_down_is_one_pc_down(faulty_lab: Lab, tmp_path: Path) -> None:
         bench.signal(signal.SIGSTOP)
         write = http.put("/module_a/speed", json={"value": 7.0})
         assert write.status_code == 503 and "unknown" in write.json()["message"], write.text
-        wait_until(lambda: _unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
+        wait_until(lambda: unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
         print(f"SIGSTOP: 503 after {time.monotonic() - start:.2f} s")
         assert time.monotonic() - start < 2.0
         assert http.get("/setpoint/value").status_code == 200
@@ -238,12 +228,12 @@ def test_one_pc_down_is_one_pc_down(faulty_lab: Lab, tmp_path: Path) -> None:
             start = time.monotonic()
             pc.link_down()
             try:
-                wait_until(lambda: _unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
+                wait_until(lambda: unavailable(http, "/module_a/speed", "bench"), 5, "bench's modules 503")
                 print(f"link down: 503 after {time.monotonic() - start:.2f} s")
                 assert time.monotonic() - start < 2.0
                 cut = _latencies(http, "/setpoint/value", "/module_a/speed", 200)
-                print(f"link down: other PC's GET median {statistics.median(cut):.2f} ms, p99 {_p99(cut):.2f} ms")
-                assert _p99(cut) <= 1.2 * _p99(before) + 5.0
+                print(f"link down: other PC's GET median {statistics.median(cut):.2f} ms, p99 {p99(cut):.2f} ms")
+                assert p99(cut) <= 1.2 * p99(before) + 5.0
             finally:
                 pc.link_up()
             wait_until(lambda: http.get("/module_a/speed").status_code == 200, 20, "bench back after link up")
