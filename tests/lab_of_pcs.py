@@ -25,7 +25,7 @@ PCS: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = {
     "bench": ({"module_a": shipped_modules()["module_a"]}, ("force_curve",)),
     "cryo": ({"setpoint": shipped_modules()["setpoint"]}, ()),
 }
-# Alarm limits of each PC (its own attributes): the lab's GET /alarms lists them all.
+# Alarm limits of each of PCS (its own attributes; other labs have none unless given): GET /alarms lists them all.
 ALARMS: dict[str, dict[str, Any]] = {"bench": {"module_a.speed": {"high": 45}}, "cryo": {"setpoint.value": {"high": 900}}}
 
 
@@ -118,7 +118,7 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
         more: dict[str, Any] = {"history": history[name]} if history and name in history else {}
         config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
                               procedures=shipped_procedures(*procedures) if procedures else {},
-                              alarms=(ALARMS if alarms is None else alarms).get(name, {}),
+                              alarms=(ALARMS if alarms is None and pcs is PCS else alarms or {}).get(name, {}),
                               **more)
         made[name] = Pc(name, config, socket, host)
     front = tmp / "frontend.yml"
