@@ -184,6 +184,11 @@ def test_a_trip_switches_the_supply_off_at_once_cancels_the_move_latches_and_wai
         assert refused.status_code == 409 and refused.json()["error"] == "interlocked"
         assert ("interlock overforce: it tripped (module_a.force > 90; module_a.force is 95.0)"
                 in refused.json()["message"])
+        # What the trip put in place stays: its safe state's values too; writing the safe values is never refused.
+        assert lab.http("PUT", "/psu/voltage", json={"value": 3}).json()["error"] == "interlocked"
+        assert lab.http("PUT", "/psu/voltage", json={"value": 0}).status_code == 200
+        assert lab.http("PUT", "/psu/output", json={"value": False}).status_code == 200
+        assert tripped["guards"] == ["psu.output != false", "psu.voltage != 0"]
 
         early = lab.http("POST", "/interlocks/overforce/ack")
         assert early.status_code == 409 and early.json()["error"] == "interlocked"

@@ -23,6 +23,13 @@ from labbridge.experiment.base_module import BaseModule
 from labbridge.experiment.safety.condition import Compare, Condition, Const, Key, Node, Ref, parse
 
 ANY: Any = type("Any", (), {"__repr__": lambda self: "ANY"})()  # a guard on every value of an attribute
+
+
+@dataclass(frozen=True)
+class AllBut:
+    """A trip's guard on every value of an attribute but the one it puts there (its safe value is never refused)."""
+
+    value: Any
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _GUARD = re.compile(r"^\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*(?:=\s*(\S+)\s*)?$")
 
@@ -50,7 +57,7 @@ class Rule:
         return {module for step in self.then for module in step.modules}
 
     def guarded_text(self) -> list[str]:
-        return ([f"{m}.{a}" + ("" if value is ANY else f" = {_literal(value)}") for (m, a), value in self.writes]
+        return ([f"{m}.{a}" + _guarded_value(value) for (m, a), value in self.writes]
                 + [f"{m}.{a}" for m, a in self.actions])
 
 
@@ -81,12 +88,25 @@ def _rule(name: str, settings: InterlockSettings, config: Config, modules: dict[
         (writes.append((target, value)) if value is not _ACTION else actions.append(target))
     for index, step in enumerate(settings.then):
         _check_step(step, modules, f"{where}.then.{index}")
-        if step.set is not None:  # refused while the trip is tripped or latched
-            writes.append((_split(step.set), ANY))
-    return Rule(name, settings.kind, condition, writes, actions, list(settings.then), settings.within)
+        # While the trip is tripped or latched, what it set stays set: any other value is refused.
+        if step.set is not None:
+            writes.append((_split(step.set), AllBut(step.value)))
+        for module_name in step.modules if step.safe_state is not None else ():
+            safe = config.modules[module_name].safe_state or {}  # a class's hook: its writes are not known here
+            writes += [((module_name, attribute), AllBut(value)) for attribute, value in safe.items()]
+    unique = [entry for index, entry in enumerate(writes) if entry not in writes[:index]]  # a set and a safe state
+    return Rule(name, settings.kind, condition, unique, actions, list(settings.then), settings.within)
 
 
 _ACTION: Any = object()
+
+
+def _guarded_value(value: Any) -> str:
+    if value is ANY:
+        return ""
+    if isinstance(value, AllBut):
+        return f" != {_literal(value.value)}"
+    return f" = {_literal(value)}"
 
 
 def _guard(text: str, modules: dict[str, BaseModule], where: str) -> tuple[Key, Any]:

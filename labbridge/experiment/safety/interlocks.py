@@ -40,7 +40,7 @@ from labbridge.core.errors import BridgeError, InvalidValue, Interlocked, Unknow
 from labbridge.core.protocol import Request
 from labbridge.experiment.invocation import current_trip
 from labbridge.experiment.safety.condition import FAILED, Key
-from labbridge.experiment.safety.interlock_rules import ANY, Rule, build_rules
+from labbridge.experiment.safety.interlock_rules import ANY, AllBut, Rule, build_rules
 from labbridge.experiment.safety.trip import carry_out
 
 if TYPE_CHECKING:
@@ -162,7 +162,8 @@ class Interlocks:
         if rules is None or current_trip.get() is not None:
             return
         for rule, guarded in rules:
-            if guarded is ANY or (guarded == value and isinstance(guarded, bool) == isinstance(value, bool)):
+            if guarded is ANY or (not _same(guarded.value, value) if isinstance(guarded, AllBut) else
+                                  _same(guarded, value)):
                 self._refuse_unless_allowed(rule, f"{module}.{attribute} = {value!r}")
 
     def check_action(self, module: str, spec: ActionSpec) -> None:
@@ -249,3 +250,8 @@ class Interlocks:
 def _shown(values: dict[str, Any]) -> str:
     return ", ".join(f"{name} is {value!r}" if not isinstance(value, str) else f"{name}: {value}"
                      for name, value in values.items())
+
+
+def _same(guarded: Any, value: Any) -> bool:
+    """A write of `value` is the guarded one (true is not 1: a boolean matches only a boolean)."""
+    return bool(guarded == value) and isinstance(guarded, bool) == isinstance(value, bool)
