@@ -23,10 +23,10 @@ import errno
 import logging
 from typing import Any
 
-import orjson
 import zmq
 import zmq.asyncio
 
+from labbridge.core.live_events import Frames, Readings, encode_event, encode_values
 from labbridge.core.message_limits import SUBSCRIPTION_BYTES, limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 
@@ -46,8 +46,8 @@ class EventPublisher:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone subscriber is an error, so it can be forgotten
         limit_incoming(self.socket, SUBSCRIPTION_BYTES)
         self._subscribers: dict[bytes, None] = {}  # routing ids, in the order they subscribed
-        # The latest event per attribute and per action, for a frontend that subscribes later (one restarted).
-        self._latest: dict[tuple[str, str], list[bytes]] = {}
+        # The latest message per key, in the order they came, for a frontend that subscribes later (one restarted).
+        self._latest: dict[bytes, Frames] = {}
         self._reader: asyncio.Task[None] | None = None
         self._full = False
 
@@ -61,12 +61,19 @@ class EventPublisher:
 
     def publish(self, event: dict[str, Any]) -> None:
         """Send `event` to every subscriber, never waiting: one that cannot keep up misses it."""
-        frames = [str(event["module"]).encode(), orjson.dumps(event)]
-        self._latest[(str(event["module"]), str(event.get("attribute") or f"{event.get('action')}()"))] = frames
+        self._publish(encode_event(event))
+
+    def publish_values(self, module: str, time: float, readings: Readings) -> None:
+        """Send the readings of one poll of `module` to every subscriber as one message, never waiting."""
+        self._publish(encode_values(module, time, readings))
+
+    def _publish(self, frames: Frames) -> None:
+        self._latest.pop(frames[0], None)  # to the end: a catch-up sends them in the order they were last sent
+        self._latest[frames[0]] = frames
         for subscriber in list(self._subscribers):
             self._send(subscriber, frames)
 
-    def _send(self, subscriber: bytes, frames: list[bytes]) -> None:
+    def _send(self, subscriber: bytes, frames: Frames) -> None:
         # Sent through the asyncio socket itself (its future is done at once), which keeps its pending receive awake.
         sent = asyncio.ensure_future(self.socket.send_multipart([subscriber, *frames], flags=zmq.NOBLOCK))
         failure = sent.exception() if sent.done() else None

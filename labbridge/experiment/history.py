@@ -2,8 +2,9 @@
 
 The experiment process publishes each value it polls or writes (and each failed
 poll, and, with actions, each invocation's outcome) through
-`ExperimentServer._publish`, which hands the event to `record`: one append to
-a bounded queue, nothing else on the event loop.  A writer thread wakes every
+`ExperimentServer._publish`, which hands the event to `record` (a poll's
+values, read together, to `record_values`): one append per value to a bounded
+queue, nothing else on the event loop.  A writer thread wakes every
 `history.interval` seconds, writes what has queued up in one transaction
 (the store: SQLite, history_sqlite.py, or PostgreSQL, history_postgres.py)
 and applies retention (when `history.retention`: with a database several
@@ -135,6 +136,12 @@ class HistoryRecorder:
                 break
             self._bytes_dropped += dropped
             self._dropped_waiting += 1
+
+    def record_values(self, module: str, time: float, readings: dict[str, dict[str, Any]]) -> None:
+        """Queue the readings of one poll of `module` ({"value", "unit"} or {"error", "message"} per attribute),
+        each as the event it is published as."""
+        for name, reading in readings.items():
+            self.record({"module": module, "attribute": name, **reading, "time": time})
 
     def _waiting_bytes(self) -> int:
         return self._bytes_queued - self._bytes_dropped - self._bytes_taken
