@@ -1,6 +1,8 @@
 """Live events on the wire, experiment process -> frontend: how they are framed, and the one way to read them.
 
-Each ZeroMQ message of the events socket (experiment/events.py -> frontend/live.py) is two frames:
+Each ZeroMQ message of the events socket (experiment/events.py -> frontend/live.py) is one or more pairs of
+frames (the publisher sends everything published in one turn of its event loop as one message: the polls of
+modules due at the same time, for instance):
 
 - the key: `module NUL names`, where `names` is the attribute (an action's name followed by `()`), or, for a
   poll, the attributes read in it, comma-separated.  A later message with the same key holds the newer value
@@ -11,7 +13,8 @@ Each ZeroMQ message of the events socket (experiment/events.py -> frontend/live.
   of one poll of a module, all read in one `read_many` and stamped with one time:
   `{"module", "time", "values": {attribute: {"value", "unit"} or {"error", "message"}}}`.
 
-`decode` turns either into the same events, one per value, so no reader needs to know about polls.
+`decode` turns a message into the same events, one per value, so no reader needs to know about polls;
+`keyed` splits it into its (key, payload) pairs for a reader that keeps them undecoded.
 """
 
 from __future__ import annotations
@@ -40,11 +43,20 @@ def encode_values(module: str, time: float, readings: Readings) -> Frames:
             orjson.dumps({"module": module, "time": time, "values": readings})]
 
 
+def keyed(frames: Frames) -> list[tuple[bytes, bytes]]:
+    """The (key, payload) pairs of a message, in order."""
+    return list(zip(frames[::2], frames[1::2]))
+
+
 def decode(frames: Frames) -> list[dict[str, Any]]:
-    """The events a message holds, one per value, each as it would have been sent alone."""
-    message = orjson.loads(frames[-1])
-    values = message.get("values")
-    if not isinstance(values, dict) or "attribute" in message:
-        return [message]
-    module, time = message["module"], message["time"]
-    return [{"module": module, "attribute": name, **reading, "time": time} for name, reading in values.items()]
+    """The events a message holds, in order, one per value, each as it would have been sent alone."""
+    events: list[dict[str, Any]] = []
+    for payload in frames[1::2]:
+        message = orjson.loads(payload)
+        values = message.get("values")
+        if not isinstance(values, dict) or "attribute" in message:
+            events.append(message)
+            continue
+        module, time = message["module"], message["time"]
+        events += [{"module": module, "attribute": name, **reading, "time": time} for name, reading in values.items()]
+    return events

@@ -11,7 +11,7 @@ each action published before it came (a frontend restarted, or slower to
 subscribe than the first write, would otherwise show nothing until the next
 change; kept per name, so bounded by the modules' declarations).  What a peer sends costs no memory (anything but
 SUBSCRIBE is dropped, and a message over SUBSCRIBE_BYTES drops its connection);
-what a subscriber does not read is bounded by QUEUE events (ZMQ_SNDHWM; past
+what a subscriber does not read is bounded by QUEUE messages (ZMQ_SNDHWM; past
 it, that subscriber misses values, the others do not) and by MAX_SUBSCRIBERS.
 A subscriber whose connection is gone is forgotten at the next event.
 """
@@ -32,7 +32,7 @@ from labbridge.core.protocol import SUBSCRIBE
 
 log = logging.getLogger(__name__)
 
-QUEUE = 200  # events waiting for one subscriber (several of each attribute); more are dropped for it
+QUEUE = 200  # messages waiting for one subscriber (several of each attribute); more are dropped for it
 MAX_SUBSCRIBERS = 100  # frontends at once; one is usual
 
 
@@ -50,6 +50,7 @@ class EventPublisher:
         self._latest: dict[bytes, Frames] = {}
         self._reader: asyncio.Task[None] | None = None
         self._full = False
+        self._outbox: Frames = []  # what was published in this turn of the event loop, sent at its end
 
     def bind(self, endpoint: str) -> None:
         self.socket.bind(endpoint)
@@ -70,6 +71,14 @@ class EventPublisher:
     def _publish(self, frames: Frames) -> None:
         self._latest.pop(frames[0], None)  # to the end: a catch-up sends them in the order they were last sent
         self._latest[frames[0]] = frames
+        if not self._subscribers:
+            return
+        self._outbox += frames
+        if len(self._outbox) == len(frames):  # the first of this turn of the loop: sent at its end, with the others
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
         for subscriber in list(self._subscribers):
             self._send(subscriber, frames)
 
@@ -94,11 +103,11 @@ class EventPublisher:
                 continue
             self._full = False
             self._subscribers[frames[0]] = None
-            for latest in list(self._latest.values()):  # it catches up with what was published before it came
-                if frames[0] in self._subscribers:
-                    self._send(frames[0], latest)
+            if self._latest:  # it catches up with what was published before it came, in one message
+                self._send(frames[0], [frame for latest in self._latest.values() for frame in latest])
 
     def close(self) -> None:
+        self._subscribers.clear()  # a flush still scheduled sends nothing on the closed socket
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None

@@ -12,12 +12,13 @@ turn in the module's queue, so polls never starve clients).  Its values are
 shown to the observers one by one and published together (publish_values: one
 message, one time, one call to the history).  Attributes of the same interval
 start together, so they stay due together: a module's polls read at most one
-set of attributes per combination of its intervals.
+set of attributes per combination of its intervals, and keep one schedule per interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labbridge.core.errors import BridgeError, InstrumentError
@@ -32,17 +33,32 @@ JOIN = 0.002  # seconds: attributes due this soon after the turn starts are read
 async def poll_module(experiment: Experiment, module: BaseModule) -> None:
     """Read `module`'s polled attributes at their intervals, those due together in one read, until cancelled."""
     loop = asyncio.get_running_loop()
-    intervals = dict(module.settings.poll)
-    due = dict.fromkeys(intervals, loop.time())
+    # Attributes of the same interval are read together from the start, so they share one schedule: [due,
+    # interval, names], in the order config.yml names them.
+    schedules: dict[float, list[str]] = {}
+    for name, interval in module.settings.poll.items():
+        schedules.setdefault(interval, []).append(name)
+    start = loop.time()
+    plan = [_Schedule(start, interval, names) for interval, names in schedules.items()]
     while True:
         now = loop.time()
-        names = [name for name, when in due.items() if when <= now + JOIN]
-        readings = await experiment.read_polled(module, names, min(intervals[name] for name in names))
+        due = [schedule for schedule in plan if schedule.due <= now + JOIN]
+        names = [name for schedule in due for name in schedule.names]
+        readings = await experiment.read_polled(module, names, min(schedule.interval for schedule in due))
         experiment.publish_values(module.name, readings)
         ended = loop.time()
-        for name in names:
-            due[name] = max(due[name] + intervals[name], ended)
-        await asyncio.sleep(max(0.0, min(due.values()) - loop.time()))
+        for schedule in due:
+            schedule.due = max(schedule.due + schedule.interval, ended)
+        await asyncio.sleep(max(0.0, min(schedule.due for schedule in plan) - loop.time()))
+
+
+@dataclass
+class _Schedule:
+    """When the attributes polled at one interval are next due (loop time)."""
+
+    due: float
+    interval: float
+    names: list[str]
 
 
 async def read_batch(module: BaseModule, names: list[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ cannot keep up loses the oldest events, never blocks the others.
 
 Messages are read with core/live_events.py's `decode` (one message may hold
 the values of a whole poll).  While nobody is subscribed, nothing needs each
-event: a message is kept undecoded, the latest per key (a later message of
+event: a payload is kept undecoded, the latest per key (a later payload of
 the same key holds newer values of all it held), and decoded only when the
 latest values are asked for (`latest`: a browser subscribing, a /metrics
 scrape), or when more than MAX_UNDECODED keys pile up.  So values nobody
@@ -30,7 +30,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from labbridge.core.live_events import Frames, decode
+from labbridge.core.live_events import Frames, decode, keyed
 from labbridge.core.message_limits import limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 from labbridge.frontend.backend_client import REFUSED_KEY_RETRY, reconnect
@@ -50,7 +50,7 @@ class LiveFeed:
         self._curve = curve
         self._context = context or zmq.asyncio.Context.instance()
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
-        self._undecoded: dict[bytes, Frames] = {}  # while nobody watches: the latest message per key, in order
+        self._undecoded: dict[bytes, bytes] = {}  # while nobody watches: the latest payload per key, in order
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._reader: asyncio.Task[None] | None = None
 
@@ -121,18 +121,18 @@ class LiveFeed:
             for event in decode(frames):
                 self._deliver(event)
             return
-        # Nobody watches: kept as it came, replacing the previous message of its key, moved to the end.
-        self._undecoded.pop(frames[0], None)
-        self._undecoded[frames[0]] = frames
+        # Nobody watches: kept as it came, replacing the previous payload of its key, moved to the end.
+        for key, payload in keyed(frames):
+            self._undecoded.pop(key, None)
+            self._undecoded[key] = payload
         if len(self._undecoded) > MAX_UNDECODED:
             self._decode_kept()
 
     def _decode_kept(self) -> None:
-        """Decode the messages kept while nobody watched into `latest`, in the order they came."""
+        """Decode the payloads kept while nobody watched into `latest`, in the order they came."""
         kept, self._undecoded = self._undecoded, {}
-        for frames in kept.values():
-            for event in decode(frames):
-                self._deliver(event)
+        for event in decode([frame for pair in kept.items() for frame in pair]):
+            self._deliver(event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
         # A value is kept per attribute; an invocation's change per action, so a new page sees the latest run.
