@@ -24,9 +24,9 @@ import logging
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from labbridge.core.live_events import Frames, Readings, encode_event, encode_values
+from labbridge.core.loop_socket import LoopSocket
 from labbridge.core.message_limits import SUBSCRIPTION_BYTES, limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 
@@ -39,8 +39,10 @@ MAX_SUBSCRIBERS = 100  # frontends at once; one is usual
 class EventPublisher:
     """Publishes live values to every frontend that subscribed."""
 
-    def __init__(self, context: zmq.asyncio.Context) -> None:
-        self.socket: zmq.asyncio.Socket = context.socket(zmq.ROUTER)
+    def __init__(self, context: zmq.Context[Any]) -> None:
+        # A plain socket that the event loop watches (core/loop_socket.py): pyzmq's asyncio sockets cost a Future
+        # and a check of the socket's state per send, more than the rest of a poll of ten values.
+        self.socket: zmq.Socket[Any] = zmq.Socket(context, zmq.ROUTER)
         self.socket.linger = 0
         self.socket.sndhwm = QUEUE
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a gone subscriber is an error, so it can be forgotten
@@ -48,7 +50,7 @@ class EventPublisher:
         self._subscribers: dict[bytes, None] = {}  # routing ids, in the order they subscribed
         # The latest message per key, in the order they came, for a frontend that subscribes later (one restarted).
         self._latest: dict[bytes, Frames] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reader: LoopSocket | None = None
         self._full = False
         self._outbox: Frames = []  # what was published in this turn of the event loop, sent at its end
 
@@ -58,14 +60,15 @@ class EventPublisher:
     def start(self) -> None:
         """Start taking subscriptions (needs the running event loop)."""
         if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._take_subscriptions())
+            self._reader = LoopSocket(self.socket, self._take_subscription)
+            self._reader.start()
 
     def publish(self, event: dict[str, Any]) -> None:
         """Send `event` to every subscriber, never waiting: one that cannot keep up misses it."""
         self._publish(encode_event(event))
 
     def publish_values(self, module: str, time: float, readings: Readings) -> None:
-        """Send the readings of one poll of `module` to every subscriber as one message, never waiting."""
+        """Send the readings of one poll of `module` to every subscriber, never waiting."""
         self._publish(encode_values(module, time, readings))
 
     def _publish(self, frames: Frames) -> None:
@@ -83,32 +86,33 @@ class EventPublisher:
             self._send(subscriber, frames)
 
     def _send(self, subscriber: bytes, frames: Frames) -> None:
-        # Sent through the asyncio socket itself (its future is done at once), which keeps its pending receive awake.
-        sent = asyncio.ensure_future(self.socket.send_multipart([subscriber, *frames], flags=zmq.NOBLOCK))
-        failure = sent.exception() if sent.done() else None
-        if isinstance(failure, zmq.ZMQError) and failure.errno == errno.EHOSTUNREACH:
-            self._subscribers.pop(subscriber, None)  # its connection is gone
-        elif failure is not None:
-            log.debug("live value not sent to a subscriber: %s", failure)
+        if self._reader is None:  # closed
+            return
+        try:
+            self._reader.send([subscriber, *frames])
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                self._subscribers.pop(subscriber, None)  # its connection is gone
+            else:  # zmq.Again: its queue is full, it misses this one
+                log.debug("live value not sent to a subscriber: %s", exc)
 
-    async def _take_subscriptions(self) -> None:
-        while True:
-            frames = await self.socket.recv_multipart()
-            if len(frames) != 2 or frames[1] != SUBSCRIBE or frames[0] in self._subscribers:
-                continue
-            if len(self._subscribers) >= MAX_SUBSCRIBERS:
-                if not self._full:  # said once, not once per refusal: a flood must not fill the log
-                    log.warning("refusing live-value subscribers: %d already subscribed", MAX_SUBSCRIBERS)
-                self._full = True
-                continue
-            self._full = False
-            self._subscribers[frames[0]] = None
-            if self._latest:  # it catches up with what was published before it came, in one message
-                self._send(frames[0], [frame for latest in self._latest.values() for frame in latest])
+    def _take_subscription(self, frames: list[Any]) -> None:
+        if len(frames) != 2 or frames[1] != SUBSCRIBE or frames[0] in self._subscribers:
+            return
+        if len(self._subscribers) >= MAX_SUBSCRIBERS:
+            if not self._full:  # said once, not once per refusal: a flood must not fill the log
+                log.warning("refusing live-value subscribers: %d already subscribed", MAX_SUBSCRIBERS)
+            self._full = True
+            return
+        self._full = False
+        self._subscribers[frames[0]] = None
+        if self._latest:  # it catches up with what was published before it came, in one message
+            self._send(frames[0], [frame for latest in self._latest.values() for frame in latest])
 
     def close(self) -> None:
         self._subscribers.clear()  # a flush still scheduled sends nothing on the closed socket
         if self._reader is not None:
-            self._reader.cancel()
+            self._reader.close()
             self._reader = None
-        self.socket.close(linger=0)
+        else:
+            self.socket.close(linger=0)
