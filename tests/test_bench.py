@@ -81,3 +81,16 @@ def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:
     assert all(float(us) > 0 for _, us in rows)
     assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 2
     assert "tripped" not in result.stdout + result.stderr  # thresholds are never crossed: judging, not tripping
+
+
+def test_lab_cost_bench_prints_the_cost_per_polled_value_against_the_goals() -> None:
+    result = subprocess.run([sys.executable, "bench/lab_cost.py", "--rates", "100,1000", "--windows", "1",
+                             "--seconds", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = re.findall(r"^\| (idle|[\d,]+) \| (\d+) x (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| (PASS|MISS|-) "
+                      r"\| ([\d.]+) \| (PASS|MISS|-) \| ([\d.]+) \| ([\d.]+) \| (PASS|MISS|-) \|$", result.stdout, re.M)
+    assert [(row[0], row[1], row[2]) for row in rows] == [("idle", "1", "0"), ("100", "1", "10"),
+                                                          ("1,000", "1", "100")], result.stdout
+    for label, _, _, polled, _, us_per_value, cost, frontend, _, p50, p99, _ in rows[1:]:
+        assert int(polled.replace(",", "")) > 0 and float(us_per_value) > 0 and cost in ("PASS", "MISS")
+        assert float(frontend) > 0 and 0 < float(p50) <= float(p99)
