@@ -92,3 +92,16 @@ def test_lab_throughput_bench_compares_three_processes_with_one_pair() -> None:
                            result.stdout, re.M))
     assert len(rows) == 2 and all(int(rps.replace(",", "")) > 0 for rps in rows.values()), result.stdout
     assert re.search(r"^\| lab / pair, requests/s \| [\d.]+ \| >= 0.8 \| (PASS|MISS) \|$", result.stdout, re.M)
+
+
+def test_lab_cost_bench_prints_the_cost_per_polled_value_against_the_goals() -> None:
+    result = subprocess.run([sys.executable, "bench/lab_cost.py", "--rates", "100,1000", "--windows", "1",
+                             "--seconds", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = re.findall(r"^\| (idle|[\d,]+) \| (\d+) x (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| (PASS|MISS|-) "
+                      r"\| ([\d.]+) \| (PASS|MISS|-) \| ([\d.]+) \| ([\d.]+) \| (PASS|MISS|-) \|$", result.stdout, re.M)
+    assert [(row[0], row[1], row[2]) for row in rows] == [("idle", "1", "0"), ("100", "1", "10"),
+                                                          ("1,000", "1", "100")], result.stdout
+    for label, _, _, polled, _, us_per_value, cost, frontend, _, p50, p99, _ in rows[1:]:
+        assert int(polled.replace(",", "")) > 0 and float(us_per_value) > 0 and cost in ("PASS", "MISS")
+        assert float(frontend) > 0 and 0 < float(p50) <= float(p99)

@@ -173,8 +173,9 @@ class AttributeSpec(Generic[T]):
                 raise InstrumentError(f"instrument of {module} sent {exc} for {self.name}, "
                                       f"expected {self.array.expected()}") from None
         try:
-            # Lax: an instrument that sends 5 for a float or "1.5" for a number is still understood.
-            checked = msgspec.convert(value, self.type, strict=False)
+            # Lax: an instrument that sends 5 for a float or "1.5" for a number is still understood.  A value of the
+            # declared class itself (most readings) needs no conversion: skipped, it is most of a poll's cost.
+            checked = value if type(value) is self.type else msgspec.convert(value, self.type, strict=False)
         except msgspec.ValidationError:
             raise InstrumentError(
                 f"instrument of {module} sent {shown(value)} for {self.name}, expected a {self.type_name}"

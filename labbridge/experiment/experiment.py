@@ -54,6 +54,7 @@ from labbridge.experiment.history import HistoryRecorder
 from labbridge.experiment.import_path import import_by_path
 from labbridge.experiment.invocation_journal import InvocationJournal
 from labbridge.experiment.invocations import Invocations
+from labbridge.experiment.polling import poll_module, read_batch
 from labbridge.experiment.procedure import load_procedures
 from labbridge.experiment.run_queue import RunQueue
 from labbridge.experiment.runs import handle_run_op
@@ -91,6 +92,9 @@ class Experiment:
         self._pollers: list[asyncio.Task[None]] = []
         # Called with every scalar value written or polled, and every failed poll (live values).
         self.publish: Callable[[dict[str, Any]], None] = lambda event: None
+        # Called with (module, {attribute: reading}) for the values of one poll, read together; each reading is
+        # {"value", "unit"} or {"error", "message"}.  By default one `publish` each; the server sends them as one.
+        self.publish_values: Callable[[str, dict[str, dict[str, Any]]], None] = self._publish_each
         self.history: HistoryRecorder | None = None  # records what is published (config.yml `history:`)
         # Called with (module, attribute, reading) for every scalar value read, polled or written, and every failed
         # read or write of one (reading {"error": code, "message": ...}): alarms and interlocks judge each of them.
@@ -169,25 +173,28 @@ class Experiment:
         await self.interlocks.start()
 
     def start_polling(self) -> None:
-        """Read each attribute named in a module's `poll:` at its interval, publishing what is read."""
+        """Read the attributes named in each module's `poll:` at their intervals, those due together in one
+        read_many, publishing what is read (polling.py)."""
         for module in self.modules.values():
-            for attribute, interval in module.settings.poll.items():
-                self._pollers.append(asyncio.create_task(self._poll(module, attribute, interval)))
+            if module.settings.poll:
+                self._pollers.append(asyncio.create_task(poll_module(self, module)))
 
-    async def _poll(self, module: BaseModule, attribute: str, interval: float) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            # Polls wait their turn in the module's queue like any client request.
-            request = Request.new("get", module.name, attribute, timeout=max(interval, module.settings.timeout))
-            try:
-                self._announce(module, await self.handle(request))
-            except BridgeError as exc:
-                self.publish({"module": module.name, "attribute": attribute, "error": exc.code, "message": exc.detail})
-            # Every `interval` from the last start, not after the read: an interlock's `within` counts on it.
-            # A read that took longer than that is followed by the next at once, never by a burst.
-            due = max(due + interval, loop.time())
-            await asyncio.sleep(due - loop.time())
+    async def read_polled(self, module: BaseModule, names: list[str], interval: float) -> dict[str, dict[str, Any]]:
+        """One poll: `names` read in one read_many, waiting their turn in the module's queue like any client
+        request; a reading per name, `{"value", "unit"}`, or `{"error", "message"}` (every name's, when the read
+        itself failed or never ran).  The observers have seen each."""
+        request = Request.new("get", module.name, names[0] if len(names) == 1 else "attributes",
+                              timeout=max(interval, module.settings.timeout))
+        try:
+            answer = await self._run(module, request, polled=names)
+        except BridgeError as exc:
+            return {name: {"error": exc.code, "message": exc.detail} for name in names}
+        readings: dict[str, dict[str, Any]] = answer["attributes"]
+        return readings
+
+    def _publish_each(self, module: str, readings: dict[str, dict[str, Any]]) -> None:
+        for name, reading in readings.items():
+            self.publish({"module": module, "attribute": name, **reading})
 
     async def close(self) -> None:
         await self.interlocks.close()  # no trip starts anything while the rest stops
@@ -301,7 +308,8 @@ class Experiment:
             raise UnknownModule(f"no module named {name!r}; known: {known}")
         return module
 
-    async def _run(self, module: BaseModule, request: Request, write: AuditedWrite | None = None) -> Any:
+    async def _run(self, module: BaseModule, request: Request, write: AuditedWrite | None = None,
+                   polled: list[str] | None = None) -> Any:
         queue, name = self._states[module.name], request.attribute or ""
         if queue.pending >= module.settings.queue_limit:
             raise BackendBusy(f"module {module.name} has {queue.pending} requests queued; try again shortly")
@@ -320,7 +328,7 @@ class Experiment:
                 if request.op == "put":  # again in its turn: an action or an interlock may refuse it now
                     self.invocations.check_free(module.name, name)
                     self.interlocks.check_write(module.name, name, request.value)
-                answer = await self._execute(module, request, queue, remaining, write)
+                answer = await self._execute(module, request, queue, remaining, write, polled)
             except BridgeError as exc:
                 if write is not None:  # recorded in the module's turn, so its lines never interleave with the next write's
                     await write.finished(exc.code)
@@ -335,22 +343,24 @@ class Experiment:
             queue.pending -= 1
 
     async def _execute(self, module: BaseModule, request: Request, queue: _ModuleState, remaining: float,
-                       write: AuditedWrite | None = None) -> Any:
-        """Run one request on its module (whose turn it is), turning whatever goes wrong into a BridgeError."""
+                       write: AuditedWrite | None = None, polled: list[str] | None = None) -> Any:
+        """Run one request on its module (whose turn it is), turning whatever goes wrong into a BridgeError;
+        `polled`: the request is a poll of these attributes, read in one read_many."""
         budget = min(module.settings.timeout + module.settings.connect_timeout, remaining)
+        read = [request.attribute or ""] if polled is None else polled
         try:
             async with asyncio.timeout(budget):
-                answer = await self._call(module, request, write)
+                answer = await (self._call(module, request, write) if polled is None else read_batch(module, polled))
         except TimeoutError:
             queue.last_error = InstrumentTimeout.code
             timeout = InstrumentTimeout(
                 f"module {module.name} did not finish {request.op} {request.attribute} within {budget:.3g} s"
                 + (UNKNOWN_OUTCOME if request.op == "put" else ""))
-            self._observe_failure(module, request, timeout)
+            self._observe_failure(module, read, timeout)
             raise timeout from None
         except (InstrumentError, InstrumentTimeout) as exc:
             queue.last_error = exc.code
-            self._observe_failure(module, request, exc)
+            self._observe_failure(module, read, exc)
             raise
         except BridgeError:
             raise
@@ -358,7 +368,7 @@ class Experiment:
             queue.last_error = InstrumentError.code
             log.exception("module %s failed on %s %s", module.name, request.op, request.attribute)
             failure = InstrumentError(f"module {module.name} failed: {type(exc).__name__}: {exc}")
-            self._observe_failure(module, request, failure)
+            self._observe_failure(module, read, failure)
             raise failure from None
         queue.last_contact, queue.last_error = time.time(), None
         self._observe(module, answer)
@@ -383,13 +393,14 @@ class Experiment:
             for observer in self.observers:
                 observer(module.name, name, reading)
 
-    def _observe_failure(self, module: BaseModule, request: Request, exc: BridgeError) -> None:
-        """A read or write of an attribute that failed at the instrument: its observers see the error."""
-        name = request.attribute or ""
-        if not self.observers or name not in module.specs or module.specs[name].is_array:
+    def _observe_failure(self, module: BaseModule, names: list[str], exc: BridgeError) -> None:
+        """A read or write of attributes that failed at the instrument: their observers see the error."""
+        if not self.observers:
             return
-        for observer in self.observers:
-            observer(module.name, name, {"error": exc.code, "message": exc.detail})
+        for name in names:
+            if name in module.specs and not module.specs[name].is_array:
+                for observer in self.observers:
+                    observer(module.name, name, {"error": exc.code, "message": exc.detail})
 
     def _announce(self, module: BaseModule, answer: Any) -> None:
         """Publish the scalar values in an answer (one attribute, or a module's summary)."""

@@ -2,8 +2,9 @@
 
 The experiment process publishes each value it polls or writes (and each failed
 poll, and, with actions, each invocation's outcome) through
-`ExperimentServer._publish`, which hands the event to `record`: one append to
-a bounded queue, nothing else on the event loop.  A writer thread wakes every
+`ExperimentServer._publish`, which hands the event to `record` (a poll's
+values, read together, to `record_values`): one append per value to a bounded
+queue, nothing else on the event loop.  A writer thread wakes every
 `history.interval` seconds, writes what has queued up in one transaction
 (the store: SQLite, history_sqlite.py, or PostgreSQL, history_postgres.py)
 and applies retention (when `history.retention`: with a database several
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 WAITING_BYTES_PER_VALUE = 160  # the buffer holds at most one value per this many of its bytes (8 MiB: 52,428)
 EVENT_BYTES = 300  # about what an event of a number costs in memory (a dict of a few small values)
+SAMPLE_BYTES = 200  # about what a polled number's sample costs in memory (a tuple of five, its float)
 SMALL_ROWS = 10_000  # a read going through at most this many rows is answered on the small-read threads
 MAX_BACKOFF = 2.0  # seconds: the longest wait between two attempts to reach a database that went away
 __all__ = ["HistoryRecorder", "Sample", "approximate_bytes", "newest_within", "sample_of"]
@@ -74,8 +76,8 @@ class HistoryRecorder:
         self.max_bytes = int(settings.buffer_mb * 1024 * 1024)
         self.max_values = max(1, self.max_bytes // WAITING_BYTES_PER_VALUE)
         self.policy = ArchivePolicy(settings.archive)
-        # (event, its approximate bytes): appended on the loop, drained by the writer.
-        self._waiting: deque[tuple[dict[str, Any], int]] = deque()
+        # (event or the sample it records, its approximate bytes): appended on the loop, drained by the writer.
+        self._waiting: deque[tuple[dict[str, Any] | Sample, int]] = deque()
         # Bytes waiting, kept as counters each written by one thread only: no update is ever lost.
         self._bytes_queued = self._bytes_dropped = 0  # by the event loop
         self._bytes_taken = 0  # by the writer (less what a failed batch puts back)
@@ -128,6 +130,28 @@ class HistoryRecorder:
         size = approximate_bytes(event)
         self._waiting.append((event, size))
         self._bytes_queued += size
+        self._drop_overflow()
+
+    def record_values(self, module: str, time: float, readings: dict[str, dict[str, Any]]) -> None:
+        """Queue the readings of one poll of `module` ({"value", "unit"} or {"error", "message"} per attribute),
+        each as the event it is published as; without an archive policy, as the sample it records (what
+        sample_of would make of that event, made here: a value costs the writer nothing more)."""
+        if self.policy:
+            for name, reading in readings.items():
+                self.record({"module": module, "attribute": name, **reading, "time": time})
+            return
+        waiting, stored, queued = self._waiting, history_db.stored, 0
+        for name, reading in readings.items():
+            value = reading.get("value")
+            unit = reading.get("unit")
+            size = SAMPLE_BYTES + len(name) + (len(value) if isinstance(value, str) else 0)
+            waiting.append(((module, name, unit if isinstance(unit, str) else None, time,
+                             None if "error" in reading else stored(value)), size))
+            queued += size
+        self._bytes_queued += queued
+        self._drop_overflow()
+
+    def _drop_overflow(self) -> None:
         while len(self._waiting) > self.max_values or self._waiting_bytes() > self.max_bytes:
             try:
                 _, dropped = self._waiting.popleft()  # the oldest go first
@@ -209,7 +233,7 @@ class HistoryRecorder:
         backoff: float = self.settings.interval * 2.0 ** (self._failures - 1)
         return min(backoff, max(MAX_BACKOFF, self.settings.interval))
 
-    def _take_waiting(self) -> list[tuple[dict[str, Any], int]]:
+    def _take_waiting(self) -> list[tuple[dict[str, Any] | Sample, int]]:
         taken = []
         for _ in range(len(self._waiting)):
             try:
@@ -223,7 +247,8 @@ class HistoryRecorder:
     def _write_waiting(self) -> None:
         batch = self._take_waiting()
         try:
-            samples = [s for s in map(sample_of, (event for event, _ in batch)) if s is not None]
+            samples = [s for s in (item if isinstance(item, tuple) else sample_of(item) for item, _ in batch)
+                       if s is not None]
             if samples:
                 self.store.write(samples)
             batch = []  # written: a failing retention below must not write it again

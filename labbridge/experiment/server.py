@@ -7,8 +7,8 @@ has arrived is taken in one go when the socket becomes readable
 module never holds up the socket;
 Experiment decides what may run in parallel.  A second socket beside it
 (events.py) carries live values (written and polled, each stamped with its
-Unix time) to the frontends' dashboards, and each goes to the history recorder
-too.  Both sockets refuse messages over their size limits (message_limits.py),
+Unix time; the values of one poll of a module together, core/live_events.py)
+to the frontends' dashboards, and each goes to the history recorder too.  Both sockets refuse messages over their size limits (message_limits.py),
 and a reply over `max_reply_bytes` becomes an error rather than a message the
 frontend would refuse.  Every request
 gets exactly one reply whatever happens inside, and on shutdown the requests
@@ -82,6 +82,7 @@ class ExperimentServer:
         self._socket, self._events = sock, events
         if events is not None:
             self.experiment.publish = self._publish
+            self.experiment.publish_values = self._publish_values
 
     def _publish(self, event: dict[str, object]) -> None:
         # Every event leaves through here: stamp it once, so live plots and the history share one clock.
@@ -90,6 +91,14 @@ class ExperimentServer:
             self.experiment.history.record(event)
         if self._events is not None:
             self._events.publish(event)
+
+    def _publish_values(self, module: str, readings: dict[str, dict[str, Any]]) -> None:
+        # A poll's values were read together: one time, one message, one call to the history.
+        now = time.time()
+        if self.experiment.history is not None:
+            self.experiment.history.record_values(module, now, readings)
+        if self._events is not None:
+            self._events.publish_values(module, now, readings)
 
     async def serve(self) -> None:
         """Answer requests until cancelled; from then on, every request that arrives gets a 503 at once."""
@@ -146,6 +155,7 @@ class ExperimentServer:
             self._events.close()
             self._events = None
             self.experiment.publish = lambda event: None
+            self.experiment.publish_values = lambda module, readings: None
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None

@@ -8,6 +8,14 @@ every event to every subscriber's queue; a browser that connects (or
 reconnects) first gets the latest value of every attribute and the latest
 invocation of every action, so it catches up at once.  A subscriber that
 cannot keep up loses the oldest events, never blocks the others.
+
+Messages are read with core/live_events.py's `decode` (one message may hold
+the values of a whole poll).  While nobody is subscribed, nothing needs each
+event: a payload is kept undecoded, the latest per key (a later payload of
+the same key holds newer values of all it held), and decoded only when the
+latest values are asked for (`latest`: a browser subscribing, a /metrics
+scrape), or when more than MAX_UNDECODED keys pile up.  So values nobody
+watches cost the frontend little more than receiving them.
 """
 
 from __future__ import annotations
@@ -18,17 +26,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from labbridge.core.live_events import Frames, decode, keyed
 from labbridge.core.message_limits import limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 from labbridge.frontend.backend_client import REFUSED_KEY_RETRY, reconnect
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
+MAX_UNDECODED = 10_000  # keys of messages kept undecoded while nobody watches; past it they are decoded
 
 
 class LiveFeed:
@@ -40,7 +49,8 @@ class LiveFeed:
         self.max_event_bytes = max_event_bytes  # larger messages drop the connection; -1: no limit
         self._curve = curve
         self._context = context or zmq.asyncio.Context.instance()
-        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self._undecoded: dict[bytes, bytes] = {}  # while nobody watches: the latest payload per key, in order
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._sources: list[tuple[str, tuple[bytes, bytes, bytes] | None, int]] = []  # other experiment processes
@@ -49,6 +59,12 @@ class LiveFeed:
     def add_source(self, endpoint: str, curve: tuple[bytes, bytes, bytes] | None, max_event_bytes: int) -> None:
         """Also take the live values of another experiment process of the lab (before `start`)."""
         self._sources.append((endpoint, curve, max_event_bytes))
+
+    @property
+    def latest(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The latest event per attribute and per action."""
+        self._decode_kept()
+        return self._latest
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
@@ -90,8 +106,7 @@ class LiveFeed:
         sock.connect(endpoint)
         try:
             while True:
-                _, payload = await sock.recv_multipart()
-                self._deliver(orjson.loads(payload))
+                self._receive(await sock.recv_multipart())
         finally:
             watching.cancel()
             sock.close(linger=0)
@@ -113,10 +128,28 @@ class LiveFeed:
         finally:
             monitor.close(linger=0)
 
+    def _receive(self, frames: Frames) -> None:
+        if self._subscribers:
+            for event in decode(frames):
+                self._deliver(event)
+            return
+        # Nobody watches: kept as it came, replacing the previous payload of its key, moved to the end.
+        for key, payload in keyed(frames):
+            self._undecoded.pop(key, None)
+            self._undecoded[key] = payload
+        if len(self._undecoded) > MAX_UNDECODED:
+            self._decode_kept()
+
+    def _decode_kept(self) -> None:
+        """Decode the payloads kept while nobody watched into `latest`, in the order they came."""
+        kept, self._undecoded = self._undecoded, {}
+        for event in decode([frame for pair in kept.items() for frame in pair]):
+            self._deliver(event)
+
     def _deliver(self, event: dict[str, Any]) -> None:
         # A value is kept per attribute; an invocation's change per action, so a new page sees the latest run.
         if "notice" not in event:  # a safety notice is news, not state: a new page is not shown old ones
-            self.latest[(event["module"], event.get("attribute") or f"{event.get('action')}()")] = event
+            self._latest[(event["module"], event.get("attribute") or f"{event.get('action')}()")] = event
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()  # drop the oldest for this slow subscriber only
