@@ -87,7 +87,10 @@ def test_each_attribute_keeps_its_own_interval_and_those_due_together_share_a_re
     module, published, _ = polled({"a": 0.05, "b": 0.2},
                                   lambda m: sum("b" in names for _, names, _ in m.calls) >= 4)
     starts = {name: [t for _, names, t in module.calls if name in names] for name in ("a", "b")}
-    assert all(names in (["a"], ["a", "b"]) for _, names, _ in module.calls)  # b is read along with a, not alone
+    assert all(names in (["a"], ["a", "b"], ["b"]) for _, names, _ in module.calls)
+    # b is read along with a: always on a quiet machine; a read of a late by more than its interval (a loaded
+    # machine) starts a's schedule again from then, and b may be read alone until its own is late too.
+    assert sum(names == ["a", "b"] for _, names, _ in module.calls) >= sum(names == ["b"] for _, names, _ in module.calls)
     # Fixed-rate: never sooner than the interval after the previous read (less the JOIN tolerance).
     for name, interval in (("a", 0.05), ("b", 0.2)):
         assert all(later - earlier >= interval - JOIN - 1e-3 for earlier, later in zip(starts[name], starts[name][1:]))
