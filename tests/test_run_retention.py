@@ -42,7 +42,7 @@ def test_runs_older_than_max_age_go_with_their_files_but_never_a_queued_or_runni
     try:
         assert apply_retention(store, RunSettings(max_age_days=3), now) == ["old", "middle"]
         assert _left(store) == ["going", "waiting", "new"]
-        assert store.points("old", 0, 10) == [] and not (tmp_path / "runs" / "old").exists()
+        assert store.stored_points("old", 0, 10) == [] and not (tmp_path / "runs" / "old").exists()
         assert (tmp_path / "runs" / "new").is_dir() and (tmp_path / "runs" / "going").is_dir()
         assert apply_retention(store, RunSettings(max_age_days=3), now) == []  # nothing more to do
     finally:
