@@ -242,13 +242,14 @@ class RunQueue:
             raise InvalidValue(f"limit must be 1 to 100000; got {limit!r}")
         record = await self._record(ident)
         live = self._live(ident)
-        columns = dict(live.columns) if live is not None else (record.get("columns") or {})
         points = await asyncio.to_thread(self.store.stored_points, record["id"], since, limit)
         if live is not None:  # the points recorded since the last write to disk
             seen = {n for n, _, _ in points}
             points += [p for p in list(live.unwritten) if p[0] >= since and p[0] not in seen][:limit - len(points)]
         # A shorter page when arrays are large (`next` says where the next one starts); only its arrays are read.
         points = await asyncio.to_thread(self.store.loaded, points[:within_page(points)])
+        # Its columns now, not before the reads: a point recorded meanwhile may bring the run's first columns.
+        columns = dict(live.columns) if live is not None else (record.get("columns") or {})
         total = live.points if live is not None else record["points"]
         status = live.status if live is not None else record["status"]
         return {"id": record["id"], "procedure": record["procedure"], "status": status, "parameters": record["parameters"], "metadata": record["metadata"],
