@@ -48,9 +48,10 @@ def test_acquisition_is_limited_to_frame_rate_however_fast_it_is_read() -> None:
         cam = camera()
         await cam.put("frame_rate", 20.0)
         await cam.put("exposure", 0.01)
-        start = time.monotonic()
-        while time.monotonic() - start < 0.5:
+        start, reads = time.monotonic(), 0
+        while time.monotonic() - start < 0.5 or reads < 3:  # a loaded machine may make one frame take 0.5 s
             await cam.get("frame")
+            reads += 1
         return (await cam.get("frame_count"))["value"], time.monotonic() - start
 
     frames, seconds = asyncio.run(scenario())
