@@ -7,7 +7,9 @@ reconnection, keeps the latest event per attribute and per action, and hands
 every event to every subscriber's queue; a browser that connects (or
 reconnects) first gets the latest value of every attribute and the latest
 invocation of every action, so it catches up at once.  A subscriber that
-cannot keep up loses the oldest events, never blocks the others.
+cannot keep up loses the oldest events, never blocks the others.  Browsers
+that subscribed to the attributes they show are served by `hub` instead
+(ws_fanout.py: conflated, paced, bounded).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from zmq.utils.monitor import parse_monitor_message
 from labbridge.core.message_limits import limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 from labbridge.frontend.backend_client import REFUSED_KEY_RETRY, reconnect
+from labbridge.frontend.ws_fanout import SubscriptionHub
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
@@ -42,6 +45,7 @@ class LiveFeed:
         self._context = context or zmq.asyncio.Context.instance()
         self.latest: dict[tuple[str, str], dict[str, Any]] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.hub = SubscriptionHub()  # the /ws clients that subscribed to some attributes (ws_session.py)
         self._reader: asyncio.Task[None] | None = None
 
     @asynccontextmanager
@@ -51,11 +55,16 @@ class LiveFeed:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         for event in list(self.latest.values())[-QUEUE_SIZE:]:
             queue.put_nowait(event)
+        self.hub.deliver(event)
         self._subscribers.add(queue)
         try:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+    def leave(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop filling `queue` (its client subscribed to some attributes: `hub` serves it now)."""
+        self._subscribers.discard(queue)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -108,3 +117,4 @@ class LiveFeed:
             if queue.full():
                 queue.get_nowait()  # drop the oldest for this slow subscriber only
             queue.put_nowait(event)
+        self.hub.deliver(event)
