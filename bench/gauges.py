@@ -2,8 +2,8 @@
 
 Polling its readings at 10 Hz gives 100 values/s per module with no instrument
 hop, so what is measured is the bridge.  `count` is the number of reads of it
-so far: a client that gets every value sees 1, 2, 3... with no gap; `text`
-is 200 kB, to fill the socket of a client that stops reading.  The tests
+so far: a client that gets every value sees 1, 2, 3... with no gap.  Ream's
+`text` is 200 kB, to fill the socket of a client that stops reading.  The tests
 of /ws subscriptions poll it fast (tests/test_ws_subscriptions.py).
 """
 
@@ -32,7 +32,6 @@ class Gauges(BaseModule):
     g8: float = Attribute(unit="s", doc="A reading: the Unix time it was read.")
     g9: float = Attribute(unit="s", doc="A reading: the Unix time it was read.")
     count: int = Attribute(doc="Reads of count so far, this one included.")
-    text: str = Attribute(max_length=TEXT_CHARS, doc="A long reading, for a client too slow to take it.")
 
     def __init__(self, name: str, settings: ModuleSettings) -> None:
         super().__init__(name, settings)
@@ -42,9 +41,16 @@ class Gauges(BaseModule):
         if name == "count":
             self.reads += 1
             return self.reads
-        if name == "text":
-            return "x" * TEXT_CHARS
         return time.time()
 
     async def read_many(self, names: list[str]) -> dict[str, Any]:
         return {name: await self.read(name) for name in names}
+
+
+class Ream(BaseModule):
+    """One long reading, to fill the socket of a client that stops reading."""
+
+    text: str = Attribute(max_length=TEXT_CHARS, doc="200,000 characters.")
+
+    async def read(self, name: str) -> Any:
+        return "x" * TEXT_CHARS

@@ -22,7 +22,8 @@ from tests.processes import running_stack, write_config
 
 FAST = 0.005  # seconds between two polls of gauges.count: 200 values a second
 MODULES = {
-    "gauges": {"class": "bench.gauges.Gauges", "poll": {"count": FAST, "text": 0.1}},
+    "gauges": {"class": "bench.gauges.Gauges", "poll": {"count": FAST}},
+    "ream": {"class": "bench.gauges.Ream", "poll": {"text": 0.1}},
     "setpoint": {"class": "labbridge.demo.setpoint.Setpoint", "poll": {"value": FAST, "label": 0.05}},
 }
 
@@ -167,11 +168,11 @@ def test_a_client_that_never_reads_neither_grows_the_frontend_nor_delays_the_oth
         sock.connect((host, int(port)))
         sock.setblocking(False)
         # max_queue=1: the client stops taking messages off the socket as soon as one waits unread.
-        async with subscribed(lab, ["setpoint.label", "gauges"], sock=sock, max_queue=1) as stuck:
+        async with subscribed(lab, ["setpoint.label", "gauges", "ream"], sock=sock, max_queue=1) as stuck:
             stuck_since = time.monotonic()
             async with contextlib.AsyncExitStack() as clients:
                 others = [await clients.enter_async_context(subscribed(lab, ["gauges.count"])) for _ in range(10)]
-                await asyncio.sleep(3.0)  # the stuck socket's buffers fill up (gauges.text: 2 MB a second)
+                await asyncio.sleep(3.0)  # the stuck socket's buffers fill up (ream.text: 2 MB a second)
                 await asyncio.gather(*(collect(ws, 0.2) for ws in others))  # what came while we slept
                 memory = [rss_bytes(lab.frontend_pid)]
                 received = await asyncio.gather(*(collect(ws, 3.0) for ws in others))
