@@ -22,7 +22,7 @@ from tests.processes import running_stack, write_config
 
 FAST = 0.005  # seconds between two polls of gauges.count: 200 values a second
 MODULES = {
-    "gauges": {"class": "bench.gauges.Gauges", "poll": {"count": FAST}},
+    "gauges": {"class": "bench.gauges.Gauges", "poll": {"count": FAST, "g0": FAST, "g1": FAST, "g2": 0.1}},
     "ream": {"class": "bench.gauges.Ream", "poll": {"text": 0.1}},
     "setpoint": {"class": "labbridge.demo.setpoint.Setpoint", "poll": {"value": FAST, "label": 0.05}},
 }
@@ -113,6 +113,20 @@ def test_a_subscribed_client_ends_with_the_latest_value_and_only_what_it_shows(l
     events = asyncio.run(scenario())
     assert {(e["module"], e["attribute"]) for _, e in events} <= {("setpoint", "value")}
     assert values_of(events, "setpoint", "value")[-1] == 40.0
+
+
+def test_a_value_polled_at_the_rate_asked_for_arrives_as_soon_as_it_is_read(lab: Lab) -> None:
+    async def scenario() -> list[float]:
+        async with connect(lab.ws) as ws:
+            while (await next_message(ws)).get("attribute") != "g2":  # a poll of g2 just came (every 100 ms)
+                pass
+            await asyncio.sleep(0.05)  # half-way to the next one: its latest value is sent at once, now
+            await send_and_answer(ws, {"subscribe": ["gauges.g2"]})
+            return [arrival - e["time"] for arrival, e in (await collect(ws, 2.0))[1:]]
+
+    lags = asyncio.run(scenario())
+    # Pacing that started from that first send would hold each later value back about 50 ms.
+    assert len(lags) >= 15 and statistics.median(lags) < 0.025, lags
 
 
 def test_bad_subscriptions_are_refused_clearly_and_the_socket_carries_on(lab: Lab) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 import orjson
 
 from labbridge.frontend.ws_subscriptions import Subscription
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (module, attribute)
 MAX_NOTICES = 256  # events other than values waiting for one client; far more than a page gets in a second
@@ -46,24 +49,27 @@ class SubscribedClient:
         self._pending: dict[Key, str] = {}  # the latest unsent value per attribute, serialized
         self._due: dict[Key, None] = {}  # pending and allowed now, oldest first
         self._waiting: list[tuple[float, Key]] = []  # pending but sent too recently: (when allowed, key)
-        self._next_at: dict[Key, float] = {}  # when each attribute may be sent again
+        # Pacing per attribute as GCRA (a token bucket of two): a theoretical time for its next send, which
+        # may come one interval early, so the sends fall in with the source's phase instead of lagging it.
+        self._theoretical: dict[Key, float] = {}
         self._notices: deque[str] = deque()
         self._wake = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
 
     def resubscribe(self, subscription: Subscription) -> None:
         """Show other attributes: what is no longer covered is forgotten."""
         self.subscription = subscription
         for key in [k for k in self._pending if not subscription.covers(*k)]:
             self._forget(key)
-        self._next_at = {k: t for k, t in self._next_at.items() if subscription.covers(*k)}
+        self._theoretical = {k: t for k, t in self._theoretical.items() if subscription.covers(*k)}
 
     def offer_value(self, key: Key, text: str) -> None:
         if key in self._pending:  # already scheduled: the newer value takes its place
             self._pending[key] = text
             return
         self._pending[key] = text
-        allowed = self._next_at.get(key, 0.0)
+        allowed = self._allowed(key)
         if allowed <= self._loop.time():
             self._due[key] = None
             self._wake.set()
@@ -93,11 +99,7 @@ class SubscribedClient:
                     key = next(iter(self._due))
                     del self._due[key]
                     text = self._pending.pop(key)
-                    interval = 1.0 / self.subscription.max_rate
-                    # On the attribute's own schedule while it keeps it, so the pace does not drift behind a
-                    # source at max_rate; from now after a pause, so a pause never buys a burst.
-                    allowed = self._next_at.get(key, 0.0)
-                    self._next_at[key] = (allowed if now - allowed < interval else now) + interval
+                    self._theoretical[key] = max(self._theoretical.get(key, 0.0), now) + self._interval
                     await send(text)
                     continue
                 if self._waiting:
@@ -112,19 +114,28 @@ class SubscribedClient:
         # Attributes whose pause is over become due; entries left from a forgotten value are skipped.
         while self._waiting and self._waiting[0][0] <= now:
             _, key = heapq.heappop(self._waiting)
-            if key in self._pending and self._next_at.get(key, 0.0) <= now:
+            if key in self._pending and self._allowed(key) <= now:
                 self._due[key] = None
+
+    @property
+    def _interval(self) -> float:
+        return 1.0 / self.subscription.max_rate
+
+    def _allowed(self, key: Key) -> float:
+        """When `key` may be sent: up to one interval before its theoretical time."""
+        return self._theoretical.get(key, 0.0) - self._interval
 
     def _forget(self, key: Key) -> None:
         self._pending.pop(key, None)
         self._due.pop(key, None)
 
     def _arm(self, when: float) -> None:
-        if self._timer is not None and self._timer.when() <= when:
+        # Its own note of when: a timer already due is a plain Handle under uvloop, without when().
+        if self._timer is not None and self._timer_at <= when:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_at(when, self._ring)
+        self._timer, self._timer_at = self._loop.call_at(when, self._ring), when
 
     def _ring(self) -> None:
         self._timer = None
@@ -170,6 +181,12 @@ class SubscriptionHub:
         """Hand `event` to every client that shows it (a value) or must see it (anything else)."""
         if not self._clients:
             return
+        try:
+            self._deliver(event)
+        except Exception:  # a fault here must not stop the feed, nor the clients that did not subscribe
+            log.exception("live event not handed to subscribed /ws clients: %.200r", event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         module, attribute = str(event.get("module")), event.get("attribute")
         if attribute and ("value" in event or "error" in event):  # this attribute's state: its subscribers only
             key = (module, str(attribute))
