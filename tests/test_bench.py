@@ -81,3 +81,16 @@ def test_safety_bench_prints_the_cost_per_value_of_the_rules() -> None:
     assert all(float(us) > 0 for _, us in rows)
     assert result.stdout.count("| PASS |") + result.stdout.count("| MISS |") == 2
     assert "tripped" not in result.stdout + result.stderr  # thresholds are never crossed: judging, not tripping
+
+
+def test_dashboard_fanout_bench_prints_a_row_per_number_of_dashboards() -> None:
+    result = subprocess.run([sys.executable, "bench/dashboard_fanout.py", "--rates", "100", "--dashboards", "0,1,50",
+                             "--seconds", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    rows = re.findall(r"^\| 100 \| (\d+)[^|]* \| [\d.]+ \| ([\d,]+) \| [\d.]+ \|", out, re.M)
+    assert [dashboards for dashboards, _ in rows] == ["0", "1", "50"]
+    assert all(int(messages) > 0 for dashboards, messages in rows if dashboards != "0")  # they got values
+    # Goals: idle + 1% with none watching; about 10/s per attribute with 1 and 50; the lag with 50, one slow.
+    assert len(re.findall(r"\b(?:PASS|MISS)\b", out)) == 4
+    assert "Frontend idle (same modules, nothing polled)" in out
