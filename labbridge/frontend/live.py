@@ -55,7 +55,6 @@ class LiveFeed:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         for event in list(self.latest.values())[-QUEUE_SIZE:]:
             queue.put_nowait(event)
-        self.hub.deliver(event)
         self._subscribers.add(queue)
         try:
             yield queue
