@@ -3,7 +3,7 @@
     python bench/dashboard_fanout.py [--rates 100,1000,10000] [--dashboards 0,1,10,50] [--seconds 3]
 
 For each rate, starts the real experiment and frontend processes
-(tests/processes.py) with in-memory modules (bench/gauges.py, ten readings
+(tests/processes.py) with in-memory modules (bench/fanout_gauges.py, ten readings
 each) polled at 10 Hz: rate / 100 modules.  Then, for each number of
 dashboards, opens that many WebSocket clients that do what the dashboard does
 (static/app.js): subscribe to the attributes on screen, here SCREEN of them
@@ -47,7 +47,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench.gauges import READINGS  # noqa: E402
+from bench.fanout_gauges import READINGS  # noqa: E402
 from bench.point_latency import percentile  # noqa: E402
 from bench.runs import stat_cpu_seconds, verdict  # noqa: E402
 from tests.processes import running_stack, wait_until, write_config  # noqa: E402
@@ -84,7 +84,7 @@ def lab(folder: Path, modules: int, polled: bool) -> Iterator[tuple[str, int]]:
     """A stack with `modules` Gauges, polled at 10 Hz or not at all: (frontend URL, frontend pid)."""
     folder.mkdir()
     poll = {name: POLL for name in READINGS} if polled else {}
-    config = write_config(folder / "config.yml", {f"gauges{i}": {"class": "bench.gauges.Gauges", "poll": poll}
+    config = write_config(folder / "config.yml", {f"gauges{i}": {"class": "bench.fanout_gauges.Gauges", "poll": poll}
                                                   for i in range(modules)})
     with running_stack(config, folder) as (_, frontend, url):
         wait_until(lambda: httpx.get(url + "/modules", timeout=5).status_code == 200, 30, "the modules")

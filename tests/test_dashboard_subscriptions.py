@@ -15,7 +15,7 @@ from tests.browser import page_without_errors
 from tests.processes import running_stack, write_config
 
 # Ten modules of twelve rows: the page is several screens long, so the last module starts off screen.
-MODULES = {f"gauges{i}": {"class": "bench.gauges.Gauges", "poll": {"count": 0.01}} for i in range(10)}
+MODULES = {f"gauges{i}": {"class": "bench.fanout_gauges.Gauges", "poll": {"count": 0.01}} for i in range(10)}
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ from tests.processes import running_stack, write_config
 
 FAST = 0.005  # seconds between two polls of gauges.count: 200 values a second
 MODULES = {
-    "gauges": {"class": "bench.gauges.Gauges", "poll": {"count": FAST, "g0": FAST, "g1": FAST, "g2": 0.1}},
-    "ream": {"class": "bench.gauges.Ream", "poll": {"text": 0.1}},
+    "gauges": {"class": "bench.fanout_gauges.Gauges", "poll": {"count": FAST, "g0": FAST, "g1": FAST, "g2": 0.1}},
+    "ream": {"class": "bench.fanout_gauges.Ream", "poll": {"text": 0.1}},
     "setpoint": {"class": "labbridge.demo.setpoint.Setpoint", "poll": {"value": FAST, "label": 0.05}},
 }
 

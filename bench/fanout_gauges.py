@@ -1,6 +1,6 @@
-"""Gauges: an in-memory module of ten readings that change at every read, for the dashboard fan-out bench.
+"""Gauges and Ream: in-memory modules for the dashboard fan-out bench (dashboard_fanout.py) and the /ws tests.
 
-Polling its readings at 10 Hz gives 100 values/s per module with no instrument
+Polling the ten readings of Gauges at 10 Hz gives 100 values/s per module, no instrument
 hop, so what is measured is the bridge.  `count` is the number of reads of it
 so far: a client that gets every value sees 1, 2, 3... with no gap.  Ream's
 `text` is 200 kB, to fill the socket of a client that stops reading.  The tests
