@@ -105,3 +105,16 @@ def test_lab_cost_bench_prints_the_cost_per_polled_value_against_the_goals() -> 
     for label, _, _, polled, _, us_per_value, cost, frontend, _, p50, p99, _ in rows[1:]:
         assert int(polled.replace(",", "")) > 0 and float(us_per_value) > 0 and cost in ("PASS", "MISS")
         assert float(frontend) > 0 and 0 < float(p50) <= float(p99)
+
+
+def test_dashboard_fanout_bench_prints_a_row_per_number_of_dashboards() -> None:
+    result = subprocess.run([sys.executable, "bench/dashboard_fanout.py", "--rates", "100", "--dashboards", "0,1,50",
+                             "--seconds", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    rows = re.findall(r"^\| 100 \| (\d+)[^|]* \| [\d.]+ \| ([\d,]+) \| [\d.]+ \|", out, re.M)
+    assert [dashboards for dashboards, _ in rows] == ["0", "1", "50"]
+    assert all(int(messages) > 0 for dashboards, messages in rows if dashboards != "0")  # they got values
+    # Goals: idle + 1% with none watching; about 10/s per attribute with 1 and 50; the lag with 50, one slow.
+    assert len(re.findall(r"\b(?:PASS|MISS)\b", out)) == 4
+    assert "Frontend idle (same modules, nothing polled)" in out

@@ -7,7 +7,9 @@ reconnection, keeps the latest event per attribute and per action, and hands
 every event to every subscriber's queue; a browser that connects (or
 reconnects) first gets the latest value of every attribute and the latest
 invocation of every action, so it catches up at once.  A subscriber that
-cannot keep up loses the oldest events, never blocks the others.
+cannot keep up loses the oldest events, never blocks the others.  Browsers
+that subscribed to the attributes they show are served by `hub` instead
+(ws_fanout.py: conflated, paced, bounded).
 
 Messages are read with core/live_events.py's `decode` (one message may hold
 the values of a whole poll).  While nobody is subscribed, nothing needs each
@@ -34,6 +36,7 @@ from labbridge.core.live_events import Frames, decode, keyed
 from labbridge.core.message_limits import limit_incoming
 from labbridge.core.protocol import SUBSCRIBE
 from labbridge.frontend.backend_client import REFUSED_KEY_RETRY, reconnect
+from labbridge.frontend.ws_fanout import SubscriptionHub
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
@@ -52,6 +55,7 @@ class LiveFeed:
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}
         self._undecoded: dict[bytes, bytes] = {}  # while nobody watches: the latest payload per key, in order
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.hub = SubscriptionHub()  # the /ws clients that subscribed to some attributes (ws_session.py)
         self._reader: asyncio.Task[None] | None = None
         self._sources: list[tuple[str, tuple[bytes, bytes, bytes] | None, int]] = []  # other experiment processes
         self._other_readers: list[asyncio.Task[None]] = []
@@ -78,6 +82,10 @@ class LiveFeed:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+    def leave(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop filling `queue` (its client subscribed to some attributes: `hub` serves it now)."""
+        self._subscribers.discard(queue)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -129,7 +137,7 @@ class LiveFeed:
             monitor.close(linger=0)
 
     def _receive(self, frames: Frames) -> None:
-        if self._subscribers:
+        if self._subscribers or len(self.hub):  # someone watches: every value, or the attributes on screen
             for event in decode(frames):
                 self._deliver(event)
             return
@@ -154,3 +162,4 @@ class LiveFeed:
             if queue.full():
                 queue.get_nowait()  # drop the oldest for this slow subscriber only
             queue.put_nowait(event)
+        self.hub.deliver(event)

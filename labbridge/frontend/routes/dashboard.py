@@ -4,7 +4,8 @@ A browser asking for `/` (Accept: text/html) gets static/index.html; API
 clients keep getting JSON.  The page reads `/modules`, shows every attribute
 with value, unit and limits, lets writable ones be edited in place, and keeps
 the values live over `/ws`, which streams LiveFeed's events (the latest value
-of every attribute first, so a reconnecting page catches up).  With
+of every attribute first, so a reconnecting page catches up), or, once the
+client subscribes, those of the attributes it shows (ws_session.py).  With
 `auth_reads`, the socket needs the token, offered as a subprotocol (never in
 the URL, which access logs record).  No build step
 and no CDN: the files in labbridge/frontend/static/ are all there is.
@@ -12,21 +13,18 @@ and no CDN: the files in labbridge/frontend/static/ are all there is.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 from pathlib import Path
-from typing import Any
 
-import orjson
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import FileResponse
 
 from labbridge.core.errors import BridgeError
 from labbridge.frontend.page_headers import page
 from labbridge.frontend.state import bridge_of
 from labbridge.frontend.stream_caps import TRY_AGAIN_LATER
+from labbridge.frontend.ws_session import LiveSession
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -84,30 +82,6 @@ async def live_values(websocket: WebSocket) -> None:
         return
     try:
         async with bridge.feed.subscribe() as events:
-            await stream_events(websocket, events)
+            await LiveSession(websocket, bridge.feed, events).run()
     finally:
         bridge.websockets.release()
-
-
-async def stream_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
-    """Send each event until the page goes away, reading (and dropping) whatever the page sends.
-
-    Reading is what frees a message the server has taken in, and it notices a
-    closed page at once rather than at the next value.
-    """
-    sending = asyncio.create_task(_send_events(websocket, events))
-    try:
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass
-    finally:
-        sending.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sending
-
-
-async def _send_events(websocket: WebSocket, events: asyncio.Queue[dict[str, Any]]) -> None:
-    try:
-        while True:
-            await websocket.send_text(orjson.dumps(await events.get()).decode())
-    except (WebSocketDisconnect, RuntimeError):  # the page went away while a value was on its way
-        pass

@@ -238,6 +238,47 @@ function liveProtocols() {
   return ["labbridge", `bearer.${base64url}`];
 }
 
+// The /ws subscription: live values of the attributes on screen only (rows in or near the viewport, an open detail
+// plot), each at most 10 times a second and always the latest; the others are refreshed every 5 s.  Called when
+// the socket opens; follows scrolling, panels opened or closed, and the page being rebuilt.
+function subscribeShown(socket) {
+  const visible = new Set();
+  let sent = null;
+  let timer = null;
+  const send = () => {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    const names = new Set(visible);
+    const detail = Plots.detail();
+    if (detail) names.add(`${detail.module}.${detail.name}`);
+    const wanted = JSON.stringify([...names].sort());
+    if (wanted === sent) return;
+    sent = wanted;
+    socket.send(JSON.stringify({ subscribe: JSON.parse(wanted), max_rate: 10 }));
+  };
+  const soon = () => { clearTimeout(timer); timer = setTimeout(send, 100); };
+  const seen = new IntersectionObserver((entries) => {
+    for (const entry of entries) {  // id value-<module>-<attribute>: module names have no "-"
+      const [module, ...rest] = entry.target.id.slice("value-".length).split("-");
+      const name = `${module}.${rest.join("-")}`;
+      if (entry.isIntersecting) visible.add(name); else visible.delete(name);
+    }
+    soon();
+  }, { rootMargin: "100% 100%" });  // a screen around it: scrolling shows live values at once
+  const observeRows = () => {
+    seen.disconnect();
+    visible.clear();
+    document.querySelectorAll("#modules span.value[id^='value-']").forEach((node) => seen.observe(node));
+    soon();
+  };
+  const rebuilt = new MutationObserver(observeRows);
+  rebuilt.observe($("#modules"), { childList: true });
+  observeRows();
+  const detailCheck = setInterval(send, 1000);  // a detail plot opened or closed
+  socket.addEventListener("close", () => {
+    seen.disconnect(); rebuilt.disconnect(); clearInterval(detailCheck); clearTimeout(timer);
+  });
+}
+
 function connectLive() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws`, liveProtocols());
@@ -251,6 +292,7 @@ function connectLive() {
     if (event.error) showReadError(event.module, event.attribute, event.message);
     else show(event.module, event.attribute, event.value);
   };
+  socket.onopen = () => subscribeShown(socket);
   socket.onclose = () => setTimeout(connectLive, 1000);
 }
 
