@@ -188,7 +188,9 @@ class SubscriptionHub:
 
     def _deliver(self, event: dict[str, Any]) -> None:
         module, attribute = str(event.get("module")), event.get("attribute")
-        if attribute and ("value" in event or "error" in event):  # this attribute's state: its subscribers only
+        # This attribute's state: its subscribers only.  An alarm's change of severity is news for every page
+        # (its banner lists every attribute in alarm), never merged away.
+        if attribute and ("value" in event or "error" in event) and "alarm" not in event:
             key = (module, str(attribute))
             by_attribute, by_module = self._by_attribute.get(key), self._by_module.get(module)
             clients = (by_attribute | by_module if by_attribute and by_module else by_attribute or by_module)
