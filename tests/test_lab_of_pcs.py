@@ -281,10 +281,14 @@ def test_the_dashboard_greys_the_modules_of_a_down_pc(tmp_path: Path) -> None:
             bench.signal(signal.SIGKILL)
             page.wait_for_selector("#module-module_a.down", timeout=10_000)
             assert "bench" in (page.get_attribute("#module-module_a", "title") or "")
+            page.wait_for_selector('#experiment-bench[data-state="down"]', timeout=10_000)  # a pill per lab PC
+            assert page.inner_text("#experiment-bench") == "bench down"
+            assert page.inner_text("#experiment-cryo") == "cryo up"
             assert page.locator("#module-module_a tr[data-attribute=position]").count() == 1  # still described
             assert "down" not in (page.get_attribute("#module-setpoint", "class") or "")
             lab.pcs["bench"].start(tmp_path / "bench-2.log")
             page.wait_for_selector("#module-module_a:not(.down)", timeout=10_000)
+            page.wait_for_selector('#experiment-bench[data-state="ok"]', timeout=10_000)
     finally:
         lab.stop()
 

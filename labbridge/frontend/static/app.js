@@ -218,7 +218,14 @@ async function checkHealth() {
   }
 }
 
-function showExperiments(experiments) {  // a lab of several PCs: a down one's modules greyed, still described
+function showExperiments(experiments) {  // a lab of several PCs: a pill each, a down one's modules greyed, still described
+  const pills = document.getElementById("experiments");
+  if (pills) {
+    pills.replaceChildren(...Object.entries(experiments || {}).map(([name, pc]) => el("span", {
+      class: "pill", id: `experiment-${name}`, dataset: { state: pc.up ? "ok" : "down" },
+      title: pc.up ? `up since ${localTime(pc.since)}` : `down since ${localTime(pc.since)}: ${pc.message || ""}`,
+    }, `${name} ${pc.up ? "up" : "down"}`)));
+  }
   for (const [name, pc] of Object.entries(experiments || {})) {
     for (const module of pc.modules) {
       const section = document.getElementById(`module-${module}`);
