@@ -23,10 +23,12 @@ POLL = 0.5  # seconds between reads of force and temperature
 MODULES = {
     "module_a": {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": POLL, "temperature": POLL}},
     "psu": {"class": "psu.PowerSupply", "simulate": True, "safe_state": {"output": False, "voltage": 0}},
+    "setpoint": {"class": "setpoint.Setpoint"},
 }
 INTERLOCKS = {
     "supply_only_when_cool": {"guards": ["psu.output = true", "psu.ramp_voltage"],
                               "requires": "module_a.temperature < 40", "within": POLL},
+    "setpoint_when_cool": {"guards": ["setpoint.value"], "requires": "module_a.temperature < 40", "within": POLL},
     "overforce": {"trips_when": "module_a.force > 90",
                   "then": [{"set": "psu.output", "value": False}, {"run": "module_a.stop"}, {"safe_state": "psu"}],
                   "within": POLL},
@@ -141,6 +143,24 @@ def test_a_guard_that_fails_mid_run_refuses_the_procedure_s_next_step_and_the_ru
         "module_a.temperature is 45.0")
     assert lab.output() is False  # its clean-up switched it off: the safe way is never refused
     wait_until(lambda: lab.interlock("supply_only_when_cool")["state"] == "ok", 5, "the guard to allow")
+
+
+def test_a_guard_that_fails_while_an_action_runs_stops_its_next_write(lab: Lab) -> None:
+    """A ramp started while the guard held is refused at its next step once it fails, not only at its start."""
+    ramp = lab.http("POST", "/setpoint/ramp", json={"to": 1000, "rate": 10})
+    assert ramp.status_code == 201, ramp.text
+    href = ramp.json()["href"]
+    wait_until(lambda: lab.http("GET", "/setpoint/value").json()["value"] > 0.5, 10, "the ramp to move")
+    try:
+        lab.drive("temperature", value=45)
+        ended = lab.http("GET", href, params={"wait": 10}).json()
+    finally:
+        lab.drive("temperature", value=None)
+    assert ended["status"] == "failed" and ended["error"]["error"] == "interlocked", ended
+    assert "refused by interlock setpoint_when_cool" in ended["error"]["message"]
+    stopped = lab.http("GET", "/setpoint/value").json()["value"]
+    wait_until(lambda: lab.interlock("setpoint_when_cool")["state"] == "ok", 5, "the guard to allow")
+    assert lab.http("GET", "/setpoint/value").json()["value"] == stopped < 1000  # nothing written after
 
 
 def test_the_client_raises_interlocked_on_a_refused_write(lab: Lab) -> None:

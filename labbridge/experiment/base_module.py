@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 # What a module keeps on itself (ScpiModule its VISA `session`): an attribute of the same name would hide it.
 _INSTANCE_NAMES = frozenset({"name", "settings", "last_values", "specs", "dialect", "worker", "session", "turns",
-                             "announce"})
+                             "announce", "guard"})
 
 
 def driver_hook(hook: Callable[P, Any]) -> Callable[P, Any]:
@@ -135,6 +135,9 @@ class BaseModule:
         self.turns = Turns()
         # Publishes values that actions read and write (set by the Experiment to its live feed).
         self.announce: Callable[[dict[str, Any]], None] = _drop
+        # Asked before each write an action makes (write_value, a Target of send_command): the experiment's
+        # interlocks, so a guard that starts to fail stops a ramp at its next step, not only at its start.
+        self.guard: Callable[[str, Any], None] = _allow
         self._start_failure: str | None = None  # why `start` last failed; None once it succeeded
 
     @classmethod
@@ -307,6 +310,7 @@ class BaseModule:
     async def write_value(self, name: str, value: Any) -> Any:
         """Write an attribute in the module's turn (validated like a PUT, published live); return what it reports."""
         async with self.turn():
+            self.guard(name, value)
             answer = await self.put(name, value)
         self.announce(answer)
         return answer["value"]
@@ -320,6 +324,9 @@ class BaseModule:
         sent = {key: self.check_target(arg.attribute, arg.value, why) if isinstance(arg, Target) else arg
                 for key, arg in arguments.items()}
         async with self.turn():
+            for key, arg in arguments.items():
+                if isinstance(arg, Target):
+                    self.guard(arg.attribute, sent[key])
             return await self.worker.run(self.command, name, sent)
 
     def check_target(self, name: str, value: Any, why: str = "") -> Any:
@@ -393,6 +400,10 @@ class BaseModule:
         if self._http is None:
             raise InstrumentError(f"module {self.name} is not started")
         return self._http
+
+
+def _allow(name: str, value: Any) -> None:
+    """No interlock: every write an action makes is allowed (the experiment sets the module's guard)."""
 
 
 def _drop(_: object) -> None:

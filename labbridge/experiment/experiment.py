@@ -105,6 +105,7 @@ class Experiment:
         self.audit = audit  # records every write (config.yml's audit_log)
         for name, module in modules.items():  # actions' driver calls queue with the requests, their values go live
             module.turns, module.announce = self._states[name], partial(self._seen, module)
+            module.guard = partial(self._guard_write, name)
         self.invocations = Invocations(self.module, kept=kept_invocations, journal=journal, audit=audit, quota=quota)
         self.invocations.publish = lambda event: self.publish(event)
         self.runs: RunQueue | None = None  # the queue of runs of procedures (from_config sets it)
@@ -375,6 +376,10 @@ class Experiment:
         if request.op == "put":  # changes go live at once; plain reads only when polled
             self._announce(module, answer)
         return answer
+
+    def _guard_write(self, module: str, attribute: str, value: Any) -> None:
+        """A write an action makes, judged by the interlocks in the module's turn (Interlocked refuses it)."""
+        self.interlocks.check_write(module, attribute, value)
 
     def _seen(self, module: BaseModule, answer: Any) -> None:
         """A value an action's driver call read or wrote: judged, then published."""
