@@ -87,3 +87,26 @@ def test_a_client_that_leaves_too_many_notices_unsent_is_dropped_and_costs_nothi
 
     overflowed, subscribed = asyncio.run(scenario())
     assert overflowed and subscribed == 0  # the hub forgot it: it is being closed (code 1013) to reconnect
+
+
+def test_values_forgotten_while_waiting_their_turn_leave_nothing_behind() -> None:
+    """A failed read forgets the value waiting before it; its entry in the client's schedule goes too, however
+    long the attribute's pause (a client that did this for hours grew the frontend without bound)."""
+    async def scenario() -> int:
+        hub = SubscriptionHub()
+        subscription = parse_subscription('{"subscribe": ["m.a"], "max_rate": 0.1}')
+        client = SubscribedClient(subscription)
+        hub.subscribe(client, subscription, [])
+        task = asyncio.create_task(sending(client, []))
+        for n in range(3):  # the burst of two sent at once; from then on each value waits its 10 s pause
+            hub.deliver(value("a", -n))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        for n in range(20_000):
+            hub.deliver(value("a", n))
+            hub.deliver({"module": "m", "attribute": "a", "error": "instrument_error", "message": "no answer"})
+        waiting = len(client._waiting)
+        task.cancel()
+        return waiting
+
+    assert asyncio.run(scenario()) <= 20

@@ -128,6 +128,9 @@ class SubscribedClient:
     def _forget(self, key: Key) -> None:
         self._pending.pop(key, None)
         self._due.pop(key, None)
+        if len(self._waiting) > 2 * len(self._pending) + 16:  # entries of forgotten values: never more than that
+            self._waiting = [(when, k) for when, k in self._waiting if k in self._pending]
+            heapq.heapify(self._waiting)
 
     def _arm(self, when: float) -> None:
         # Its own note of when: a timer already due is a plain Handle under uvloop, without when().

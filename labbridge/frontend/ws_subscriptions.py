@@ -31,6 +31,7 @@ import orjson
 from labbridge.core.errors import MalformedRequest
 
 MAX_RATE = 10.0  # messages per second of one attribute, at most; a person reads no faster
+MIN_RATE = 0.1  # messages per second of one attribute, at the least
 MAX_NAMES = 2000  # names in one subscription: more attributes than any screen shows
 MAX_NAME_CHARS = 200
 KEYS = ("subscribe", "max_rate")
@@ -91,6 +92,9 @@ def _names(names: Any) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
 
 
 def _rate(rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise MalformedRequest(f'"max_rate" must be a number of messages per second above 0; got {rate!r}')
+    # At least MIN_RATE: a value held back longer than 1 / MIN_RATE s is no live value (and a pause of ages would
+    # keep each of its entries waiting in the client's schedule).
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate < MIN_RATE:
+        raise MalformedRequest(f'"max_rate" must be a number of messages per second from {MIN_RATE:g} to '
+                               f'{MAX_RATE:g}; got {rate!r}')
     return min(float(rate), MAX_RATE)
