@@ -51,6 +51,8 @@ class Receiver:
                 waiting = receiver.statuses.get(self.path)
                 status = 404 if self.path in receiver.refusing else waiting.pop(0) if waiting else 200
                 self.send_response(status)
+                if 300 <= status < 400:  # a redirect, somewhere else on this receiver
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -154,7 +156,50 @@ def test_a_dead_webhook_does_not_slow_the_bridge(tmp_path: Path) -> None:
                     slowest = max(slowest, time.perf_counter() - start)
             counts = httpx.get(f"{url}/alarms").json()["webhooks"]
         assert slowest < 0.5, slowest
-        assert counts["dropped"] >= 30 and counts["queued"] == 5  # the first waits on the dead URL, 5 queued
+        assert counts["dropped"] >= 30  # the dead URL's outbox holds five and the one being sent: the rest dropped
+
+
+def test_a_dead_webhook_delays_no_other(receiver: Receiver) -> None:
+    """Each URL's posts run on their own: one that never answers holds up nothing sent to the others."""
+    async def scenario() -> tuple[float, dict[str, int]]:
+        with socket.socket() as hole:  # accepts connections and never answers
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(100)
+            dead = f"http://127.0.0.1:{hole.getsockname()[1]}/hook"
+            hooks = Webhooks(NotifySettings(webhooks=[dead, receiver.url + "/hook"], timeout=10, retries=3, queue=6))
+            start = time.monotonic()
+            for i in range(6):
+                hooks.send(f"notice {i}")
+            await asyncio.sleep(0)  # the six handed to each URL's outbox
+            hooks.send("notice 6")  # one more than the dead URL's outbox holds: dropped for it (not for the other)
+            async with asyncio.timeout(10):
+                while len(receiver.texts("/hook")) < 7:
+                    await asyncio.sleep(0.02)
+            took = time.monotonic() - start
+            stats = hooks.stats()
+            await hooks.close(grace=0.1)
+            return took, stats
+
+    took, stats = asyncio.run(scenario())
+    assert receiver.texts("/hook") == [f"notice {i}" for i in range(7)]  # in order
+    assert took < 2.0, took  # not after the dead URL's 10 s timeouts
+    assert stats["dropped"] <= 1  # at most the seventh, for the dead URL alone (its outbox holds six)
+
+
+def test_a_webhook_that_redirects_is_not_followed(receiver: Receiver) -> None:
+    receiver.statuses["/moved"] = [307]
+
+    async def scenario() -> dict[str, int]:
+        hooks = Webhooks(NotifySettings(webhooks=[receiver.url + "/moved"], retries=0))
+        hooks.send("notice")
+        async with asyncio.timeout(5):
+            while hooks.stats()["failed"] == 0:
+                await asyncio.sleep(0.02)
+        await hooks.close()
+        return hooks.stats()
+
+    assert asyncio.run(scenario())["failed"] == 1
+    assert [path for path, _ in receiver.received] == ["/moved"]  # a 307 answer is not followed anywhere
 
 
 def test_notices_held_back_by_the_limit_are_summarised_once_the_minute_allows(

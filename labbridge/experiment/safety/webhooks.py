@@ -5,7 +5,10 @@ counted); one background task takes them one by one.  Each message is a JSON
 POST of `{"text": "..."}`, the body all three accept, to every URL in
 config.yml's `notify.webhooks`, each with a timeout (`notify.timeout`), retried
 on a failure (no answer, 429 or 5xx) up to `notify.retries` times with
-exponential backoff (0.5 s, 1 s, 2 s ...).  At most `notify.max_per_minute`
+exponential backoff (0.5 s, 1 s, 2 s ...), never following a redirect (the
+notice would go wherever the answer says).  Each URL has its own outbox and
+sender, in order, at most `notify.queue` messages waiting (more are dropped for
+that URL and counted), so a URL that never answers delays no other.  At most `notify.max_per_minute`
 messages leave in any minute: past it notices are counted, not sent, and the
 next message that leaves says "and N more"; when notices stop, a last message
 summarising them leaves once the minute allows.
@@ -43,6 +46,8 @@ class Webhooks:
         self.held_back = 0  # notices the rate limit kept from leaving (in all)
         self.dropped = 0  # lost because the queue was full
         self.failed = 0  # messages a URL never took, all tries done
+        self._outboxes: dict[str, asyncio.Queue[str]] = {}  # url -> its messages, in order
+        self._senders: list[asyncio.Task[None]] = []
 
     def send(self, text: str) -> None:
         """Queue one message (never waits); a full queue drops it and counts it."""
@@ -66,12 +71,17 @@ class Webhooks:
         """Send what is queued for up to `grace` seconds, then stop."""
         if self._task is None:
             return
-        if not self._queue.empty():
-            try:
-                async with asyncio.timeout(grace):
-                    await self._queue.join()
-            except TimeoutError:
-                log.warning("webhooks: %d notices not sent before stopping", self._queue.qsize())
+        try:
+            async with asyncio.timeout(grace):
+                await self._queue.join()
+                for outbox in self._outboxes.values():
+                    await outbox.join()
+        except TimeoutError:
+            log.warning("webhooks: %d notices not sent before stopping",
+                        self._queue.qsize() + sum(outbox.qsize() for outbox in self._outboxes.values()))
+        for sender in self._senders:
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -121,7 +131,26 @@ class Webhooks:
         self.sent += 1
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
-        await asyncio.gather(*(self._post_to(self._session, url, text) for url in self.urls))
+        if not self._outboxes:  # one sender per URL, in order; started with the first message
+            for url in self.urls:
+                self._outboxes[url] = asyncio.Queue(self.settings.queue)
+                self._senders.append(asyncio.get_running_loop().create_task(self._send_to(self._session, url)))
+        for url, outbox in self._outboxes.items():
+            try:
+                outbox.put_nowait(text)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.warning("webhooks: %s has %d notices waiting already, dropped: %s", _shown(url),
+                            self.settings.queue, text)
+
+    async def _send_to(self, session: aiohttp.ClientSession, url: str) -> None:
+        outbox = self._outboxes[url]
+        while True:
+            text = await outbox.get()
+            try:
+                await self._post_to(session, url, text)
+            finally:
+                outbox.task_done()
 
     async def _post_to(self, session: aiohttp.ClientSession, url: str, text: str) -> None:
         """POST one message to one URL, retried with exponential backoff; logged if it never gets through."""
@@ -130,7 +159,7 @@ class Webhooks:
             if attempt:
                 await asyncio.sleep(BACKOFF * 2 ** (attempt - 1))
             try:
-                async with session.post(url, json={"text": text}) as answer:
+                async with session.post(url, json={"text": text}, allow_redirects=False) as answer:
                     if answer.status < 300:
                         return
                     problem = f"HTTP {answer.status}"
