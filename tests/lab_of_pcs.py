@@ -97,7 +97,8 @@ def unavailable(http: httpx.Client, path: str, name: str) -> bool:
 def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = PCS,
              frontend: dict[str, Any] | None = None, network: LabNetwork | None = None,
              alarms: dict[str, dict[str, Any]] | None = None,
-             history: dict[str, dict[str, Any]] | None = None) -> Lab:
+             history: dict[str, dict[str, Any]] | None = None,
+             interlocks: dict[str, dict[str, Any]] | None = None) -> Lab:
     """Config files for each PC and the frontend (nothing started); each PC in a namespace of `network`, and
     with its `history:` section from `history` (by PC name; none records by default)."""
     made: dict[str, Pc] = {}
@@ -116,6 +117,8 @@ def make_lab(tmp: Path, pcs: dict[str, tuple[dict[str, dict[str, Any]], tuple[st
             socket["curve"] = {"server_public_key": str(keys / "server.key"),
                                "client_key": str(keys / "frontend.key_secret")}
         more: dict[str, Any] = {"history": history[name]} if history and name in history else {}
+        if interlocks and name in interlocks:
+            more["interlocks"] = interlocks[name]
         config = write_config(folder / "config.yml", modules, experiment_socket=theirs,
                               procedures=shipped_procedures(*procedures) if procedures else {},
                               alarms=(ALARMS if alarms is None and pcs is PCS else alarms or {}).get(name, {}),

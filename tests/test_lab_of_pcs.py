@@ -309,3 +309,18 @@ def test_the_frontend_config_of_a_lab(tmp_path: Path) -> None:
         create_app(load_config(config), config)
     config.write_text("modules: {}\n")
     assert list(load_config(config).experiment_sockets) == ["default"]  # experiment_socket alone: one, "default"
+
+
+def test_an_interlock_name_declared_by_two_pcs_is_not_acknowledged_at_either(tmp_path: Path) -> None:
+    """Acknowledged at the first process that has it, the other's would stay latched: refused, naming both."""
+    actuator = {"class": "module_a.ModuleA", "simulate": True, "poll": {"force": 0.5}}
+    pcs = {"bench": ({"module_a": actuator}, ()), "cryo": ({"stage": actuator}, ())}
+    same = {name: {"hot": {"trips_when": f"{module}.force > 1000", "then": [{"run": f"{module}.stop"}], "within": 1}}
+            for name, module in (("bench", "module_a"), ("cryo", "stage"))}
+    lab = start_lab(tmp_path, pcs=pcs, interlocks=same)
+    try:
+        answer = httpx.post(lab.url + "/interlocks/hot/ack", timeout=10)
+        assert answer.status_code == 409 and answer.json()["error"] == "interlocked", answer.text
+        assert "declared by the experiment processes 'bench' and 'cryo'" in answer.json()["message"]
+    finally:
+        lab.stop()

@@ -111,7 +111,10 @@ class ExperimentLink:
             try:
                 ping = await self._ping()
                 raw_version = ping.pop("protocol", 1)  # releases before this one said nothing and spoke version 1
-            except BridgeError as exc:
+            except (BridgeError, orjson.JSONDecodeError, AttributeError, TypeError) as exc:  # no answer, or a bad one
+                if not isinstance(exc, BridgeError):
+                    log.warning("experiment process %r: its heartbeat's answer is malformed: %s", self.name, exc)
+                    exc = BackendTimeout(f"its heartbeat's answer is malformed ({type(exc).__name__})")
                 silent = time.monotonic() - self._last_ok
                 if silent > DOWN_AFTER:
                     why = (f"the experiment process {self.name!r} has not answered its heartbeat for {silent:.1f} s"
@@ -145,8 +148,14 @@ class ExperimentLink:
                 procedures = orjson.loads(await self.client.request("procedures", value={}))["procedures"]
             except BridgeError:  # a process that runs no procedures
                 procedures = {}
+            if not (isinstance(modules, dict) and all(isinstance(m, dict) for m in modules.values())
+                    and isinstance(procedures, dict)):
+                raise TypeError("modules and procedures must be objects")
         except BridgeError as exc:
             log.warning("experiment process %r answers but could not be described: %s", self.name, exc.detail)
+            return
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:  # a broken or foreign process: not served
+            log.warning("experiment process %r answers but its description is malformed: %s", self.name, exc)
             return
         self.modules, self.procedures, self.described = modules, procedures, True
         self.refused = None

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from labbridge.core.config import Config, resolve
-from labbridge.core.errors import (BackendNotReached, BridgeError, ExperimentUnavailable, UnknownInterlock,
-                                   UnknownInvocation, UnknownModule, UnknownProcedure, UnknownRun)
+from labbridge.core.errors import (BackendNotReached, BridgeError, ExperimentUnavailable, Interlocked,
+                                   UnknownInterlock, UnknownInvocation, UnknownModule, UnknownProcedure, UnknownRun)
 from labbridge.core.protocol import JSON_ONLY, MISSING, Chunk, Format, Op, Reply, Request
 from labbridge.frontend.backend_client import Outgoing
 from labbridge.frontend.experiments import ExperimentLink
@@ -195,14 +195,21 @@ class Lab:
         return await self._find(probe, {"id": ident, "wait": 0}, None, missing, ident)
 
     async def _owner_of_interlock(self, rule: str | None) -> ExperimentLink:
-        for name, link in self.links.items():
+        owners = []
+        for link in self.links.values():
             if link.serving:
                 try:
                     rules = orjson.loads(await link.client.request("interlocks", value={}))["interlocks"]
                 except BridgeError:
                     continue
                 if rule in rules:
-                    return link
+                    owners.append(link)
+        if len(owners) > 1:  # acknowledged at one, the other would stay latched: names must be the lab's own
+            raise Interlocked(f"interlock {rule!r} is declared by the experiment processes "
+                              f"{' and '.join(repr(link.name) for link in owners)}: give each its own name "
+                              "(interlocks are per process) to acknowledge it")
+        if owners:
+            return owners[0]
         raise UnknownInterlock(f"no interlock named {rule!r} in the experiment processes up")
 
     async def _find(self, op: Op, value: Any, attribute: str | None, missing: type[BridgeError],
