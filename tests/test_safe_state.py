@@ -208,3 +208,27 @@ def test_after_an_unclean_stop_the_safe_states_are_applied_with_the_reason_unles
     off.safe_states.note_unclean_stop({})
     asyncio.run(off.safe_states.after_unclean_stop())
     assert writes(off.modules["a"]) == [] and off.safe_states.status("a") is None
+
+
+def test_the_crash_marker_follows_no_link_and_waits_on_no_pipe(tmp_path: Path) -> None:
+    """Another local user who can write to data_dir must not make a start overwrite their choice of file, read
+    forever or hang: a link or a pipe where the marker goes counts as a crash (safe states applied), never more."""
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (data / "experiment.running.part").symlink_to(victim)
+    marker = RunMarker(data)
+    assert marker.begin() is False  # no marker yet; this run's is written, not through the link
+    assert victim.read_text() == "keep me"
+    assert orjson.loads((data / "experiment.running").read_bytes())["pid"] == os.getpid()
+    (data / "experiment.running").unlink()
+    (data / "experiment.running").symlink_to("/dev/zero")
+    started = time.monotonic()
+    assert RunMarker(data).begin() is True and time.monotonic() - started < 1  # not read to the end of /dev/zero
+    (data / "experiment.running").unlink()
+    os.mkfifo(data / "experiment.running")
+    started = time.monotonic()
+    assert RunMarker(data).begin() is True and time.monotonic() - started < 1  # a pipe nobody writes: no wait

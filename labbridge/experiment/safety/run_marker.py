@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "experiment.running"
 
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has no symbolic links a user can plant this way
+MAX_BYTES = 64 * 1024  # a marker is a line of JSON
 
 class RunMarker:
     """The marker file of one data_dir."""
@@ -62,7 +66,8 @@ class RunMarker:
         """Replace the marker with `content`, atomically, on disk before this returns."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         part = self.path.with_name(self.path.name + ".part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        part.unlink(missing_ok=True)  # a file of ours left by a crash, or a link someone put there: never followed
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         try:
             os.write(fd, orjson.dumps(content))
             os.fsync(fd)
@@ -85,11 +90,22 @@ class RunMarker:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    """The marker's content; {} if it is there but torn or empty; None if it is not there."""
+    """The marker's content; {} if it is there but torn, empty or not a plain file (a link, a pipe: the safe
+    states are applied, as after a crash); None if it is not there.  Never follows a link, never waits."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
+    except OSError as exc:  # ELOOP: a symbolic link where the marker should be
+        log.warning("%s is not a plain file of this process (%s): taken as left by a crash", path, exc.strerror)
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.warning("%s is not a plain file: taken as left by a crash", path)
+            return {}
+        raw = os.read(fd, MAX_BYTES)
+    finally:
+        os.close(fd)
     try:
         content = orjson.loads(raw)
     except orjson.JSONDecodeError:
