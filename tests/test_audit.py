@@ -368,3 +368,27 @@ def test_the_audit_lines_readme_shows_are_what_the_processes_write(tmp_path: Pat
     for line in shown:
         assert any(shown_as(line, written) for written in real), f"README shows {line}\nwritten:\n" + "\n".join(
             orjson.dumps(w).decode() for w in real)
+
+
+def test_a_flapping_alarm_adds_a_few_notice_lines_a_second_and_counts_the_rest(tmp_path: Path) -> None:
+    """An instrument whose every other read fails flaps its alarm between ok and invalid at the poll rate: each
+    notice an fsynced line would queue PUTs' own lines behind them.  At most 10 a second per attribute in full."""
+
+    async def scenario() -> None:
+        audit = AuditLog(tmp_path / "audit.jsonl")
+        for n in range(100):
+            audit.record_notice({"kind": "alarm", "module": "module_a", "attribute": "temperature",
+                                 "severity": "invalid" if n % 2 else "ok", "message": f"flap {n}"})
+        audit.record_notice({"kind": "alarm", "module": "module_a", "attribute": "force", "severity": "minor",
+                             "message": "another attribute: its own count"})
+        await asyncio.sleep(1.2)  # the second is over: the count is written
+        audit.close()
+
+    asyncio.run(scenario())
+    lines = audit_lines(tmp_path)
+    temperature = [line for line in lines if line["attribute"] == "temperature"]
+    full = [line for line in temperature if "repeated" not in line]
+    (counted,) = [line for line in temperature if "repeated" in line]
+    assert len(full) == REFUSALS_PER_SECOND and counted["repeated"] == 100 - REFUSALS_PER_SECOND
+    assert (counted["op"], counted["stage"], counted["module"]) == ("alarm", "notice", "module_a")
+    assert [line["attribute"] for line in lines if "repeated" not in line].count("force") == 1

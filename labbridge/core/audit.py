@@ -36,7 +36,9 @@ second are written in full; the rest of that second are counted, and the
 count is written as one more `refused` line with `"repeated": <count>` (and
 no module, attribute or value) when the second is over.  A flood of requests
 without a token therefore adds a few lines a second, not one fsynced line
-per request.
+per request.  Safety notices are bounded alike, per kind, module and attribute
+(or rule): an alarm flapping between ok and invalid writes at most
+REFUSALS_PER_SECOND `notice` lines a second, then one with `"repeated"`.
 Lines go through one writer thread per process, so they reach the file in the
 order they were recorded and fsync never blocks the event loop.
 
@@ -125,16 +127,30 @@ class AuditLog:
         """Record a write turned down before anything was sent to the instrument; `outcome` is the error code.
 
         Past REFUSALS_PER_SECOND identical ones in a second, it is only counted (see the module's doc)."""
-        key = (attempt.client, attempt.identity, attempt.op, outcome)
+        if self._counted_only(attempt, "refused", outcome):
+            return
+        await self._append_or_log(self._line(attempt, "refused", outcome=outcome))
+
+    def _counted_only(self, attempt: WriteAttempt, stage: str, outcome: str = "") -> bool:
+        """True past REFUSALS_PER_SECOND identical lines in this second (refusals of one client, notices of one
+        attribute or rule): counted, written as one line with `repeated` when the second is over."""
+        if stage == "refused":
+            key: tuple[str | None, str | None, str, str] = (attempt.client, attempt.identity, attempt.op, outcome)
+        else:
+            key = (attempt.module, attempt.attribute, attempt.op, stage)
         window = self._refusals.get(key)
         if window is None:
-            window = self._refusals[key] = _RefusalWindow(attempt, outcome)
-            asyncio.get_running_loop().call_later(1.0, self._close_window, key)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a tool, a test): nothing to count against
+                return False
+            window = self._refusals[key] = _RefusalWindow(attempt, outcome, stage=stage)
+            loop.call_later(1.0, self._close_window, key)
         if window.written >= REFUSALS_PER_SECOND:
             window.repeated += 1
-            return
+            return True
         window.written += 1
-        await self._append_or_log(self._line(attempt, "refused", outcome=outcome))
+        return False
 
     async def record_unanswered(self, attempt: WriteAttempt, outcome: str) -> None:
         """An `unanswered` line: the write was sent and the experiment process went away before answering."""
@@ -151,6 +167,8 @@ class AuditLog:
         the experiment); a line the disk does not take goes to the process's log."""
         attempt = WriteAttempt(str(notice.get("kind")), notice.get("module"),
                                notice.get("attribute", notice.get("rule")), identity=notice.get("identity"))
+        if self._counted_only(attempt, "notice"):  # a flapping alarm: the rest of this second only counted
+            return
         details = {k: v for k, v in notice.items() if k not in NOTICE_LINE_KEYS}
         line = self._line(attempt, "notice", before=notice.get("previous"), after=details,
                           outcome=notice.get("severity", notice.get("state")))
@@ -181,7 +199,9 @@ class AuditLog:
 
     def _close_window(self, key: tuple[str | None, str | None, str, str]) -> None:
         window = self._refusals.pop(key, None)
-        if window is not None and window.repeated:
+        if window is not None and window.repeated and window.stage == "notice":  # its kind, module and attribute
+            self._submit(self._line(window.attempt, "notice", repeated=window.repeated))
+        elif window is not None and window.repeated:
             attempt = WriteAttempt(window.attempt.op, None, None, client=window.attempt.client,
                                    identity=window.attempt.identity, role=window.attempt.role)
             self._submit(self._line(attempt, "refused", outcome=window.outcome, repeated=window.repeated))
@@ -228,6 +248,7 @@ class _RefusalWindow:
     outcome: str
     written: int = 0
     repeated: int = 0
+    stage: str = "refused"  # or "notice": a safety notice of one attribute or rule
 
 
 class AuditedWrite:
