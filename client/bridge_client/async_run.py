@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 from bridge_client.errors import AlreadyFinished, BridgeError, RunAborted, RunFailed, RunInterrupted
 from bridge_client.http import NO_BODY, Http
-from bridge_client.invocation import LONG_POLL, PROGRESS_POLL, Waiting
-from bridge_client.progress import ProgressBar
+from bridge_client.invocation import LONG_POLL, PROGRESS_POLL, Waiting, follow
 from bridge_client.run_data import Columns, NumpyColumns, to_pandas, to_xarray
 
 log = logging.getLogger("bridge_client")
@@ -138,20 +138,8 @@ class AsyncRun:
         RunInterrupted (TimeoutError after `timeout` s: it goes on).  `progress=True` shows a tqdm bar.
         If the task that waits is cancelled (Ctrl+C under asyncio.run), the run is aborted."""
         await self.warn_if_queue_stopped()
-        bar = ProgressBar(self.procedure) if progress else None
         waiting = Waiting(timeout, PROGRESS_POLL if progress else LONG_POLL, "run", "abort() ends it")
-        try:
-            while not self.done:
-                await self.refresh(waiting.next_wait(self))
-                if bar is not None:
-                    bar.show(self)
-        except asyncio.CancelledError:
-            problem = await asyncio.shield(asyncio.ensure_future(self.abort_quietly()))
-            log.warning("%s", interrupted(self, problem))
-            raise
-        finally:
-            if bar is not None:
-                bar.close(self)
+        await follow(self, waiting, progress, self.abort_quietly, partial(interrupted, self))
         return self.outcome()
 
     async def warn_if_queue_stopped(self) -> None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -36,7 +38,7 @@ from bridge_client.errors import (
 )
 from bridge_client.http import Http
 from bridge_client.portal import Portal
-from bridge_client.progress import ProgressBar
+from bridge_client.progress import Followed, ProgressBar
 
 log = logging.getLogger("bridge_client")
 
@@ -137,20 +139,8 @@ class AsyncInvocation:
 
         `progress=True` shows a tqdm bar with the action's status line.  If the task that waits is
         cancelled (Ctrl+C under asyncio.run), the invocation is cancelled too."""
-        bar = ProgressBar(self.name) if progress else None
         waiting = Waiting(timeout, PROGRESS_POLL if progress else LONG_POLL)
-        try:
-            while not self.done:
-                await self.refresh(waiting.next_wait(self))
-                if bar is not None:
-                    bar.show(self)
-        except asyncio.CancelledError:
-            problem = await asyncio.shield(asyncio.ensure_future(self.cancel_quietly()))
-            log.warning("%s", interrupted(self, problem))
-            raise
-        finally:
-            if bar is not None:
-                bar.close(self)
+        await follow(self, waiting, progress, self.cancel_quietly, partial(interrupted, self))
         return self.outcome()
 
     async def cancel(self) -> None:
@@ -330,6 +320,35 @@ class Waiting:
             raise TimeoutError(f"{waited.name} ({self.kind} {waited.id}) is still {waited.status} after "
                                f"{self.timeout:g} s; it goes on ({self.stopper})")
         return min(self.poll, left)
+
+
+class Refreshed(Waited, Followed, Protocol):
+    """What `follow` needs of an invocation or a run: read it again, and know when it has ended."""
+
+    @property
+    def done(self) -> bool: ...
+
+    async def refresh(self, wait: float = 0.0) -> Any: ...
+
+
+async def follow(record: Refreshed, waiting: Waiting, progress: bool,
+                 stop_quietly: Callable[[], Awaitable[BridgeError | None]],
+                 interrupted_by: Callable[[BridgeError | None], str]) -> None:
+    """Read `record` again until it has ended, each read a long poll, with a tqdm bar if `progress`.  If the
+    task that waits is cancelled (Ctrl+C under asyncio.run), `stop_quietly` ends it first and the log says how."""
+    bar = ProgressBar(record.name) if progress else None
+    try:
+        while not record.done:
+            await record.refresh(waiting.next_wait(record))
+            if bar is not None:
+                bar.show(record)
+    except asyncio.CancelledError:
+        problem = await asyncio.shield(asyncio.ensure_future(stop_quietly()))
+        log.warning("%s", interrupted_by(problem))
+        raise
+    finally:
+        if bar is not None:
+            bar.close(record)
 
 
 def describe(invocation: AsyncInvocation) -> str:
